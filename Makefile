@@ -1,0 +1,34 @@
+# The two commands: `make run` and `make test`. Both create .venv and install on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the hub on 127.0.0.1:8080 with embedded defaults (SQLite file, in-process queue, dry-run connectors).
+run: $(STAMP)
+	$(BIN)/hub db upgrade
+	$(BIN)/hub run --host 127.0.0.1 --port 8080
+
+## Run the whole suite against real Redis and PostgreSQL (throwaway servers unless HUB_TEST_* point at running ones).
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Print the benchmark figures quoted in the README.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/delivery.py
+	$(BIN)/python benchmarks/rules.py
+	$(BIN)/python benchmarks/segments.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache
