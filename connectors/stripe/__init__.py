@@ -1,0 +1,47 @@
+"""Stripe: billing provider. Inbound events (Stripe-Signature) and billing actions."""
+
+from __future__ import annotations
+
+import json
+
+from hub.config import Setting, Settings
+from hub.errors import VerificationError
+from hub.mapping import table
+
+from ..base import Connector, InboundRequest, RawDelivery
+from . import client, normalize, verify
+
+
+class StripeConnector(Connector):
+    name = "stripe"
+    settings = (
+        Setting("HUB_STRIPE_WEBHOOK_SECRET", "Webhook signing secret(s) `whsec_...`; comma-separated during a "
+                "roll.", kind="list", secret=True, group="stripe"),
+        Setting("HUB_STRIPE_API_KEY", "Secret API key for billing actions (unset: they run dry).", secret=True,
+                group="stripe"),
+        Setting("HUB_STRIPE_API_URL", "Stripe API base URL.", "https://api.stripe.com", kind="url", group="stripe"),
+    )
+    inbound_settings = ("HUB_STRIPE_WEBHOOK_SECRET",)
+    outbound_settings = ("HUB_STRIPE_API_KEY",)
+    kept_headers = ("stripe-signature", "content-type", "user-agent")
+    actions = client.ACTIONS
+
+    def verify(self, request: InboundRequest, settings: Settings) -> None:
+        verify.verify(request.body, request.header("stripe-signature"), settings["HUB_STRIPE_WEBHOOK_SECRET"])
+
+    def dedup_key(self, request: InboundRequest) -> str:
+        try:
+            event_id = json.loads(request.body).get("id")
+        except (ValueError, AttributeError, UnicodeDecodeError):
+            event_id = None
+        return str(event_id) if event_id else super().dedup_key(request)
+
+    def normalize(self, delivery: RawDelivery):  # type: ignore[no-untyped-def]
+        return normalize.normalize(delivery, table(self.name))
+
+    def client(self, settings: Settings) -> client.StripeClient:
+        return client.StripeClient.from_settings(settings, dry_run=self.dry_run(settings))
+
+
+connector = StripeConnector()
+__all__ = ["StripeConnector", "VerificationError", "connector"]

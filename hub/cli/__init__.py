@@ -1,0 +1,38 @@
+"""The ``hub`` command. Each group lives in its own module and is registered here, explicitly."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from ..errors import ConfigError
+
+
+@click.group()
+@click.option("--log-level", default=None, help="Override HUB_LOG_LEVEL.")
+@click.pass_context
+def cli(ctx: click.Context, log_level: str | None) -> None:
+    """The subscriber hub: webhooks in, canonical events, rules, actions out."""
+    from ..logs import configure_logging
+
+    ctx.ensure_object(dict)
+    configure_logging(log_level)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except ConfigError as exc:
+        click.echo(f"hub: {exc}", err=True)
+        sys.exit(2)
+
+
+from . import inspect, processes, store  # noqa: E402  (registration order is the help order)
+
+for module in (processes, store, inspect):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+logging.getLogger("rq.worker").setLevel(logging.WARNING)

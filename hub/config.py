@@ -1,0 +1,213 @@
+"""Settings from ``HUB_*`` environment variables (and ``.env`` in development).
+
+Every setting is declared once, with its default, type and whether it is a secret. The same
+declarations validate the environment at start (one error naming every problem), render the
+README's configuration table (``hub config --markdown``) and tell the log scrubber which values
+must never be printed. Connectors declare their own settings next to their code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from dotenv import dotenv_values
+from marshmallow import Schema, ValidationError, fields, validate
+
+from .errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One ``HUB_*`` variable."""
+
+    name: str
+    help: str
+    default: Any = None
+    kind: str = "str"  # str | int | float | bool | list | url
+    secret: bool = False
+    group: str = "core"
+
+
+def _url(value: str) -> str:
+    if not re.match(r"^[a-z][a-z0-9+.-]*://", value):
+        raise ValidationError("must be a URL such as https://host/path")
+    return value.rstrip("/")
+
+
+class _ListField(fields.Field):
+    """Comma-separated values (for secrets during rotation and for lists of names)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> list[str]:
+        if isinstance(value, (list, tuple)):
+            return [str(v) for v in value if str(v).strip()]
+        return [part.strip() for part in str(value).split(",") if part.strip()]
+
+
+_FIELD_FOR_KIND = {
+    "str": lambda: fields.String(validate=validate.Length(min=1)),
+    "int": lambda: fields.Integer(strict=False),
+    "float": lambda: fields.Float(),
+    "bool": lambda: fields.Boolean(truthy={"1", "true", "yes", "on"}, falsy={"0", "false", "no", "off", ""}),
+    "list": _ListField,
+    "url": lambda: fields.Function(deserialize=_url),
+}
+
+CORE_SETTINGS: tuple[Setting, ...] = (
+    Setting("HUB_ENV", "`development` (embedded defaults allowed) or `production` (database, Redis and "
+            "admin token required).", "development"),
+    Setting("HUB_DATABASE_URL", "SQLAlchemy URL of the database. Unset: a SQLite file at `./var/hub.db`.",
+            None, secret=True),
+    Setting("HUB_REDIS_URL", "Redis URL for the RQ queues and rate limits. Unset: an in-process queue "
+            "(fakeredis) with worker and scheduler threads.", None, secret=True),
+    Setting("HUB_ADMIN_TOKEN", "Bearer token for `/api/*`. Unset in development: the API answers loopback "
+            "clients only.", None, secret=True),
+    Setting("HUB_PUBLIC_URL", "Externally visible base URL (used where a provider signs the URL, e.g. HubSpot v3).",
+            None, kind="url"),
+    Setting("HUB_CONNECTORS", "Inbound connectors that must be configured (start-up fails naming any missing "
+            "secret). Unset: every connector whose secret is set.", None, kind="list"),
+    Setting("HUB_MAX_BODY_BYTES", "Largest webhook body accepted; larger gets 413.", 1048576, kind="int"),
+    Setting("HUB_RULES_PATH", "Rules files or folders (comma-separated).", str(PROJECT_ROOT / "rules"), kind="list"),
+    Setting("HUB_RETRY_MAX_ATTEMPTS", "Delivery attempts before an action is dead-lettered.", 16, kind="int"),
+    Setting("HUB_RETRY_BASE_SECONDS", "First retry delay; doubles each attempt (with jitter).", 30.0, kind="float"),
+    Setting("HUB_RETRY_MAX_SECONDS", "Longest single retry delay (16 attempts reach about two days).", 21600.0,
+            kind="float"),
+    Setting("HUB_LEASE_SECONDS", "How long a worker owns an action it is sending; after that the sweeper "
+            "takes it back.", 60, kind="int"),
+    Setting("HUB_STRANDED_AFTER_SECONDS", "Age after which queued work with no live job is re-enqueued.", 60,
+            kind="int"),
+    Setting("HUB_SWEEP_INTERVAL_SECONDS", "How often the scheduler sweeps for stranded work.", 30, kind="int"),
+    Setting("HUB_SCHEDULER_INTERVAL_SECONDS", "How often the scheduler moves due actions to the queues.", 1.0,
+            kind="float"),
+    Setting("HUB_HTTP_TIMEOUT_SECONDS", "Connect and read timeout of every outbound call.", 10.0, kind="float"),
+    Setting("HUB_LOG_LEVEL", "Python log level.", "INFO"),
+)
+
+
+@dataclass
+class Settings:
+    """Validated settings. Read with ``settings["HUB_NAME"]`` or the properties below."""
+
+    values: dict[str, Any]
+    declared: dict[str, Setting] = field(repr=False)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values.get(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = self.values.get(name)
+        return default if value is None else value
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if self.declared[k].secret and v else v) for k, v in self.values.items()}
+        return f"Settings({shown})"
+
+    @property
+    def database_url(self) -> str:
+        return self.values["HUB_DATABASE_URL"] or f"sqlite:///{Path('var/hub.db').resolve()}"
+
+    @property
+    def embedded_queue(self) -> bool:
+        return not self.values["HUB_REDIS_URL"]
+
+    @property
+    def production(self) -> bool:
+        return self.values["HUB_ENV"] == "production"
+
+    def secrets(self) -> list[str]:
+        """Every secret value in force, longest first (for scrubbing text)."""
+        found: list[str] = []
+        for name, setting in self.declared.items():
+            value = self.values.get(name)
+            if not setting.secret or not value:
+                continue
+            found.extend(value if isinstance(value, list) else [str(value)])
+        return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
+def declared_settings() -> list[Setting]:
+    """Core settings followed by every registered connector's settings."""
+    from connectors import REGISTRY
+
+    out = list(CORE_SETTINGS)
+    for connector in REGISTRY.values():
+        out.extend(connector.settings)
+    return out
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    dotenv_path: str | os.PathLike[str] | None = ".env",
+) -> Settings:
+    """Read, convert and check every declared setting; raise one ConfigError listing all problems."""
+    env: dict[str, Any] = {}
+    if dotenv_path and Path(dotenv_path).is_file() and environ is None:
+        env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    env.update(os.environ if environ is None else environ)
+    env.update(overrides or {})
+
+    declared = {s.name: s for s in declared_settings()}
+    schema = Schema.from_dict({name: _FIELD_FOR_KIND[s.kind]() for name, s in declared.items()})()
+    raw = {name: env[name] for name in declared if name in env and env[name] not in ("", None)}
+    problems: list[str] = []
+    try:
+        values = schema.load(raw)
+    except ValidationError as exc:
+        values = dict(exc.valid_data or {})
+        for name, messages in sorted(exc.messages_dict.items()):
+            text = "; ".join(str(m) for m in (messages if isinstance(messages, list) else [messages]))
+            problems.append(f"{name}: {text}")
+    for name, setting in declared.items():
+        values.setdefault(name, setting.default)
+    settings = Settings(values=values, declared=declared)
+    problems.extend(_missing(settings))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _missing(settings: Settings) -> Iterable[str]:
+    if settings.production:
+        for name in ("HUB_DATABASE_URL", "HUB_REDIS_URL", "HUB_ADMIN_TOKEN"):
+            if not settings[name]:
+                yield f"{name}: required when HUB_ENV=production"
+    from connectors import REGISTRY
+
+    for name in settings["HUB_CONNECTORS"] or []:
+        connector = REGISTRY.get(name)
+        if connector is None:
+            yield f"HUB_CONNECTORS: unknown connector {name!r} (known: {', '.join(sorted(REGISTRY))})"
+            continue
+        for var in connector.missing_inbound_settings(settings):
+            yield f"{var}: required because HUB_CONNECTORS lists {name!r}"
+
+
+def markdown_table() -> str:
+    """The README configuration table."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for s in declared_settings():
+        default = "" if s.default is None else f"`{s.default}`"
+        if s.name == "HUB_RULES_PATH":
+            default = f"`./{Path(str(s.default)).name}`"
+        secret = " (secret)" if s.secret else ""
+        rows.append(f"| `{s.name}`{secret} | {default} | {s.help} |")
+    return "\n".join(rows)
+
+
+class SecretScrubber:
+    """Replaces secret values in text with ``***`` (used by the log filter and stored errors)."""
+
+    def __init__(self, settings: Settings):
+        self._secrets = settings.secrets()
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text

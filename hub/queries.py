@@ -1,0 +1,151 @@
+"""Listing and replay, shared by the CLI and the admin API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Sequence
+
+from marshmallow import Schema, fields
+from sqlalchemy import select, update
+
+from . import outbox
+from .scheduler import enqueue_delivery
+from .store import Action, Attempt, Delivery, Event, utcnow
+from .store.models import ActionStatus, DeliveryStatus
+
+if TYPE_CHECKING:
+    from .runtime import Hub
+
+
+class DeliveryOut(Schema):
+    id = fields.Integer()
+    connector = fields.String()
+    dedup_key = fields.String()
+    status = fields.String()
+    error = fields.String(allow_none=True)
+    attempts = fields.Integer()
+    event_count = fields.Integer()
+    received_at = fields.DateTime()
+    processed_at = fields.DateTime(allow_none=True)
+    size = fields.Function(lambda d: len(d.body or b""))
+
+
+class EventOut(Schema):
+    id = fields.String()
+    type = fields.String()
+    time = fields.DateTime()
+    subject = fields.String(allow_none=True)
+    provider = fields.String()
+    provider_event_id = fields.String()
+    provider_type = fields.String()
+    origin = fields.String()
+    delivery_id = fields.Integer(allow_none=True)
+    subscriber_id = fields.Integer(allow_none=True)
+    data = fields.Dict()
+
+
+class AttemptOut(Schema):
+    number = fields.Integer()
+    outcome = fields.String()
+    status_code = fields.Integer(allow_none=True)
+    started_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+    error = fields.String(allow_none=True)
+    request = fields.Raw(allow_none=True)
+    response = fields.Raw(allow_none=True)
+
+
+class ActionOut(Schema):
+    id = fields.Integer()
+    key = fields.String()
+    action = fields.Function(lambda a: f"{a.connector}.{a.name}")
+    status = fields.String()
+    rule_id = fields.String(allow_none=True)
+    rules_hash = fields.String(allow_none=True)
+    event_id = fields.String(allow_none=True)
+    subscriber_id = fields.Integer(allow_none=True)
+    subject = fields.String(allow_none=True)
+    step = fields.String(allow_none=True)
+    due_at = fields.DateTime()
+    attempts = fields.Integer()
+    dry_run = fields.Boolean()
+    last_status_code = fields.Integer(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    cancelled_by = fields.String(allow_none=True)
+    params = fields.Dict()
+
+
+def list_deliveries(hub: "Hub", *, connector: str | None = None, status: str | None = None,
+                    limit: int = 50) -> list[dict[str, Any]]:
+    q = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
+    if connector:
+        q = q.where(Delivery.connector == connector)
+    if status:
+        q = q.where(Delivery.status == status)
+    with hub.store.session() as s:
+        return DeliveryOut(many=True).dump(s.execute(q).scalars().all())
+
+
+def list_events(hub: "Hub", *, type_: str | None = None, subscriber_id: int | None = None,
+                since: datetime | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    q = select(Event).order_by(Event.time.desc(), Event.id).limit(limit)
+    if type_:
+        q = q.where(Event.type.like(type_.replace("*", "%")))
+    if subscriber_id:
+        q = q.where(Event.subscriber_id == subscriber_id)
+    if since:
+        q = q.where(Event.time >= since)
+    with hub.store.session() as s:
+        return EventOut(many=True).dump(s.execute(q).scalars().all())
+
+
+def list_actions(hub: "Hub", *, status: str | None = None, connector: str | None = None,
+                 rule: str | None = None, limit: int = 50, with_attempts: bool = False) -> list[dict[str, Any]]:
+    q = select(Action).order_by(Action.id.desc()).limit(limit)
+    if status:
+        q = q.where(Action.status == status)
+    if connector:
+        q = q.where(Action.connector == connector)
+    if rule:
+        q = q.where(Action.rule_id == rule)
+    with hub.store.session() as s:
+        rows = s.execute(q).scalars().all()
+        out = ActionOut(many=True).dump(rows)
+        if with_attempts:
+            for item in out:
+                attempts = s.execute(select(Attempt).where(Attempt.action_id == item["id"])
+                                     .order_by(Attempt.id)).scalars().all()
+                item["attempt_log"] = AttemptOut(many=True).dump(attempts)
+    return out
+
+
+def replay_actions(hub: "Hub", ids: Sequence[int] = (), *, status: str | None = None) -> int:
+    """Re-queue failed or dead actions (by id, or every one with ``status``) with a fresh retry budget."""
+    replayable = (ActionStatus.FAILED, ActionStatus.DEAD)
+    with hub.store.session() as s:
+        q = update(Action).where(Action.status.in_([status] if status else replayable))
+        if status and status not in replayable:
+            return 0
+        if ids:
+            q = q.where(Action.id.in_(list(ids)))
+        elif not status:
+            return 0
+        rows = s.execute(q.values(status=ActionStatus.SCHEDULED, due_at=utcnow(), attempts=0, updated_at=utcnow())
+                         .returning(Action.id)).scalars().all()
+    outbox.dispatch(hub, rows)
+    return len(rows)
+
+
+def replay_deliveries(hub: "Hub", ids: Sequence[int] = (), *, status: str | None = None) -> int:
+    """Re-process failed deliveries (after a fix), by id or every one with ``status`` failed."""
+    with hub.store.session() as s:
+        q = update(Delivery).where(Delivery.status == DeliveryStatus.FAILED)
+        if ids:
+            q = q.where(Delivery.id.in_(list(ids)))
+        elif status != DeliveryStatus.FAILED:
+            return 0
+        rows = s.execute(q.values(status=DeliveryStatus.RECEIVED, error=None, enqueued=Delivery.enqueued + 1,
+                                  enqueued_at=utcnow()).returning(Delivery.id, Delivery.enqueued)).all()
+    for delivery_id, seq in rows:
+        enqueue_delivery(hub, delivery_id, seq)
+    return len(rows)

@@ -1,0 +1,57 @@
+"""The rules in force for a process: reloaded when files change, and a broken file never
+replaces rules that are running."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Iterable
+
+from .loader import load_rules, rule_files
+from .model import RuleSet
+from .yamlpos import LocatedError
+
+log = logging.getLogger(__name__)
+
+
+class RulesRegistry:
+    def __init__(self, paths: Iterable[str | Path], check_every: float = 1.0):
+        self.paths = [str(p) for p in paths]
+        self.check_every = check_every
+        self._lock = threading.Lock()
+        self._ruleset = load_rules(self.paths)  # at start a broken file is fatal: nothing to fall back on
+        self._stamp = self._fingerprint()
+        self._checked = time.monotonic()
+        self.last_errors: list[str] = []
+
+    def _fingerprint(self) -> tuple[tuple[str, float, int], ...]:
+        out = []
+        for f in rule_files(self.paths):
+            stat = f.stat()
+            out.append((str(f), stat.st_mtime, stat.st_size))
+        return tuple(out)
+
+    def current(self) -> RuleSet:
+        """The newest valid rules (checks the files at most every ``check_every`` seconds)."""
+        with self._lock:
+            if time.monotonic() - self._checked >= self.check_every:
+                self._checked = time.monotonic()
+                stamp = self._fingerprint()
+                if stamp != self._stamp:
+                    self._stamp = stamp
+                    self._reload()
+            return self._ruleset
+
+    def _reload(self) -> None:
+        try:
+            ruleset = load_rules(self.paths)
+        except LocatedError as exc:
+            self.last_errors = exc.errors
+            log.error("rules not reloaded; the previous rules stay in force:\n%s", exc)
+            return
+        self.last_errors = []
+        if ruleset.hash != self._ruleset.hash:
+            log.info("rules reloaded: %d rules, version %s", len(ruleset.rules), ruleset.hash)
+        self._ruleset = ruleset

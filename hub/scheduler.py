@@ -1,0 +1,95 @@
+"""The scheduler process: moves due actions onto the queues every second and sweeps for
+stranded work (Redis flushed or restarted, a worker killed, a crash between commit and enqueue).
+Several schedulers may run at once: claims use row locks with SKIP LOCKED."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import or_, select, update
+
+from . import outbox
+from .runtime import INGEST_QUEUE
+from .store import Action, Attempt, Delivery, utcnow
+from .store.models import ActionStatus, DeliveryStatus
+
+if TYPE_CHECKING:
+    from .runtime import Hub
+
+log = logging.getLogger(__name__)
+
+
+def delivery_job_id(delivery_id: int, seq: int) -> str:
+    return f"d{delivery_id}-{seq}"
+
+
+def enqueue_delivery(hub: "Hub", delivery_id: int, seq: int = 1) -> None:
+    hub.enqueue(INGEST_QUEUE, "hub.tasks.process_delivery", delivery_id, delivery_job_id(delivery_id, seq))
+
+
+def sweep(hub: "Hub") -> dict[str, int]:
+    """Recover stranded work. Returns how many of each kind were recovered."""
+    now = utcnow()
+    stale = now - timedelta(seconds=hub.settings["HUB_STRANDED_AFTER_SECONDS"])
+    counts = {"leases": 0, "actions": 0, "deliveries": 0}
+    with hub.store.session() as session:
+        # 1. a worker died holding an action: take it back, record the lost attempt
+        expired = session.execute(select(Action.id, Action.attempts).where(
+            Action.status == ActionStatus.SENDING, Action.lease_until < now).with_for_update(skip_locked=True)).all()
+        for action_id, attempts in expired:
+            session.add(Attempt(action_id=action_id, number=attempts, started_at=now, finished_at=now,
+                                outcome="lost", error="worker stopped before recording an outcome (lease expired)"))
+        if expired:
+            session.execute(update(Action).where(Action.id.in_([a for a, _ in expired]))
+                            .values(status=ActionStatus.SCHEDULED, due_at=now, lease_until=None, updated_at=now))
+        counts["leases"] = len(expired)
+        # 2. queued actions whose job vanished (Redis flushed, enqueue failed after commit)
+        queued = session.execute(select(Action.id, Action.dispatch_seq).where(
+            Action.status == ActionStatus.QUEUED, Action.queued_at < stale).with_for_update(skip_locked=True)).all()
+        lost = [a for a, seq in queued if not hub.job_alive(outbox.job_id(a, seq))]
+        if lost:
+            session.execute(update(Action).where(Action.id.in_(lost), Action.status == ActionStatus.QUEUED)
+                            .values(status=ActionStatus.SCHEDULED, due_at=now, updated_at=now))
+        counts["actions"] = len(lost)
+        # 3. deliveries never processed whose job vanished
+        waiting = session.execute(select(Delivery.id, Delivery.enqueued).where(
+            Delivery.status == DeliveryStatus.RECEIVED,
+            or_(Delivery.enqueued_at < stale, Delivery.enqueued_at.is_(None) & (Delivery.received_at < stale)),
+        ).with_for_update(skip_locked=True)).all()
+        to_enqueue = []
+        for delivery_id, seq in waiting:
+            if not hub.job_alive(delivery_job_id(delivery_id, seq or 1)):
+                to_enqueue.append((delivery_id, (seq or 1) + 1))
+        for delivery_id, seq in to_enqueue:
+            session.execute(update(Delivery).where(Delivery.id == delivery_id)
+                            .values(enqueued=seq, enqueued_at=now))
+        counts["deliveries"] = len(to_enqueue)
+    for delivery_id, seq in to_enqueue:
+        enqueue_delivery(hub, delivery_id, seq)
+    if lost or expired:
+        outbox.dispatch(hub, lost + [a for a, _ in expired])
+    if any(counts.values()):
+        log.warning("sweeper recovered stranded work: %s", counts)
+    return counts
+
+
+def run(hub: "Hub", stop: threading.Event) -> None:
+    """Loop until ``stop`` is set: dispatch due actions every tick, sweep every sweep interval."""
+    interval = hub.settings["HUB_SCHEDULER_INTERVAL_SECONDS"]
+    sweep_every = hub.settings["HUB_SWEEP_INTERVAL_SECONDS"]
+    last_sweep = 0.0
+    import time
+
+    while not stop.is_set():
+        try:
+            while outbox.dispatch(hub) >= 500:
+                pass
+            if time.monotonic() - last_sweep >= sweep_every:
+                last_sweep = time.monotonic()
+                sweep(hub)
+        except Exception:  # the database or Redis is away: keep the loop alive and try again
+            log.exception("scheduler tick failed")
+        stop.wait(interval)

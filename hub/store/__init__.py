@@ -1,0 +1,27 @@
+"""Persistence: SQLAlchemy models, the engine and session helpers."""
+
+from .db import Store, insert_ignore, utcnow
+from .models import (
+    Action,
+    Attempt,
+    Base,
+    Delivery,
+    Event,
+    ExternalId,
+    Subscriber,
+    Subscription,
+)
+
+__all__ = [
+    "Action",
+    "Attempt",
+    "Base",
+    "Delivery",
+    "Event",
+    "ExternalId",
+    "Store",
+    "Subscriber",
+    "Subscription",
+    "insert_ignore",
+    "utcnow",
+]

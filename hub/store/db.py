@@ -1,0 +1,92 @@
+"""The engine, sessions and the few dialect-specific statements we need."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from sqlalchemy import Table, create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Store:
+    """Owns one engine and its session factory."""
+
+    def __init__(self, url: str, **engine_kwargs: Any):
+        self.url = url
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine_kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        else:
+            engine_kwargs.setdefault("pool_size", 10)
+            engine_kwargs.setdefault("max_overflow", 20)
+            engine_kwargs.setdefault("pool_pre_ping", True)
+        self.engine: Engine = create_engine(url, **engine_kwargs)
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            # SQLite allows one writer; serialize our write transactions in-process.
+            self._write_lock: threading.RLock | None = threading.RLock()
+        else:
+            self._write_lock = None
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed on success, rolled back on error."""
+        lock = self._write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with self.sessions() as session, session.begin():
+                yield session
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def insert_ignore(
+    session: Session, table: Table, rows: dict[str, Any] | Sequence[dict[str, Any]], conflict: Sequence[str]
+) -> list[Any]:
+    """INSERT ... ON CONFLICT (conflict) DO NOTHING RETURNING the primary keys actually inserted."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    rows = [rows] if isinstance(rows, dict) else list(rows)
+    if not rows:
+        return []
+    pk = list(table.primary_key.columns)[0]
+    inserted = []
+    # One statement per row keeps RETURNING exact on both dialects (SQLite has no multi-row RETURNING order).
+    for row in rows:
+        stmt = insert(table).values(**row).on_conflict_do_nothing(index_elements=list(conflict)).returning(pk)
+        value = session.execute(stmt).scalar()
+        if value is not None:
+            inserted.append(value)
+    return inserted

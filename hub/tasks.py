@@ -1,0 +1,14 @@
+"""RQ job functions. Jobs carry ids only; the database holds the work."""
+
+from __future__ import annotations
+
+from . import delivery, pipeline
+from .runtime import current
+
+
+def process_delivery(delivery_id: int) -> None:
+    pipeline.process(current(), delivery_id)
+
+
+def deliver_action(action_id: int) -> None:
+    delivery.deliver(current(), action_id)

@@ -1,0 +1,65 @@
+"""The admin JSON API (``Authorization: Bearer $HUB_ADMIN_TOKEN``)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import Blueprint, abort, current_app, jsonify, request
+
+from .. import queries
+from ..values import parse_time
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+@bp.before_request
+def _authorize() -> None:
+    hub = current_app.extensions["hub"]
+    token = hub.settings["HUB_ADMIN_TOKEN"]
+    if not token:
+        # development without a token: loopback clients only
+        if request.remote_addr not in ("127.0.0.1", "::1") or hub.settings.production:
+            abort(401, "set HUB_ADMIN_TOKEN and send it as a Bearer token")
+        return
+    sent = request.headers.get("Authorization", "")
+    if not (sent.startswith("Bearer ") and hmac.compare_digest(sent[7:].encode(), token.encode())):
+        abort(401, "missing or wrong bearer token")
+
+
+def _limit() -> int:
+    return max(1, min(int(request.args.get("limit", 50)), 1000))
+
+
+@bp.get("/events")
+def events() -> Any:
+    since = request.args.get("since")
+    return jsonify(queries.list_events(current_app.extensions["hub"], type_=request.args.get("type"),
+                                       subscriber_id=request.args.get("subscriber", type=int),
+                                       since=parse_time(since) if since else None, limit=_limit()))
+
+
+@bp.get("/deliveries")
+def deliveries() -> Any:
+    return jsonify(queries.list_deliveries(current_app.extensions["hub"], connector=request.args.get("connector"),
+                                           status=request.args.get("status"), limit=_limit()))
+
+
+@bp.get("/actions")
+def actions() -> Any:
+    return jsonify(queries.list_actions(current_app.extensions["hub"], status=request.args.get("status"),
+                                        connector=request.args.get("connector"), rule=request.args.get("rule"),
+                                        limit=_limit(), with_attempts=request.args.get("attempts") == "1"))
+
+
+@bp.post("/replay")
+def replay() -> Any:
+    body = request.get_json(silent=True) or {}
+    hub = current_app.extensions["hub"]
+    kind = body.get("kind", "actions")
+    ids = [int(i) for i in body.get("ids", [])]
+    if kind == "deliveries":
+        count = queries.replay_deliveries(hub, ids, status=body.get("status"))
+    else:
+        count = queries.replay_actions(hub, ids, status=body.get("status"))
+    return jsonify(replayed=count)

@@ -1,0 +1,91 @@
+"""``POST /webhooks/<connector>[/<token>]``: verify the raw bytes, commit the delivery, answer 2xx,
+enqueue a thin job. No rule evaluation and no outbound call happen here.
+
+Answers: 200 stored (or duplicate: no new work); 401 forged or stale (no detail, nothing stored);
+404 unknown or unconfigured connector (naming the setting); 413 too large; 503 database down (the
+provider retries); HEAD 200 for set-up probes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+import connectors
+from connectors.base import InboundRequest
+
+from ..errors import VerificationError
+from ..scheduler import enqueue_delivery
+from ..store import Delivery, insert_ignore, utcnow
+from ..store.models import DeliveryStatus
+
+log = logging.getLogger(__name__)
+bp = Blueprint("webhooks", __name__)
+
+
+def _hub() -> Any:
+    return current_app.extensions["hub"]
+
+
+def _external_url() -> str:
+    """The URL the provider called: HUB_PUBLIC_URL + path + query when set (behind a proxy)."""
+    public = _hub().settings["HUB_PUBLIC_URL"]
+    if not public:
+        return request.url
+    query = request.query_string.decode()
+    return f"{public}{request.path}" + (f"?{query}" if query else "")
+
+
+@bp.route("/webhooks/<name>", methods=["HEAD", "GET"], defaults={"token": None})
+@bp.route("/webhooks/<name>/<token>", methods=["HEAD", "GET"])
+def probe(name: str, token: str | None) -> Any:
+    if connectors.get(name) is None:
+        return jsonify(error="unknown connector"), 404
+    return ("", 200) if request.method == "HEAD" else (jsonify(ok=True, connector=name), 200)
+
+
+@bp.post("/webhooks/<name>", defaults={"token": None})
+@bp.post("/webhooks/<name>/<token>")
+def receive(name: str, token: str | None) -> Any:
+    hub = _hub()
+    connector = connectors.get(name)
+    if connector is None or not connector.receives:
+        return jsonify(error="unknown connector", connector=name), 404
+    missing = connector.missing_inbound_settings(hub.settings)
+    if missing:
+        return jsonify(error="connector not configured", connector=name,
+                       message=f"set {', '.join(missing)} to enable /webhooks/{name}"), 404
+    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: werkzeug answers 413 here
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    inbound = InboundRequest(method=request.method, url=_external_url(), headers=headers, body=body, token=token,
+                             query=request.args.to_dict())
+    try:
+        connector.verify(inbound, hub.settings)
+    except VerificationError as exc:
+        log.warning("webhook %s rejected: %s", name, hub.scrub(str(exc)))
+        return jsonify(error="unauthorized"), 401
+    dedup = connector.dedup_key(inbound)[:255]
+    kept = {h: headers[h] for h in connector.kept_headers if h in headers}
+    now = utcnow()
+    try:
+        with hub.store.session() as session:
+            inserted = insert_ignore(session, Delivery.__table__, {
+                "connector": name, "dedup_key": dedup, "headers": kept, "body": body, "received_at": now,
+                "status": DeliveryStatus.RECEIVED, "attempts": 0, "enqueued": 1, "enqueued_at": now,
+                "event_count": 0,
+            }, ["connector", "dedup_key"])
+    except (OperationalError, SQLAlchemyError) as exc:
+        log.error("webhook %s not stored: database unavailable (%s)", name, type(exc).__name__)
+        return jsonify(error="temporarily unavailable"), 503
+    if not inserted:
+        return jsonify(ok=True, duplicate=True), 200
+    delivery_id = inserted[0]
+    try:
+        enqueue_delivery(hub, delivery_id)
+    except Exception as exc:  # durable already; the sweeper enqueues it later
+        log.warning("delivery %s stored but not enqueued (%s); the sweeper will pick it up", delivery_id,
+                    type(exc).__name__)
+    return jsonify(ok=True, delivery=delivery_id), 200

@@ -1,0 +1,48 @@
+"""Test helpers: signing, draining the queues in-process, reading the store."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from sqlalchemy import func, select
+
+from connectors.stripe import verify as stripe_verify
+from hub import outbox
+from hub.cli.processes import all_queue_names, make_worker
+from hub.runtime import Hub
+from rq import SimpleWorker
+
+
+def stripe_headers(body: bytes, secret: str = "whsec_test_secret", timestamp: int | None = None) -> dict[str, str]:
+    return {"Stripe-Signature": stripe_verify.header(body, secret, timestamp), "Content-Type": "application/json"}
+
+
+def drain(hub: Hub, rounds: int = 20) -> None:
+    """Run every queued job in this thread until nothing is due (ingest, dispatch, deliver)."""
+    worker = make_worker(hub, all_queue_names(), SimpleWorker)
+    for _ in range(rounds):
+        worker.work(burst=True, logging_level="WARNING")
+        if outbox.dispatch(hub) == 0 and all(hub.queue(q).count == 0 for q in all_queue_names()):
+            return
+
+
+def count(hub: Hub, model: Any, *where: Any) -> int:
+    with hub.store.session() as s:
+        return s.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
+
+
+def rows(hub: Hub, model: Any, *where: Any) -> list[Any]:
+    with hub.store.session() as s:
+        return list(s.execute(select(model).where(*where)).scalars().all())
+
+
+def stripe_event(type_: str, obj: dict[str, Any], *, event_id: str = "evt_1", created: int | None = None,
+                 previous: dict[str, Any] | None = None) -> bytes:
+    data: dict[str, Any] = {"object": obj}
+    if previous is not None:
+        data["previous_attributes"] = previous
+    return json.dumps({"id": event_id, "object": "event", "api_version": "2026-06-24.dahlia",
+                       "created": created or int(time.time()), "livemode": False, "type": type_,
+                       "data": data}).encode()
