@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from .activecampaign import connector as activecampaign
 from .base import Connector
+from .chargebee import connector as chargebee
+from .hubspot import connector as hubspot
 from .klaviyo import connector as klaviyo
+from .shopify import connector as shopify
 from .stripe import connector as stripe
+from .webhook import connector as webhook
 
 
 def _registry(*connectors: Connector) -> dict[str, Connector]:
@@ -18,7 +23,12 @@ def _registry(*connectors: Connector) -> dict[str, Connector]:
 
 REGISTRY: dict[str, Connector] = _registry(
     stripe,
+    chargebee,
+    shopify,
     klaviyo,
+    hubspot,
+    activecampaign,
+    webhook,
 )
 
 

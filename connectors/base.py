@@ -57,6 +57,29 @@ class RawDelivery:
             raise PayloadError(f"body is not valid JSON: {exc}") from exc
 
 
+@dataclass
+class ItemOutcome:
+    """One item's result inside a batch call (``error`` None means it succeeded)."""
+
+    ok: bool
+    error: Exception | None = None
+    response: Any = None
+
+
+@dataclass(frozen=True)
+class BatchSpec:
+    """How pending actions of one kind for one destination are coalesced into a bulk call.
+
+    ``group`` returns a key: actions with the same key may share a call (e.g. the same list id).
+    ``run`` sends one call for all items and returns one ItemOutcome per item, in order; it raises
+    an ActionError when the whole call failed.
+    """
+
+    max_items: int
+    run: Callable[["ApiClient", list[tuple[dict[str, Any], "ActionContext"]]], tuple["Outcome", list[ItemOutcome]]]
+    group: Callable[[dict[str, Any]], str] = lambda params: ""
+
+
 @dataclass(frozen=True)
 class ActionSpec:
     """An outbound action a rule can call as ``<connector>.<name>``."""
@@ -65,6 +88,10 @@ class ActionSpec:
     schema: type[Schema]
     run: Callable[["ApiClient", dict[str, Any], "ActionContext"], "Outcome"]
     description: str = ""
+    #: the rate-limit bucket this action's calls count against (see Connector.rate_limits)
+    bucket: str = "default"
+    #: set when the provider has a bulk endpoint for this action
+    batch: BatchSpec | None = None
 
 
 @dataclass
@@ -88,6 +115,8 @@ class Connector:
     #: request headers kept with the stored delivery (lower-case)
     kept_headers: ClassVar[tuple[str, ...]] = ()
     actions: ClassVar[dict[str, ActionSpec]] = {}
+    #: bucket -> (requests, per seconds): the vendor's published limit, shared by every worker
+    rate_limits: ClassVar[dict[str, tuple[int, float]]] = {}
 
     # -- inbound ---------------------------------------------------------------------------
     @property
