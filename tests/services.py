@@ -78,29 +78,58 @@ def throwaway_redis() -> Iterator[str]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+class PgServer:
+    """A throwaway PostgreSQL cluster that a test can stop and start again."""
+
+    def __init__(self) -> None:
+        if _pg_bin("initdb") is None:
+            _apt_install("postgresql")
+        self.initdb, self.pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+        self.port = _free_port()
+        self.workdir = tempfile.mkdtemp(prefix="hub-pg-")
+        self.data = os.path.join(self.workdir, "data")
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            shutil.chown(self.workdir, "postgres", "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(self.as_user + [str(self.pg_ctl), "-D", self.data, *args], check=True,
+                       stdout=subprocess.DEVNULL)
+
+    def init(self) -> None:
+        subprocess.run(self.as_user + [str(self.initdb), "-D", self.data, "-U", "postgres", "--auth=trust",
+                                       "-E", "UTF8"], check=True, stdout=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        self._ctl("-l", os.path.join(self.workdir, "log"), "-w", "-o",
+                  f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("-m", mode, "-w", "stop")
+
+    def remove(self) -> None:
+        subprocess.run(self.as_user + [str(self.pg_ctl), "-D", self.data, "-m", "immediate", "stop"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextmanager
+def throwaway_postgres_server() -> Iterator[PgServer]:
+    server = PgServer()
+    server.init()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
 @contextmanager
 def throwaway_postgres() -> Iterator[str]:
-    if _pg_bin("initdb") is None:
-        _apt_install("postgresql")
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    assert initdb and pg_ctl
-    port = _free_port()
-    workdir = tempfile.mkdtemp(prefix="hub-pg-")
-    data = os.path.join(workdir, "data")
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        shutil.chown(workdir, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(as_user + [initdb, "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8"], check=True,
-                   stdout=subprocess.DEVNULL)
-    subprocess.run(as_user + [pg_ctl, "-D", data, "-l", os.path.join(workdir, "log"), "-w", "-o",
-                              f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                   check=True, stdout=subprocess.DEVNULL)
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(as_user + [pg_ctl, "-D", data, "-m", "immediate", "stop"], stdout=subprocess.DEVNULL)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with throwaway_postgres_server() as server:
+        yield server.url
 
 
 @contextmanager
