@@ -58,6 +58,8 @@ class EventType:
     SUBSCRIPTION_CANCELLED = "subscription.cancelled"
     #: a cancelled or scheduled-to-cancel subscription came back
     SUBSCRIPTION_REACTIVATED = "subscription.reactivated"
+    #: something else about the subscription changed (dunning status, metadata): state only, no moment
+    SUBSCRIPTION_UPDATED = "subscription.updated"
     #: an invoice was issued (or is about to be: invoice reminders)
     INVOICE_CREATED = "invoice.created"
     #: a charge attempt succeeded
