@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from hub.config import Setting
+from hub.config import Setting, Settings
 
 from ..base import Connector
+from . import client
 
 
 class HubSpotConnector(Connector):
@@ -16,9 +17,19 @@ class HubSpotConnector(Connector):
                 secret=True, group="hubspot"),
         Setting("HUB_HUBSPOT_API_URL", "HubSpot API base URL.", "https://api.hubapi.com", kind="url",
                 group="hubspot"),
+        Setting("HUB_HUBSPOT_RATE_LIMIT", "Requests per 10 s for the account: 100 (Free/Starter, OAuth apps) or 190 "
+                "(Professional/Enterprise private apps).", 100, kind="int", group="hubspot"),
     )
     inbound_settings = ("HUB_HUBSPOT_CLIENT_SECRET",)
     outbound_settings = ("HUB_HUBSPOT_ACCESS_TOKEN",)
+    actions = client.ACTIONS
+    rate_limits = client.rate_limits(100)
+
+    def rate_limits_for(self, settings: Settings) -> dict[str, tuple[int, float]]:
+        return client.rate_limits(settings["HUB_HUBSPOT_RATE_LIMIT"] or 100)
+
+    def client(self, settings: Settings) -> client.HubSpotClient:
+        return client.HubSpotClient.from_settings(settings, dry_run=self.dry_run(settings))
 
 
 connector = HubSpotConnector()
