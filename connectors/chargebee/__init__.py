@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from hub.config import Setting
+from hub.config import Setting, Settings
 
 from ..base import Connector
+from . import client
 
 
 class ChargebeeConnector(Connector):
@@ -23,6 +24,11 @@ class ChargebeeConnector(Connector):
     )
     inbound_settings = ("HUB_CHARGEBEE_WEBHOOK_USERNAME", "HUB_CHARGEBEE_WEBHOOK_PASSWORD")
     outbound_settings = ("HUB_CHARGEBEE_API_KEY",)
+    actions = client.ACTIONS
+    rate_limits = client.RATE_LIMITS
+
+    def client(self, settings: Settings) -> client.ChargebeeClient:
+        return client.ChargebeeClient.from_settings(settings, dry_run=self.dry_run(settings))
 
 
 connector = ChargebeeConnector()

@@ -25,6 +25,7 @@ class StripeConnector(Connector):
     outbound_settings = ("HUB_STRIPE_API_KEY",)
     kept_headers = ("stripe-signature", "content-type", "user-agent")
     actions = client.ACTIONS
+    rate_limits = client.RATE_LIMITS
 
     def verify(self, request: InboundRequest, settings: Settings) -> None:
         verify.verify(request.body, request.header("stripe-signature"), settings["HUB_STRIPE_WEBHOOK_SECRET"])

@@ -1,14 +1,31 @@
-"""Stripe outbound calls (billing actions for dunning). Form-encoded v1 API, Bearer key,
-``Idempotency-Key`` = the planned action's key. The actions themselves are added with the
-billing-actions work; this module provides the client they use."""
+"""Stripe outbound calls: billing actions for dunning (providers.md §1.5).
+
+Form-encoded v1 API, ``Authorization: Bearer <secret key>``, ``Stripe-Version`` pinned, and
+``Idempotency-Key`` = the planned action's key on every POST (Stripe ignores it on DELETE, which
+is idempotent by nature). Like Stripe's own client, a 409 (a concurrent request with the same
+idempotency key, or a lock conflict) is retried later, and ``Stripe-Should-Retry`` is obeyed
+when Stripe sends it.
+"""
 
 from __future__ import annotations
 
-from hub.config import Settings
+from typing import Any, Mapping
 
-from ..http import ApiClient
+import requests
+from marshmallow import Schema, fields, validate
+
+from hub.config import Settings
+from hub.errors import CredentialsError, PermanentError, RetriableError
+from hub.values import parse_time
+
+from ..base import ActionContext, ActionSpec
+from ..http import ApiClient, Outcome, _body_text, retry_after_seconds
 
 API_VERSION = "2026-06-24.dahlia"
+
+#: Stripe allows 100 operations/s per account in live mode (25 in a sandbox) and 25/s per endpoint;
+#: the billing actions stay within the per-endpoint figure.
+RATE_LIMITS: dict[str, tuple[int, float]] = {"default": (25, 1.0)}
 
 
 class StripeClient(ApiClient):
@@ -21,5 +38,132 @@ class StripeClient(ApiClient):
                    {"Authorization": f"Bearer {key}", "Stripe-Version": API_VERSION},
                    dry_run=dry_run, timeout=settings["HUB_HTTP_TIMEOUT_SECONDS"])
 
+    def call(self, method: str, path: str, ctx: ActionContext, form: Mapping[str, Any] | None = None
+             ) -> Outcome:
+        """One API call: POST bodies form-encoded with the idempotency key, DELETE params in the query."""
+        if method == "POST":
+            return self._classified(method, path, form=_encode(form or {}) or None,
+                                    headers={"Idempotency-Key": ctx.key})
+        return self._classified(method, path, params=_encode(form or {}) or None)
 
-ACTIONS: dict = {}
+    def _classified(self, method: str, path: str, **kwargs: Any) -> Outcome:
+        try:
+            return self.request(method, path, **kwargs)
+        except PermanentError as exc:
+            if exc.status == 409 and not isinstance(exc, CredentialsError):
+                raise RetriableError(f"{method} {path} answered 409 (concurrent request or lock); retried later",
+                                     status=409, response=exc.response) from exc
+            raise
+
+    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        response = super()._send(method, url, **kwargs)
+        # Stripe says explicitly whether a failed request may be retried; that wins over the status
+        should_retry = response.headers.get("Stripe-Should-Retry")
+        if response.status_code >= 400 and should_retry in ("true", "false"):
+            detail = {"status": response.status_code, "body": _body_text(response.text)}
+            if should_retry == "true":
+                raise RetriableError(f"{method} {url} answered {response.status_code}; Stripe asks for a retry",
+                                     status=response.status_code, response=detail,
+                                     retry_after=retry_after_seconds(response.headers.get("Retry-After")))
+            if response.status_code >= 500 or response.status_code == 409:
+                raise PermanentError(f"{method} {url} answered {response.status_code}; Stripe says not to retry",
+                                     status=response.status_code, response=detail)
+        return response
+
+
+def _encode(form: Mapping[str, Any]) -> dict[str, str]:
+    """Stripe's form encoding for the flat and one-level nested values these actions send."""
+    out: dict[str, str] = {}
+    for key, value in form.items():
+        if value is None:
+            continue
+        if isinstance(value, Mapping):
+            out.update({f"{key}[{k}]": _scalar(v) for k, v in value.items() if v is not None})
+        else:
+            out[key] = _scalar(value)
+    return out
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _unix(value: Any) -> int | None:
+    """A unix timestamp from an int or an ISO-8601 string."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, (int, float)) or str(value).isdigit():
+        return int(value)
+    return int(parse_time(value).timestamp())
+
+
+# -- schemas ---------------------------------------------------------------------------------
+class RetryPaymentParams(Schema):
+    invoice_id = fields.String(required=True, validate=validate.Regexp(r"^in_\w+$"))
+    payment_method = fields.String(load_default=None)  # pm_...: charge this one instead of the default
+    off_session = fields.Boolean(load_default=True)  # the customer is not present (dunning)
+
+
+class PauseSubscriptionParams(Schema):
+    subscription_id = fields.String(required=True, validate=validate.Regexp(r"^sub_\w+$"))
+    behavior = fields.String(load_default="keep_as_draft",
+                             validate=validate.OneOf(["keep_as_draft", "mark_uncollectible", "void"]))
+    resumes_at = fields.Raw(load_default=None)  # unix seconds or ISO-8601
+
+
+class CancelSubscriptionParams(Schema):
+    subscription_id = fields.String(required=True, validate=validate.Regexp(r"^sub_\w+$"))
+    at_period_end = fields.Boolean(load_default=False)
+    invoice_now = fields.Boolean(load_default=None)  # immediate cancellation only
+    prorate = fields.Boolean(load_default=None)  # immediate cancellation only
+    comment = fields.String(load_default=None)  # cancellation_details[comment]
+
+
+# -- actions ---------------------------------------------------------------------------------
+def _stripe(client: ApiClient) -> StripeClient:
+    assert isinstance(client, StripeClient), "Stripe actions need the Stripe client"
+    return client
+
+
+def retry_payment(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
+    """``POST /v1/invoices/{id}/pay``: attempt to collect an open invoice now. A decline (402) is
+    permanent for this attempt; the dunning rule decides whether to plan another."""
+    form = {"payment_method": params.get("payment_method"), "off_session": params.get("off_session")}
+    return _stripe(client).call("POST", f"/v1/invoices/{params['invoice_id']}/pay", ctx, form)
+
+
+def pause_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
+    """``POST /v1/subscriptions/{id}`` with ``pause_collection[behavior]`` (and ``[resumes_at]``)."""
+    pause = {"behavior": params["behavior"], "resumes_at": _unix(params.get("resumes_at"))}
+    return _stripe(client).call("POST", f"/v1/subscriptions/{params['subscription_id']}", ctx,
+                                {"pause_collection": pause})
+
+
+def cancel_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
+    """At period end: ``POST /v1/subscriptions/{id}`` ``cancel_at_period_end=true``.
+    Now: ``DELETE /v1/subscriptions/{id}`` (``invoice_now``/``prorate`` in the query)."""
+    details = {"comment": params.get("comment")}
+    path = f"/v1/subscriptions/{params['subscription_id']}"
+    if params.get("at_period_end"):
+        return _stripe(client).call("POST", path, ctx, {"cancel_at_period_end": True,
+                                                       "cancellation_details": details})
+    return _stripe(client).call("DELETE", path, ctx, {"invoice_now": params.get("invoice_now"),
+                                                     "prorate": params.get("prorate"),
+                                                     "cancellation_details": details})
+
+
+def check(client: ApiClient) -> Outcome:
+    """A harmless authenticated read (``GET /v1/balance``) for ``hub connectors test``."""
+    return client.request("GET", "/v1/balance")
+
+
+ACTIONS: dict[str, ActionSpec] = {
+    "retry_payment": ActionSpec("retry_payment", RetryPaymentParams, retry_payment,
+                                "Pay an open invoice now (dunning retry)."),
+    "pause_subscription": ActionSpec("pause_subscription", PauseSubscriptionParams, pause_subscription,
+                                     "Pause payment collection on a subscription."),
+    "cancel_subscription": ActionSpec("cancel_subscription", CancelSubscriptionParams, cancel_subscription,
+                                      "Cancel a subscription now or at the end of the period."),
+}
