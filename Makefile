@@ -1,5 +1,6 @@
 # The two commands: `make run` and `make test`. Both create .venv and install on first use.
 PYTHON ?= python3
+RUN_PORT ?= 8080
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -17,7 +18,7 @@ install: $(STAMP)
 ## Start the hub on 127.0.0.1:8080 with embedded defaults (SQLite file, in-process queue, dry-run connectors).
 run: $(STAMP)
 	$(BIN)/hub db upgrade
-	$(BIN)/hub run --host 127.0.0.1 --port 8080
+	$(BIN)/hub run --host 127.0.0.1 --port $(RUN_PORT)
 
 ## Run the whole suite against real Redis and PostgreSQL (throwaway servers unless HUB_TEST_* point at running ones).
 test: $(STAMP)
