@@ -3,9 +3,12 @@ contact actions."""
 
 from __future__ import annotations
 
-from hub.config import Setting
+from hub.config import Setting, Settings
+from hub.errors import PayloadError
+from hub.mapping import table
 
-from ..base import Connector
+from ..base import Connector, InboundRequest, RawDelivery
+from . import normalize, verify
 
 
 class ActiveCampaignConnector(Connector):
@@ -24,7 +27,24 @@ class ActiveCampaignConnector(Connector):
                 group="activecampaign"),
     )
     inbound_settings = ("HUB_ACTIVECAMPAIGN_WEBHOOK_TOKEN",)
+    kept_headers = ("content-type", "user-agent")  # the token is in the URL, which is never stored
     outbound_settings = ("HUB_ACTIVECAMPAIGN_API_TOKEN",)
+
+    # -- inbound. ActiveCampaign never retries and disables a webhook that answers 410: the
+    # receive endpoint never answers 410, and a payload we cannot read is stored as failed. ----
+    def verify(self, request: InboundRequest, settings: Settings) -> None:
+        verify.verify(request.token, settings["HUB_ACTIVECAMPAIGN_WEBHOOK_TOKEN"] or [])
+
+    def dedup_key(self, request: InboundRequest) -> str:
+        """Derived from type, contact id, list and ``date_time`` (ActiveCampaign sends no event id)."""
+        try:
+            key = normalize.event_key(normalize.parse_form(request.body))
+        except PayloadError:
+            key = None
+        return key or super().dedup_key(request)  # no date_time: only identical bodies collapse
+
+    def normalize(self, delivery: RawDelivery):  # type: ignore[no-untyped-def]
+        return normalize.normalize(delivery, table(self.name))
 
 
 connector = ActiveCampaignConnector()
