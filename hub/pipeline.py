@@ -4,6 +4,7 @@ all in one transaction that is safe to run twice."""
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING, Iterable
 
 from sqlalchemy import select
@@ -15,7 +16,7 @@ from connectors.base import RawDelivery
 from . import outbox, state
 from .errors import PayloadError
 from .events import CanonicalEvent
-from .rules import plan
+from .rules import StoreFacts, plan
 from .store import Delivery, Event, insert_ignore, utcnow
 from .store.models import DeliveryStatus
 from .values import parse_time
@@ -63,15 +64,17 @@ def _fail(delivery: Delivery, reason: str) -> None:
 
 
 def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent], *,
-                  delivery_id: int | None = None, origin: str = "provider") -> list[int]:
+                  delivery_id: int | None = None, origin: str = "provider",
+                  now: datetime | None = None) -> list[int]:
     """Store new events, apply them and plan their actions; return the new actions' ids.
 
-    An event already stored (a replay or a duplicate delivery) is skipped entirely.
+    An event already stored (a replay or a duplicate delivery) is skipped entirely. ``now`` is the
+    planning clock (``hub rules simulate`` replays events at their own time).
     """
     ruleset = hub.rules
-    anchored = {r.id for r in ruleset.rules if r.anchor}
+    anchored = ruleset.anchored
     dry = {name for name, c in connectors.REGISTRY.items() if c.dry_run(hub.settings)}
-    now = utcnow()
+    now = now or utcnow()
     due: list[int] = []
     for event in events:
         inserted = insert_ignore(session, Event.__table__, {
@@ -87,7 +90,8 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
             session.get(Event, event.id).subscriber_id = subscriber.id  # type: ignore[union-attr]
         subject = str(event.part("subscription").get("id") or (f"subscriber:{subscriber.id}" if subscriber
                                                                 else event.subject or event.id))
-        planned, cancels = plan(ruleset, event, state.profile(session, subscriber), now, subject)
+        facts = StoreFacts(session, subscriber.id if subscriber else None, subject)
+        planned, cancels = plan(ruleset, event, state.profile(session, subscriber), now, subject, facts)
         outbox.cancel(session, cancels, subscriber_id=subscriber.id if subscriber else None, subject=subject)
         new_ids = outbox.write_planned(session, planned, subscriber_id=subscriber.id if subscriber else None,
                                        dry_run_connectors=dry, anchored_rules=anchored)

@@ -1,23 +1,56 @@
-"""Conditions and templates in Jinja2's sandbox (never ``eval``)."""
+"""Conditions and templates in Jinja2's sandbox (never ``eval``).
+
+A missing value reads as undefined: falsy in a condition, ``None`` as a whole-value parameter
+(``"{{ invoice.hosted_url }}"``) and empty inside a longer template, so a rule works on events
+that lack an optional field.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from jinja2 import StrictUndefined, TemplateSyntaxError
+from jinja2 import TemplateSyntaxError, Undefined, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from hub.values import parse_time
+from hub.values import parse_time, rfc3339
 
 _WHOLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
+Evaluator = Callable[[dict[str, Any]], Any]
 
 
-def _days_since(value: Any, now: datetime | None = None) -> float | None:
-    if not value:
+def days_since(value: Any, now: datetime) -> float | None:
+    """Days (fractional) from ``value`` to ``now``; None when ``value`` is empty."""
+    if not value or isinstance(value, Undefined):
         return None
-    return ((now or datetime.now(parse_time(value).tzinfo)) - parse_time(value)).total_seconds() / 86400
+    return (now - parse_time(value)).total_seconds() / 86400
+
+
+class _LenientUndefined(Undefined):
+    """Missing attributes chain to undefined instead of raising (``subscription.cancel_at`` on an
+    event without a subscription)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self
+
+    __getitem__ = __getattr__
+
+    def __eq__(self, other: Any) -> bool:
+        return other is None or isinstance(other, Undefined)
+
+    __hash__ = Undefined.__hash__
+
+
+def _rfc3339(value: Any) -> str | None:
+    """``{{ step.due_at | rfc3339 }}``: any time value as RFC 3339 UTC."""
+    if value is None or isinstance(value, Undefined) or value == "":
+        return None
+    return rfc3339(parse_time(value))
 
 
 class Expressions:
@@ -25,14 +58,18 @@ class Expressions:
 
     def __init__(self) -> None:
         self.env = ImmutableSandboxedEnvironment(undefined=_LenientUndefined, autoescape=False)
-        self.env.globals.update(days_since=_days_since, timedelta=timedelta, parse_time=parse_time)
+        self.env.globals.update(timedelta=timedelta, parse_time=parse_time)
+        self.env.filters.update(rfc3339=_rfc3339, duration=_duration_filter)
 
-    def compile_condition(self, source: str) -> Callable[[dict[str, Any]], Any]:
+    def parse(self, source: str) -> nodes.Template:
+        return self.env.parse("{{ (" + source + ") }}")
+
+    def compile_condition(self, source: str) -> Evaluator:
         """Raises TemplateSyntaxError when the expression does not compile."""
         expr = self.env.compile_expression(source, undefined_to_none=True)
         return lambda ctx: expr(**ctx)
 
-    def compile_value(self, value: Any) -> Callable[[dict[str, Any]], Any]:
+    def compile_value(self, value: Any) -> Evaluator:
         """A param value: strings are templates (a lone ``{{ expr }}`` keeps its native type)."""
         if isinstance(value, dict):
             parts = {k: self.compile_value(v) for k, v in value.items()}
@@ -43,25 +80,69 @@ class Expressions:
         if not isinstance(value, str) or "{" not in value:
             return lambda ctx: value
         whole = _WHOLE.match(value)
-        if whole and "{{" not in whole.group(1):
+        if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1):
             expr = self.env.compile_expression(whole.group(1), undefined_to_none=True)
-            return lambda ctx: expr(**ctx)
+            return lambda ctx: _plain(expr(**ctx))
         template = self.env.from_string(value)
         return lambda ctx: template.render(**ctx)
 
+    def referenced_paths(self, source: Any) -> list[str]:
+        """Dotted paths an expression or template reads (``subscription.status``), in order."""
+        out: list[str] = []
+        for text in _strings(source):
+            try:
+                tree = self.env.parse(text if "{" in text else "{{ (" + text + ") }}")
+            except TemplateSyntaxError:
+                continue
+            for path in _paths(tree):
+                if path not in out:
+                    out.append(path)
+        return out
 
-class _LenientUndefined(StrictUndefined):
-    """Missing attributes read as undefined (falsy) instead of raising, so ``subscription.cancel_at``
-    works on events without it; printing or iterating an undefined still fails loudly."""
 
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):
-            raise AttributeError(name)
-        return self
-
-    __bool__ = lambda self: False  # noqa: E731
-    __eq__ = lambda self, other: other is None or isinstance(other, _LenientUndefined)  # noqa: E731
-    __hash__ = StrictUndefined.__hash__
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    return value
 
 
-__all__ = ["Expressions", "TemplateSyntaxError"]
+def _duration_filter(value: Any) -> timedelta:
+    from .model import parse_duration
+
+    return parse_duration(value)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def _paths(node: nodes.Node) -> Iterator[str]:
+    """Longest Name.attr.attr chains in an expression tree."""
+    if isinstance(node, (nodes.Getattr, nodes.Getitem, nodes.Name)):
+        parts: list[str] = []
+        cur: nodes.Node = node
+        while True:
+            if isinstance(cur, nodes.Getattr):
+                parts.append(cur.attr)
+                cur = cur.node
+            elif isinstance(cur, nodes.Getitem) and isinstance(cur.arg, nodes.Const) and isinstance(
+                    cur.arg.value, (str, int)):
+                parts.append(str(cur.arg.value))
+                cur = cur.node
+            else:
+                break
+        if isinstance(cur, nodes.Name) and cur.ctx == "load":
+            yield ".".join([cur.name] + parts[::-1])
+            return
+    for child in node.iter_child_nodes():
+        yield from _paths(child)
+
+
+__all__ = ["Expressions", "TemplateSyntaxError", "days_since"]

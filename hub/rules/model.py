@@ -5,16 +5,25 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any, Callable
+
+from hub.events import ALL_TYPES, matches
 
 _KEY_NAMESPACE = uuid.UUID("0b6c9f0e-8c5b-4a8e-a4c3-7f2d9e6b1a55")
 _DURATION = re.compile(r"^\s*(-?\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
+#: a step due more than this long before the hub plans it counts as missed (late delivery, import)
+MISSED_GRACE = timedelta(hours=1)
+
+Evaluator = Callable[[dict[str, Any]], Any]
+
 
 def parse_duration(text: str | int) -> timedelta:
     """``30d``, ``12h``, ``15m``, ``45s``, ``2w`` (a bare number means days)."""
+    if isinstance(text, bool):
+        raise ValueError(f"cannot parse duration {text!r} (use e.g. 30d, 12h, 15m)")
     if isinstance(text, int):
         return timedelta(days=text)
     match = _DURATION.match(str(text))
@@ -32,7 +41,7 @@ def action_key(rule_id: str, subject: str, occurrence: str, step: str, index: in
 class CompiledAction:
     connector: str
     name: str
-    params: Callable[[dict[str, Any]], dict[str, Any]]
+    params: Evaluator
     source: dict[str, Any]
 
     @property
@@ -42,9 +51,35 @@ class CompiledAction:
 
 @dataclass
 class Step:
-    name: str  # e.g. "30d" or "now"
+    name: str  # e.g. "30d", "day-2" or "now"
     offset: timedelta
     direction: str  # before | after | at
+    actions: list[CompiledAction] | None = None  # None: the rule's own actions
+
+
+@dataclass
+class CancelOn:
+    """Event types that cancel the rule's pending steps, when ``when`` holds (or always)."""
+
+    on: list[str]
+    when: Evaluator | None = None
+    when_source: str | None = None
+
+
+@dataclass
+class Throttle:
+    """At most ``limit`` steps of the rule per ``per`` window per subscriber."""
+
+    limit: int
+    per: timedelta
+
+
+@dataclass
+class SendAt:
+    """A local time of day: in the subscriber's time zone when known, else ``timezone``."""
+
+    at: time
+    timezone: str = "UTC"
 
 
 @dataclass
@@ -54,12 +89,23 @@ class Rule:
     actions: list[CompiledAction]
     description: str = ""
     enabled: bool = True
-    when: Callable[[dict[str, Any]], Any] | None = None
+    when: Evaluator | None = None
+    when_source: str | None = None
     anchor: str | None = None  # dotted path of the schedule's date, e.g. subscription.current_period_end
     steps: list[Step] = field(default_factory=lambda: [Step("now", timedelta(0), "at")])
-    cancel_on: list[str] = field(default_factory=list)
+    cancel_on: list[CancelOn] = field(default_factory=list)
+    throttle: Throttle | None = None
+    send_at: SendAt | None = None
     missed: str = "skip"
-    source: str = ""  # file:line of the rule
+    source: str = ""  # file:line:col of the rule
+    file: str = ""
+
+    def step_actions(self, step: Step) -> list[CompiledAction]:
+        return self.actions if step.actions is None else step.actions
+
+    @property
+    def scheduled(self) -> bool:
+        return self.anchor is not None
 
 
 @dataclass
@@ -85,11 +131,44 @@ class PlannedAction:
 
 @dataclass
 class RuleSet:
-    """The rules in force and the hash of the files they came from."""
+    """The rules in force, the hash of the files they came from, and indexes by event type
+    (so an event costs only the rules that name its type)."""
 
     rules: list[Rule]
     hash: str
     files: list[str] = field(default_factory=list)
+    vars: dict[str, Any] = field(default_factory=dict)
+    file_hashes: dict[str, str] = field(default_factory=dict)
+    _on: dict[str, list[Rule]] = field(default_factory=dict, repr=False)
+    _cancel: dict[str, list[tuple[Rule, CancelOn]]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self.reindex()
+
+    def reindex(self) -> None:
+        self._on, self._cancel = {}, {}
+        for t in ALL_TYPES:
+            self._on[t] = [r for r in self.rules if r.enabled and any(matches(p, t) for p in r.on)]
+            self._cancel[t] = [(r, c) for r in self.rules if r.enabled for c in r.cancel_on
+                               if any(matches(p, t) for p in c.on)]
+
+    def triggered_by(self, event_type: str) -> list[Rule]:
+        found = self._on.get(event_type)
+        if found is None:  # a type outside the vocabulary: match the globs once, then remember
+            found = self._on[event_type] = [r for r in self.rules if r.enabled and any(matches(p, event_type)
+                                                                                       for p in r.on)]
+        return found
+
+    def cancelled_by(self, event_type: str) -> list[tuple[Rule, CancelOn]]:
+        found = self._cancel.get(event_type)
+        if found is None:
+            found = self._cancel[event_type] = [(r, c) for r in self.rules if r.enabled for c in r.cancel_on
+                                                if any(matches(p, event_type) for p in c.on)]
+        return found
 
     def by_id(self, rule_id: str) -> Rule | None:
         return next((r for r in self.rules if r.id == rule_id), None)
+
+    @property
+    def anchored(self) -> set[str]:
+        return {r.id for r in self.rules if r.anchor}

@@ -1,15 +1,24 @@
-"""Turn one canonical event into planned actions and cancellations, with no side effects."""
+"""Turn one canonical event into planned actions and cancellations. Pure apart from the read-only
+``facts`` (usage history and the outbox, read inside the caller's transaction)."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from hub.events import CanonicalEvent, matches
-from hub.values import parse_time
+from hub.events import CanonicalEvent
+from hub.values import parse_time, rfc3339
 
-from .model import PlannedAction, Rule, RuleSet, action_key
+from .expressions import days_since
+from .facts import Facts, NoFacts
+from .model import MISSED_GRACE, PlannedAction, Rule, RuleSet, Step, action_key
+
+log = logging.getLogger(__name__)
+_NO_FACTS = NoFacts()
 
 
 @dataclass
@@ -18,16 +27,29 @@ class Cancellation:
     event_id: str
 
 
-def context(event: CanonicalEvent, subscriber: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
-    """What conditions and templates see: the event, its parts, the subscriber profile, ``now``."""
+def event_view(event: CanonicalEvent) -> dict[str, Any]:
+    """``event`` as conditions and templates see it (the CloudEvents envelope)."""
+    return {"id": event.id, "type": event.type, "time": event.time, "subject": event.subject,
+            "source": event.source, "provider": event.provider, "providereventid": event.providereventid,
+            "providertype": event.providertype, "data": event.data}
+
+
+def context(event: CanonicalEvent, subscriber: dict[str, Any] | None, now: datetime, *,
+            variables: dict[str, Any] | None = None, facts: Facts | None = None) -> dict[str, Any]:
+    """What conditions and templates see: the event, its parts, the subscriber profile, ``now``,
+    ``vars`` and the helpers."""
+    facts = facts or _NO_FACTS
     ctx: dict[str, Any] = {name: value for name, value in event.data.items() if isinstance(value, dict)}
-    ctx["event"] = event.to_dict()
+    ctx["event"] = event_view(event)
     ctx["subscriber"] = {**event.part("subscriber"), **(subscriber or {})}
     ctx["now"] = now
+    ctx["vars"] = variables or {}
+    ctx["days_since"] = lambda value: days_since(value, now)
+    ctx["usage_ratio"] = lambda metric, days=30: facts.usage_ratio(str(metric), float(days), now)
     return ctx
 
 
-def _resolve(ctx: dict[str, Any], dotted: str) -> Any:
+def resolve(ctx: dict[str, Any], dotted: str) -> Any:
     value: Any = ctx
     for part in dotted.split("."):
         value = value.get(part) if isinstance(value, dict) else None
@@ -35,47 +57,130 @@ def _resolve(ctx: dict[str, Any], dotted: str) -> Any:
 
 
 def plan(ruleset: RuleSet, event: CanonicalEvent, subscriber: dict[str, Any] | None, now: datetime,
-         subject: str) -> tuple[list[PlannedAction], list[Cancellation]]:
-    """Every action the rules plan for ``event``, and the rules whose pending steps it cancels."""
-    ctx = context(event, subscriber, now)
-    planned: list[PlannedAction] = []
+         subject: str, facts: Facts | None = None, errors: list[str] | None = None,
+         ) -> tuple[list[PlannedAction], list[Cancellation]]:
+    """Every action the rules plan for ``event``, and the rules whose pending steps it cancels.
+
+    A rule that fails on this event (a condition comparing None to a number, a bad template) is
+    logged and skipped; the other rules still plan.
+    """
+    facts = facts or _NO_FACTS
+    triggered = ruleset.triggered_by(event.type)
+    cancelling = ruleset.cancelled_by(event.type)
+    if not triggered and not cancelling:
+        return [], []
+    ctx = context(event, subscriber, now, variables=ruleset.vars, facts=facts)
     cancels: list[Cancellation] = []
-    for rule in ruleset.rules:
-        if not rule.enabled:
+    for rule, cancel_on in cancelling:
+        if any(c.rule_id == rule.id for c in cancels):
             continue
-        if any(matches(p, event.type) for p in rule.cancel_on):
-            cancels.append(Cancellation(rule.id, event.id))
-        if any(matches(p, event.type) for p in rule.on) and _holds(rule, ctx):
-            planned.extend(_plan_rule(ruleset, rule, event, ctx, now, subject))
+        try:
+            if cancel_on.when is None or cancel_on.when(ctx):
+                cancels.append(Cancellation(rule.id, event.id))
+        except Exception as exc:  # noqa: BLE001
+            _rule_failed(rule, event, "cancel_on condition", exc, errors)
+    planned: list[PlannedAction] = []
+    for rule in triggered:
+        try:
+            if rule.when is not None and not rule.when(ctx):
+                continue
+            planned.extend(_plan_rule(ruleset, rule, event, ctx, now, subject, facts))
+        except Exception as exc:  # noqa: BLE001
+            _rule_failed(rule, event, "planning", exc, errors)
     return planned, cancels
 
 
-def _holds(rule: Rule, ctx: dict[str, Any]) -> bool:
-    return rule.when is None or bool(rule.when(ctx))
+def _rule_failed(rule: Rule, event: CanonicalEvent, stage: str, exc: Exception, errors: list[str] | None) -> None:
+    message = f"rule {rule.id} ({rule.source}) failed in {stage} for event {event.id}: {type(exc).__name__}: {exc}"
+    log.warning(message)
+    if errors is not None:
+        errors.append(message)
+
+
+@lru_cache(maxsize=512)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def due_time(rule: Rule, step: Step, anchor: datetime, subscriber: dict[str, Any]) -> datetime:
+    """anchor -/+ offset, then moved to ``send_at`` (local time of day on that local date)."""
+    due = anchor - step.offset if step.direction == "before" else anchor + step.offset
+    if rule.send_at is None:
+        return due
+    zone = _zone(str(subscriber.get("timezone") or "")) if subscriber.get("timezone") else None
+    zone = zone or _zone(rule.send_at.timezone) or timezone.utc
+    local = due.astimezone(zone)
+    moved = local.replace(hour=rule.send_at.at.hour, minute=rule.send_at.at.minute, second=0, microsecond=0)
+    return moved.astimezone(timezone.utc)
 
 
 def _plan_rule(ruleset: RuleSet, rule: Rule, event: CanonicalEvent, ctx: dict[str, Any], now: datetime,
-               subject: str) -> list[PlannedAction]:
+               subject: str, facts: Facts) -> list[PlannedAction]:
+    event_time = parse_time(event.time)
     if rule.anchor:
-        anchor_value = _resolve(ctx, rule.anchor)
+        anchor_value = resolve(ctx, rule.anchor)
         if not anchor_value:
             return []
         anchor = parse_time(anchor_value)
-        occurrence = anchor.isoformat()
+        occurrence = rfc3339(anchor)
     else:
-        anchor = parse_time(event.time)
-        occurrence = event.id
-    out = []
+        anchor, occurrence = event_time, event.id
+    steps: list[tuple[Step, datetime]] = []
     for step in rule.steps:
-        due = anchor - step.offset if step.direction == "before" else anchor + step.offset
-        if due < now and rule.missed == "skip" and rule.anchor:
+        due = due_time(rule, step, anchor, ctx["subscriber"])
+        missed = due < event_time or due < now - MISSED_GRACE
+        if missed and rule.missed == "skip":
             continue
-        step_ctx = {**ctx, "step": {"name": step.name, "days": step.offset.days, "due_at": due}}
-        for index, action in enumerate(rule.actions):
+        steps.append((step, due))
+    if not steps:
+        return []
+    keys = {(step.name, i): action_key(rule.id, subject, occurrence, step.name, i)
+            for step, _ in steps for i in range(len(rule.step_actions(step)))}
+    if rule.anchor:
+        keys = _revive(keys, rule.id, subject, occurrence, facts)
+    if rule.throttle is not None:
+        steps = _throttled(rule, steps, facts, set(keys.values()))
+    out = []
+    for number, (step, due) in enumerate(steps, 1):
+        step_ctx = {**ctx, "step": {"name": step.name, "number": number, "days": step.offset.days,
+                                    "offset": step.name, "due_at": rfc3339(due)}}
+        for index, action in enumerate(rule.step_actions(step)):
             out.append(PlannedAction(
-                key=action_key(rule.id, subject, occurrence, step.name, index),
-                rule_id=rule.id, rules_hash=ruleset.hash, event_id=event.id, subject=subject,
-                occurrence=occurrence, step=step.name, connector=action.connector, name=action.name,
-                params=action.params(step_ctx), due_at=due,
+                key=keys[(step.name, index)], rule_id=rule.id, rules_hash=ruleset.hash, event_id=event.id,
+                subject=subject, occurrence=occurrence, step=step.name, connector=action.connector,
+                name=action.name, params=action.params(step_ctx), due_at=due,
             ))
     return out
+
+
+def _revive(keys: dict[tuple[str, int], str], rule_id: str, subject: str, occurrence: str,
+            facts: Facts) -> dict[tuple[str, int], str]:
+    """Steps cancelled earlier (a pause) and planned again by a later event for the same anchor
+    (the resume) get a fresh key derived from the cancelled row, so the plan is back in force.
+    Deterministic: planning the same event again finds the same rows and the same keys."""
+    for _ in range(20):
+        cancelled = facts.cancelled(keys.values())
+        if not cancelled:
+            break
+        keys = {(name, i): (action_key(rule_id, subject, occurrence, f"{name}#{cancelled[k]}", i)
+                            if k in cancelled else k) for (name, i), k in keys.items()}
+    return keys
+
+
+def _throttled(rule: Rule, steps: list[tuple[Step, datetime]], facts: Facts, own_keys: set[str]
+               ) -> list[tuple[Step, datetime]]:
+    assert rule.throttle is not None
+    per, limit = rule.throttle.per, rule.throttle.limit
+    kept: list[tuple[Step, datetime]] = []
+    for step, due in steps:
+        since = due - per
+        earlier = facts.steps_since(rule.id, since, own_keys)
+        if earlier + sum(1 for _, d in kept if d > since) < limit:
+            kept.append((step, due))
+    return kept
+
+
+__all__ = ["Cancellation", "context", "due_time", "event_view", "plan", "resolve", "timedelta"]

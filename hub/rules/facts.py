@@ -1,0 +1,100 @@
+"""What the planner may ask the store: a small, read-only view used inside the ingest transaction
+(usage history for ``usage_ratio``, the outbox for ``throttle`` and for re-planning cancelled steps)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Iterable, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from hub.events import EventType
+
+
+class Facts(Protocol):
+    def usage_ratio(self, metric: str, days: float, now: datetime) -> float: ...
+
+    def steps_since(self, rule_id: str, since: datetime, exclude_keys: set[str]) -> int: ...
+
+    def cancelled(self, keys: Iterable[str]) -> dict[str, int]: ...
+
+
+class NoFacts:
+    """No history: no usage, nothing planned before (benchmarks, unit tests of pure planning)."""
+
+    def usage_ratio(self, metric: str, days: float, now: datetime) -> float:
+        return 0.0
+
+    def steps_since(self, rule_id: str, since: datetime, exclude_keys: set[str]) -> int:
+        return 0
+
+    def cancelled(self, keys: Iterable[str]) -> dict[str, int]:
+        return {}
+
+
+class StoreFacts:
+    """Facts read through the ingest transaction's session, scoped to one subscriber (or, for events
+    without one, to the subject)."""
+
+    def __init__(self, session: Session, subscriber_id: int | None, subject: str | None):
+        self.session = session
+        self.subscriber_id = subscriber_id
+        self.subject = subject
+        self._locked = False
+
+    def _scope(self, column_subscriber, column_subject):  # type: ignore[no-untyped-def]
+        if self.subscriber_id is not None:
+            return column_subscriber == self.subscriber_id
+        return column_subject == self.subject
+
+    def usage_ratio(self, metric: str, days: float, now: datetime) -> float:
+        """Highest ``usage.total`` (else ``usage.quantity``) / ``usage.limit`` reported for ``metric``
+        in the last ``days`` days; 0.0 when nothing was reported."""
+        from hub.store import Event
+
+        if self.subscriber_id is None:
+            return 0.0
+        rows = self.session.execute(select(Event.data).where(
+            Event.subscriber_id == self.subscriber_id, Event.type == EventType.USAGE_RECORDED,
+            Event.time >= now - timedelta(days=float(days)), Event.time <= now,
+        )).scalars().all()
+        best = 0.0
+        for data in rows:
+            usage = (data or {}).get("usage") or {}
+            if usage.get("metric") != metric:
+                continue
+            used = usage.get("total", usage.get("quantity"))
+            try:
+                ratio = float(used) / float(usage["limit"])
+            except (KeyError, TypeError, ValueError, ZeroDivisionError):
+                continue
+            best = max(best, ratio)
+        return best
+
+    def steps_since(self, rule_id: str, since: datetime, exclude_keys: set[str]) -> int:
+        """Steps of ``rule_id`` planned for this subscriber and due after ``since`` (cancelled ones
+        do not count). The subscriber row is locked first, so two events for one subscriber in
+        parallel transactions cannot both pass a throttle."""
+        from hub.store import Action, Subscriber
+        from hub.store.models import ActionStatus
+
+        if self.subscriber_id is not None and not self._locked:
+            self.session.execute(select(Subscriber.id).where(Subscriber.id == self.subscriber_id).with_for_update())
+            self._locked = True
+        rows = self.session.execute(select(Action.key, Action.occurrence, Action.step).where(
+            Action.rule_id == rule_id, self._scope(Action.subscriber_id, Action.subject),
+            Action.status != ActionStatus.CANCELLED, Action.due_at > since,
+        )).all()
+        return len({(occurrence, step) for key, occurrence, step in rows if key not in exclude_keys})
+
+    def cancelled(self, keys: Iterable[str]) -> dict[str, int]:
+        """key -> row id, for those of ``keys`` whose outbox row is cancelled."""
+        from hub.store import Action
+        from hub.store.models import ActionStatus
+
+        keys = list(keys)
+        if not keys:
+            return {}
+        return dict(self.session.execute(select(Action.key, Action.id).where(
+            Action.key.in_(keys), Action.status == ActionStatus.CANCELLED)).all())
