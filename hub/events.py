@@ -30,6 +30,8 @@ class EventType:
     SUBSCRIBER_REDACT_REQUESTED = "subscriber.redact_requested"
     #: a privacy data export request (e.g. Shopify customers/data_request)
     SUBSCRIBER_DATA_REQUESTED = "subscriber.data_requested"
+    #: a storefront asks to erase everything held for it (Shopify shop/redact, 48 h after uninstall)
+    SHOP_REDACT_REQUESTED = "shop.redact_requested"
     #: identities at a provider were merged (e.g. HubSpot contact.merge)
     SUBSCRIBER_MERGED = "subscriber.merged"
     #: marketing consent for a channel became subscribed or unsubscribed

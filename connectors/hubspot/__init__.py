@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from hub.config import Setting, Settings
+import json
 
-from ..base import Connector
+from hub.config import Setting, Settings
+from hub.errors import PayloadError
+from hub.events import CanonicalEvent
+from hub.mapping import table
+
+from ..base import Connector, InboundRequest, RawDelivery
 from . import client
+from . import normalize as normalizer
+from . import verify as verifier
 
 
 class HubSpotConnector(Connector):
@@ -22,6 +29,25 @@ class HubSpotConnector(Connector):
     )
     inbound_settings = ("HUB_HUBSPOT_CLIENT_SECRET",)
     outbound_settings = ("HUB_HUBSPOT_ACCESS_TOKEN",)
+    kept_headers = ("x-hubspot-request-timestamp", "x-hubspot-signature-version", "content-type", "user-agent")
+
+    # -- inbound -----------------------------------------------------------------------------
+    def verify(self, request: InboundRequest, settings: Settings) -> None:
+        # request.url is the URL HubSpot called (HUB_PUBLIC_URL + path + query behind a proxy)
+        verifier.verify(request.method, request.url, request.body, request.headers,
+                        settings["HUB_HUBSPOT_CLIENT_SECRET"] or [])
+
+    def dedup_key(self, request: InboundRequest) -> str:
+        """Composite (portal, subscription, event id, occurred at) over the batch; eventId is not unique."""
+        try:
+            return normalizer.delivery_key(normalizer.events_of(json.loads(request.body)))
+        except (ValueError, UnicodeDecodeError, RecursionError, PayloadError):
+            return super().dedup_key(request)  # unreadable: stored, then marked failed when normalized
+
+    def normalize(self, delivery: RawDelivery) -> list[CanonicalEvent]:
+        return normalizer.normalize(delivery, table(self.name))
+
+    # -- outbound ----------------------------------------------------------------------------
     actions = client.ACTIONS
     rate_limits = client.rate_limits(100)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from hub.config import Setting
+from hub.config import Setting, Settings
+from hub.events import CanonicalEvent
+from hub.mapping import table
 
-from ..base import Connector
+from ..base import Connector, InboundRequest, RawDelivery
+from . import normalize, verify
 
 
 class ShopifyConnector(Connector):
@@ -14,6 +17,21 @@ class ShopifyConnector(Connector):
                 "comma-separated during a rotation.", kind="list", secret=True, group="shopify"),
     )
     inbound_settings = ("HUB_SHOPIFY_WEBHOOK_SECRET",)
+    # both header flavours: X-Shopify-* and the unprefixed shopify-* of the "Events" delivery
+    kept_headers = tuple(f"{prefix}shopify-{name}" for prefix in ("x-", "") for name in (
+        "topic", "shop-domain", "api-version", "webhook-id", "event-id", "triggered-at", "sub-topic", "name",
+        "handle", "action", "resource-id")) + ("content-type", "user-agent")
+
+    def verify(self, request: InboundRequest, settings: Settings) -> None:
+        verify.verify(request.body, request.headers, settings["HUB_SHOPIFY_WEBHOOK_SECRET"] or [])
+
+    def dedup_key(self, request: InboundRequest) -> str:
+        """X-Shopify-Webhook-Id: one per delivery, the same on Shopify's retries of it."""
+        webhook_id = request.header("x-shopify-webhook-id") or request.header("shopify-webhook-id")
+        return webhook_id.strip() if webhook_id and webhook_id.strip() else super().dedup_key(request)
+
+    def normalize(self, delivery: RawDelivery) -> list[CanonicalEvent]:
+        return normalize.normalize(delivery, table(self.name))
 
 
 connector = ShopifyConnector()

@@ -1,0 +1,84 @@
+"""HubSpot webhook batch -> canonical events, one per array element, driven by mappings/hubspot.yaml.
+
+Code here handles only what the table cannot say: the composite provider event id, routing a
+property change on its property name, and per-subscription-type opt-out channels.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+from dataclasses import replace
+from typing import Any, Iterable
+
+from hub.errors import PayloadError
+from hub.events import CanonicalEvent
+from hub.mapping import MappingTable, Source
+
+from ..base import RawDelivery
+
+PROPERTY_CHANGE = ".propertyChange"
+_TYPE_OPTOUT_PREFIX = "hs_email_optout_"
+
+
+def composite_id(element: dict[str, Any]) -> str:
+    """``portalId:subscriptionId:eventId:occurredAt``: unique where ``eventId`` alone is not."""
+    return ":".join(str(element.get(k, "")) for k in ("portalId", "subscriptionId", "eventId", "occurredAt"))
+
+
+def delivery_key(elements: Iterable[Any]) -> str:
+    """The dedup key of a whole batch: the composite ids of its events (hashed past one event).
+
+    ``attemptNumber`` is left out on purpose: a retry of the same batch is the same delivery."""
+    ids = sorted(composite_id(e) if isinstance(e, dict) else repr(e) for e in elements)
+    if len(ids) == 1:
+        return ids[0]
+    return "batch:" + hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
+def events_of(payload: Any) -> list[dict[str, Any]]:
+    if isinstance(payload, dict):  # tolerate a single event object
+        payload = [payload]
+    if not isinstance(payload, list) or not all(isinstance(e, dict) for e in payload):
+        raise PayloadError("HubSpot webhook body is not a JSON array of event objects")
+    return payload
+
+
+def normalize(delivery: RawDelivery, table: MappingTable) -> list[CanonicalEvent]:
+    out: list[CanonicalEvent] = []
+    for element in events_of(delivery.json()):
+        out.extend(normalize_one(element, delivery.headers, table))
+    return out
+
+
+def normalize_one(element: dict[str, Any], headers: Any, table: MappingTable) -> list[CanonicalEvent]:
+    provider_type = str(element.get("subscriptionType") or "unknown")
+    route = route_of(element, table)
+    event_id = composite_id(element)
+    routed = replace(table, event_type={"$const": route}, event_id={"$const": event_id})
+    events = routed.normalize(Source(element, headers), fallback_id=event_id)
+    for event in events:
+        event.providertype = provider_type
+        merge = event.data.get("merge")
+        if merge and isinstance(merge.get("merged_ids"), list):
+            merge["merged_ids"] = [str(i) for i in merge["merged_ids"]]
+        consent = event.data.get("consent")
+        prop = str(element.get("propertyName") or "")
+        if consent and prop.startswith(_TYPE_OPTOUT_PREFIX):
+            consent["channel"] = f"email:{prop[len(_TYPE_OPTOUT_PREFIX):]}"
+    return events
+
+
+def route_of(element: dict[str, Any], table: MappingTable) -> str:
+    """The table row for an element: ``<type>/<property>`` (exact, then glob) for property changes."""
+    provider_type = str(element.get("subscriptionType") or "unknown")
+    if not provider_type.endswith(PROPERTY_CHANGE):
+        return provider_type
+    prop = str(element.get("propertyName") or "")
+    exact = f"{provider_type}/{prop}"
+    if exact in table.events:
+        return exact
+    for row in table.events:
+        if "/" in row and "*" in row and fnmatch.fnmatchcase(exact, row):
+            return row
+    return provider_type

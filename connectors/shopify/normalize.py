@@ -1,0 +1,97 @@
+"""Shopify webhook -> canonical events, driven by mappings/shopify.yaml.
+
+Code here handles only what the table cannot say: folding the two header flavours together, the
+provider event id (X-Shopify-Event-Id, so two deliveries of one event give the same canonical
+events), the consent embedded in customer payloads, and order line items.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from typing import Any
+
+from hub.errors import PayloadError
+from hub.events import CanonicalEvent
+from hub.mapping import MappingTable, Source
+from hub.values import money_from_decimal, rfc3339
+
+from ..base import RawDelivery
+
+#: the unprefixed header names of Shopify's "Events" delivery, and the X-Shopify-* name each stands for
+_UNPREFIXED = ("topic", "webhook-id", "event-id", "triggered-at", "shop-domain", "api-version", "sub-topic",
+               "name")
+#: customer payloads carry the current consent per channel; each becomes its own event (see the table)
+_EMBEDDED_CONSENT = {"email": "customer.email_marketing_consent", "sms": "customer.sms_marketing_consent"}
+_CUSTOMER_TOPICS = ("customers/create", "customers/update")
+
+
+def headers_of(delivery: RawDelivery) -> dict[str, str]:
+    """Request headers with the unprefixed flavour folded into X-Shopify-* names, plus the receipt time."""
+    headers = {k.lower(): v for k, v in delivery.headers.items()}
+    for name in _UNPREFIXED:
+        if f"shopify-{name}" in headers and not headers.get(f"x-shopify-{name}"):
+            headers[f"x-shopify-{name}"] = headers[f"shopify-{name}"]
+    headers["x-hub-received-at"] = rfc3339(delivery.received_at)
+    return headers
+
+
+def normalize(delivery: RawDelivery, table: MappingTable) -> list[CanonicalEvent]:
+    payload = delivery.json()
+    if not isinstance(payload, dict):
+        raise PayloadError("Shopify webhook body is not a JSON object")
+    headers = headers_of(delivery)
+    topic = headers.get("x-shopify-topic")
+    src = Source(payload, headers)
+    fallback = "sha256:" + hashlib.sha256((topic or "").encode() + b"\n" + delivery.body).hexdigest()[:32]
+    events = table.normalize(src, fallback_id=fallback)
+    if topic in _CUSTOMER_TOPICS:
+        events += _embedded_consent(payload, src, table)
+    for event in events:
+        order = event.data.get("order")
+        if order is not None:
+            order["items"] = _line_items(payload)
+    return events
+
+
+def _embedded_consent(payload: dict[str, Any], src: Source, table: MappingTable) -> list[CanonicalEvent]:
+    """One consent event per channel whose consent carries a change time.
+
+    The id comes from the customer, the channel, the state and ``consent_updated_at``: every later
+    customers/update repeats the same consent, and must not look like a new change."""
+    events: list[CanonicalEvent] = []
+    for channel, row in _EMBEDDED_CONSENT.items():
+        consent = payload.get(f"{channel}_marketing_consent")
+        if not isinstance(consent, dict) or not consent.get("state") or not consent.get("consent_updated_at"):
+            continue
+        if row not in table.events:
+            continue
+        event_id = f"customer/{payload.get('id')}/{channel}-consent/{consent['state']}/{consent['consent_updated_at']}"
+        pseudo = replace(table, event_type={"$const": row}, event_id={"$const": event_id})
+        for event in pseudo.normalize(src, fallback_id=event_id):
+            event.providertype = str(src.headers.get("x-shopify-topic"))
+            events.append(event)
+    return events
+
+
+def _line_items(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    currency = payload.get("currency")
+    items = []
+    for item in payload.get("line_items") or []:
+        if not isinstance(item, dict):
+            continue
+        try:
+            price = money_from_decimal(item.get("price"), currency)
+        except ValueError as exc:
+            raise PayloadError(f"line item price: {exc}") from exc
+        entry = {
+            "id": _str(item.get("id")), "product_id": _str(item.get("product_id")),
+            "variant_id": _str(item.get("variant_id")), "sku": item.get("sku"), "title": item.get("title"),
+            "quantity": item.get("quantity"), "price": price,
+        }
+        items.append({k: v for k, v in entry.items() if v not in (None, "")})
+    return items
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
