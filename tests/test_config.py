@@ -1,0 +1,68 @@
+"""Settings: one error naming every problem, and secrets that never show."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from hub.config import load_settings, markdown_table
+from hub.errors import ConfigError
+
+
+def test_production_names_every_missing_variable_at_once():
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={"HUB_ENV": "production", "HUB_MAX_BODY_BYTES": "lots"})
+    text = str(err.value)
+    for name in ("HUB_DATABASE_URL", "HUB_REDIS_URL", "HUB_ADMIN_TOKEN", "HUB_MAX_BODY_BYTES"):
+        assert name in text
+    assert len(err.value.problems) == 4
+
+
+def test_connectors_in_use_must_have_their_secrets():
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={"HUB_CONNECTORS": "stripe,shopify,nosuch"})
+    text = str(err.value)
+    assert "HUB_STRIPE_WEBHOOK_SECRET" in text and "HUB_SHOPIFY_WEBHOOK_SECRET" in text
+    assert "unknown connector 'nosuch'" in text
+
+
+def test_embedded_defaults_need_nothing():
+    settings = load_settings(environ={})
+    assert settings.database_url.endswith("var/hub.db")
+    assert settings.embedded_queue
+
+
+def test_invalid_values_are_reported_without_their_secret_values():
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={"HUB_PUBLIC_URL": "not a url", "HUB_RETRY_MAX_ATTEMPTS": "x",
+                               "HUB_STRIPE_WEBHOOK_SECRET": "whsec_supersecret"})
+    assert "HUB_PUBLIC_URL" in str(err.value) and "HUB_RETRY_MAX_ATTEMPTS" in str(err.value)
+    assert "supersecret" not in str(err.value)
+
+
+def test_secrets_are_masked_in_repr_and_logs(make_hub, caplog):
+    hub = make_hub(HUB_STRIPE_WEBHOOK_SECRET="whsec_supersecret")
+    assert "supersecret" not in repr(hub.settings)
+    from hub.logs import ScrubSecrets
+
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "key was %s", ("whsec_supersecret",), None)
+    ScrubSecrets().filter(record)
+    assert "supersecret" not in record.getMessage()
+
+
+def test_cli_exits_2_with_the_list_of_problems(monkeypatch):
+    from hub.cli import main
+
+    monkeypatch.setenv("HUB_ENV", "production")
+    monkeypatch.setattr("sys.argv", ["hub", "events"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+
+
+def test_configuration_table_lists_every_setting():
+    table = markdown_table()
+    for name in ("HUB_DATABASE_URL", "HUB_REDIS_URL", "HUB_ADMIN_TOKEN", "HUB_PUBLIC_URL",
+                 "HUB_STRIPE_WEBHOOK_SECRET", "HUB_KLAVIYO_API_KEY", "HUB_KLAVIYO_API_URL"):
+        assert f"`{name}`" in table
