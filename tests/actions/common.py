@@ -1,0 +1,62 @@
+"""Helpers for the action tests: settings without the environment, running an action the way the
+deliver worker does (schema load, connector client, run), and the shared status table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+import connectors
+from connectors.base import ActionContext, ItemOutcome
+from connectors.http import Outcome
+from hub.config import Settings, load_settings
+from hub.errors import CredentialsError, PermanentError, RetriableError
+
+KEY = "7d0f6a2e-3b1c-5e8f-9a4d-2c6b8e1f0a37"  # planned action keys are UUIDs
+
+#: (status, extra response headers, error class) for every answer that is not a success
+ERROR_CASES = [
+    (400, {}, PermanentError),
+    (401, {}, CredentialsError),
+    (403, {}, CredentialsError),
+    (404, {}, PermanentError),
+    (409, {}, PermanentError),
+    (422, {}, PermanentError),
+    (429, {"Retry-After": "7"}, RetriableError),
+    (500, {}, RetriableError),
+    (503, {}, RetriableError),
+]
+TIMEOUT = requests.exceptions.ReadTimeout("read timed out")
+
+
+def settings(**env: Any) -> Settings:
+    return load_settings(environ={k: str(v) for k, v in env.items()}, dotenv_path=None)
+
+
+def ctx(key: str = KEY, **subscriber: Any) -> ActionContext:
+    return ActionContext(key=key, subscriber=subscriber)
+
+
+def params(qualified: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """The action's parameters as the worker loads them (defaults filled, validated)."""
+    found = connectors.action_spec(qualified)
+    assert found is not None, qualified
+    return found[1].schema().load(raw)
+
+
+def run(qualified: str, raw: dict[str, Any], config: Settings, context: ActionContext | None = None) -> Outcome:
+    found = connectors.action_spec(qualified)
+    assert found is not None, qualified
+    connector, spec = found
+    return spec.run(connector.client(config), spec.schema().load(raw), context or ctx())
+
+
+def run_batch(qualified: str, items: list[tuple[dict[str, Any], ActionContext]], config: Settings
+              ) -> tuple[Outcome, list[ItemOutcome]]:
+    found = connectors.action_spec(qualified)
+    assert found is not None and found[1].batch is not None, qualified
+    connector, spec = found
+    assert spec.batch is not None
+    loaded = [(spec.schema().load(p), c) for p, c in items]
+    return spec.batch.run(connector.client(config), loaded)
