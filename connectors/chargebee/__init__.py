@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from hub.config import Setting, Settings
+import json
 
-from ..base import Connector
-from . import client
+from hub.config import Setting, Settings
+from hub.mapping import table
+
+from ..base import Connector, InboundRequest, RawDelivery
+from . import client, normalize, verify
 
 
 class ChargebeeConnector(Connector):
@@ -23,9 +26,25 @@ class ChargebeeConnector(Connector):
                 group="chargebee"),
     )
     inbound_settings = ("HUB_CHARGEBEE_WEBHOOK_USERNAME", "HUB_CHARGEBEE_WEBHOOK_PASSWORD")
+    kept_headers = ("content-type", "user-agent")  # never the Authorization header: it holds the password
     outbound_settings = ("HUB_CHARGEBEE_API_KEY",)
     actions = client.ACTIONS
     rate_limits = client.RATE_LIMITS
+
+    def verify(self, request: InboundRequest, settings: Settings) -> None:
+        verify.verify(request.header("authorization"), settings["HUB_CHARGEBEE_WEBHOOK_USERNAME"] or [],
+                      settings["HUB_CHARGEBEE_WEBHOOK_PASSWORD"] or [])
+
+    def dedup_key(self, request: InboundRequest) -> str:
+        """``event.id`` (``ev_...``): Chargebee repeats deliveries and sends them out of order."""
+        try:
+            event_id = json.loads(request.body).get("id")
+        except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
+            event_id = None
+        return str(event_id) if event_id else super().dedup_key(request)
+
+    def normalize(self, delivery: RawDelivery):  # type: ignore[no-untyped-def]
+        return normalize.normalize(delivery, table(self.name))
 
     def client(self, settings: Settings) -> client.ChargebeeClient:
         return client.ChargebeeClient.from_settings(settings, dry_run=self.dry_run(settings))

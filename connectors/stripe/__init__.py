@@ -33,7 +33,7 @@ class StripeConnector(Connector):
     def dedup_key(self, request: InboundRequest) -> str:
         try:
             event_id = json.loads(request.body).get("id")
-        except (ValueError, AttributeError, UnicodeDecodeError):
+        except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
             event_id = None
         return str(event_id) if event_id else super().dedup_key(request)
 

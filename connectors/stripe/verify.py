@@ -37,19 +37,22 @@ def verify(body: bytes, signature_header: str | None, secrets: Iterable[str], *,
     for item in signature_header.split(","):
         key, _, value = item.strip().partition("=")
         if key == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
-                raise VerificationError("unable to parse the timestamp in Stripe-Signature") from None
+            # ASCII digits only, and short: int() would take "１２" or a number too large for a float
+            if not (value.isascii() and value.isdigit() and len(value) <= 12):
+                raise VerificationError("unable to parse the timestamp in Stripe-Signature")
+            timestamp = int(value)
         elif key == "v1":
             candidates.append(value)
     if timestamp is None:
         raise VerificationError("unable to extract timestamp and signatures from header")
     if not candidates:
         raise VerificationError("no signatures found with expected scheme v1")
-    if not any(hmac.compare_digest(sign(body, s, timestamp), c) for s in secrets for c in candidates):
+    # compare bytes: compare_digest refuses str with non-ASCII characters (a forged header may carry them)
+    offered = [c.encode("utf-8", "surrogateescape") for c in candidates]
+    expected = [sign(body, s, timestamp).encode() for s in secrets]
+    if not any(hmac.compare_digest(e, c) for e in expected for c in offered):
         raise VerificationError("no signature matches the payload (check HUB_STRIPE_WEBHOOK_SECRET)")
     current = time.time() if now is None else now
-    if abs(current - timestamp) > tolerance:
+    if abs(current - timestamp) > tolerance:  # both directions: our policy, stricter than the SDK
         raise VerificationError(f"timestamp outside the tolerance zone ({timestamp})")
     return timestamp
