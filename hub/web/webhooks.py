@@ -31,12 +31,14 @@ def _hub() -> Any:
 
 
 def _external_url() -> str:
-    """The URL the provider called: HUB_PUBLIC_URL + path + query when set (behind a proxy)."""
+    """The URL the provider called: HUB_PUBLIC_URL + path + query when set (behind a proxy).
+
+    The query is kept exactly as sent (HubSpot v3 signs it): ``request.url`` would re-encode it
+    (``%C3%A9`` -> ``é``, ``%22`` -> ``"``), and a strict UTF-8 decode could raise on odd bytes."""
     public = _hub().settings["HUB_PUBLIC_URL"]
-    if not public:
-        return request.url
-    query = request.query_string.decode()
-    return f"{public}{request.path}" + (f"?{query}" if query else "")
+    query = request.query_string.decode("utf-8", "replace")
+    base = f"{public}{request.path}" if public else request.base_url
+    return base + (f"?{query}" if query else "")
 
 
 @bp.route("/webhooks/<name>", methods=["HEAD", "GET"], defaults={"token": None})
