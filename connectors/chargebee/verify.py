@@ -50,4 +50,4 @@ def verify(authorization: str | None, usernames: Sequence[str], passwords: Seque
         password_ok = hmac.compare_digest(password, expected_password.encode())
         matched |= user_ok & password_ok  # no short-circuit: every pair costs the same
     if not matched:
-        raise VerificationError("wrong Chargebee webhook credentials (check HUB_CHARGEBEE_WEBHOOK_USERNAME/PASSWORD)")
+        raise VerificationError("wrong Chargebee webhook credentials (check HUB_CHARGEBEE_WEBHOOK_USERNAME and HUB_CHARGEBEE_WEBHOOK_PASSWORD)")
