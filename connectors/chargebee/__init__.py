@@ -30,6 +30,7 @@ class ChargebeeConnector(Connector):
     outbound_settings = ("HUB_CHARGEBEE_API_KEY",)
     actions = client.ACTIONS
     rate_limits = client.RATE_LIMITS
+    check_path = "/api/v2/subscriptions?limit=1"
 
     def verify(self, request: InboundRequest, settings: Settings) -> None:
         verify.verify(request.header("authorization"), settings["HUB_CHARGEBEE_WEBHOOK_USERNAME"] or [],

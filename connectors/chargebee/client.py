@@ -112,11 +112,6 @@ def cancel_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionCo
         "end_of_term": params.get("end_of_term"), "cancel_reason_code": params.get("cancel_reason_code")})
 
 
-def check(client: ApiClient) -> Outcome:
-    """A harmless authenticated read for ``hub connectors test``."""
-    return client.request("GET", "/api/v2/subscriptions", params={"limit": 1})
-
-
 ACTIONS: dict[str, ActionSpec] = {
     "collect_payment": ActionSpec("collect_payment", CollectPaymentParams, collect_payment,
                                   "Collect an unpaid invoice now (dunning retry)."),

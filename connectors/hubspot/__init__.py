@@ -50,8 +50,9 @@ class HubSpotConnector(Connector):
     # -- outbound ----------------------------------------------------------------------------
     actions = client.ACTIONS
     rate_limits = client.rate_limits(100)
+    check_path = "/crm/v3/objects/contacts?limit=1"
 
-    def rate_limits_for(self, settings: Settings) -> dict[str, tuple[int, float]]:
+    def rate_limits_for(self, settings: Settings) -> dict[str, tuple[tuple[int, float], ...]]:
         return client.rate_limits(settings["HUB_HUBSPOT_RATE_LIMIT"] or 100)
 
     def client(self, settings: Settings) -> client.HubSpotClient:

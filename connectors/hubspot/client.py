@@ -4,14 +4,14 @@
 - Contacts are upserted in batches by e-mail (``idProperty: email``); each input carries its action
   key as ``objectWriteTraceId`` so a 207 answer names exactly the inputs that failed.
 - List memberships need record ids: taken from upsert answers or looked up by e-mail
-  (``GET /crm/v3/objects/contacts/{email}?idProperty=email``), cached per account for an hour.
+  (``GET /crm/v3/objects/contacts/{email}?idProperty=email``), cached per account for a day in
+  the client's shared id cache (Redis when delivery installs it).
 - Custom events carry ``uuid`` = the action key: HubSpot keeps only the first event with a uuid.
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
 from collections import OrderedDict
 from typing import Any
@@ -45,29 +45,39 @@ class HubSpotClient(ApiClient):
         return client
 
 
-class _Ids:
-    """Contact record ids by lower-cased e-mail, per account (bounded, with a time to live)."""
+ID_TTL = 86400
 
-    def __init__(self, size: int = 10_000, ttl: float = 3600.0):
-        self.size, self.ttl = size, ttl
-        self._items: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
 
-    def get(self, account: str, email: str) -> str | None:
-        found = self._items.get((account, email.lower()))
-        return found[1] if found and found[0] >= time.monotonic() else None
+class LocalCache:
+    """This process's id cache, for clients without a shared one (bounded; same interface)."""
 
-    def put(self, account: str, email: str, record_id: str) -> None:
-        key = (account, email.lower())
-        self._items[key] = (time.monotonic() + self.ttl, str(record_id))
+    def __init__(self, size: int = 10_000):
+        self.size = size
+        self._items: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, key: str) -> str | None:
+        return self._items.get(key)
+
+    def set(self, key: str, value: str, ttl: int = ID_TTL) -> None:
+        self._items[key] = value
         self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
 
-    def clear(self) -> None:
-        self._items.clear()
+
+CONTACT_IDS = LocalCache()
 
 
-CONTACT_IDS = _Ids()
+def _cached_id(client: ApiClient, email: str) -> str | None:
+    return (getattr(client, "cache", None) or CONTACT_IDS).get(_id_key(client, email))
+
+
+def _remember(client: ApiClient, email: str, record_id: Any) -> None:
+    (getattr(client, "cache", None) or CONTACT_IDS).set(_id_key(client, email), str(record_id), ID_TTL)
+
+
+def _id_key(client: ApiClient, email: str) -> str:
+    return f"hubspot:contact:{_account(client)}:{email.lower()}"
 
 
 # -- schemas ---------------------------------------------------------------------------------
@@ -159,7 +169,7 @@ def upsert_batch(client: ApiClient, items: list[tuple[dict[str, Any], ActionCont
     for result in body.get("results") or []:
         email = (result.get("properties") or {}).get("email")
         if email and result.get("id"):
-            CONTACT_IDS.put(_account(client), email, result["id"])
+            _remember(client, email, result["id"])
     failed = _failed_inputs(body.get("errors") or [], inputs) if outcome.status_code == 207 else {}
     out: list[ItemOutcome] = []
     sent = iter(inputs)
@@ -254,7 +264,7 @@ def resolve_record_id(client: ApiClient, params: dict[str, Any], ctx: ActionCont
     if params.get("record_id"):
         return str(params["record_id"])
     email = _email(params, ctx)
-    cached = CONTACT_IDS.get(_account(client), email)
+    cached = _cached_id(client, email)
     if cached:
         return cached
     if client.dry_run:
@@ -271,7 +281,7 @@ def resolve_record_id(client: ApiClient, params: dict[str, Any], ctx: ActionCont
     record_id = str((found.data or {}).get("id") or "") if isinstance(found.data, dict) else ""
     if not record_id:
         raise PermanentError("HubSpot answered the contact lookup without an id", status=found.status_code)
-    CONTACT_IDS.put(_account(client), email, record_id)
+    _remember(client, email, record_id)
     return record_id
 
 
@@ -338,11 +348,6 @@ def set_properties(client: ApiClient, params: dict[str, Any], ctx: ActionContext
         raise
 
 
-def check(client: ApiClient) -> Outcome:
-    """A harmless authenticated read for ``hub connectors test``."""
-    return client.request("GET", "/crm/v3/objects/contacts", params={"limit": 1})
-
-
 ACTIONS: dict[str, ActionSpec] = {
     "upsert_contact": ActionSpec("upsert_contact", UpsertContactParams, upsert_contact,
                                  "Create or update a contact by e-mail (batched, up to 100 per call).",
@@ -359,6 +364,6 @@ ACTIONS: dict[str, ActionSpec] = {
 }
 
 
-def rate_limits(per_ten_seconds: int) -> dict[str, tuple[int, float]]:
+def rate_limits(per_ten_seconds: int) -> dict[str, tuple[tuple[int, float], ...]]:
     """One account-wide bucket: 100 per 10 s (Free/Starter, OAuth apps) or 190 (Pro/Enterprise)."""
-    return {"default": (per_ten_seconds, 10.0)}
+    return {"default": ((per_ten_seconds, 10.0),)}

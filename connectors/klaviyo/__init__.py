@@ -35,6 +35,7 @@ class KlaviyoConnector(Connector):
     outbound_settings = ("HUB_KLAVIYO_API_KEY",)
     actions = client.ACTIONS
     rate_limits = client.RATE_LIMITS
+    check_path = "/api/accounts"
 
     # -- inbound: system webhooks (signed) and flow webhooks (shared-secret header) -----------
     def missing_inbound_settings(self, settings: Settings) -> list[str]:

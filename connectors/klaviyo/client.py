@@ -3,13 +3,12 @@ a ``revision`` header and ``application/vnd.api+json`` (providers.md §5.2).
 
 List membership needs Klaviyo profile ids, not e-mails: ids come from the ``profile-import``
 answer (``upsert_profile``) or a ``GET /api/profiles?filter=equals(...)`` lookup, and are cached
-per account for an hour.
+per account for a day in the client's shared id cache (Redis when delivery installs it).
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 from collections import OrderedDict
 from typing import Any
 
@@ -59,34 +58,35 @@ class KlaviyoClient(ApiClient):
     account: str = ""
 
 
-class IdCache:
-    """A small per-process cache of provider record ids (bounded, with a time to live)."""
+ID_TTL = 86400
 
-    def __init__(self, size: int = 10_000, ttl: float = 3600.0):
-        self.size, self.ttl = size, ttl
-        self._items: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
 
-    def get(self, account: str, ident: str) -> str | None:
-        found = self._items.get((account, ident))
-        if found is None or found[0] < time.monotonic():
-            return None
-        return found[1]
+class LocalCache:
+    """This process's id cache, for clients without a shared one (bounded; same interface)."""
 
-    def put(self, account: str, ident: str, record_id: str) -> None:
-        self._items[(account, ident)] = (time.monotonic() + self.ttl, record_id)
-        self._items.move_to_end((account, ident))
+    def __init__(self, size: int = 10_000):
+        self.size = size
+        self._items: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, key: str) -> str | None:
+        return self._items.get(key)
+
+    def set(self, key: str, value: str, ttl: int = ID_TTL) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
 
-    def forget(self, account: str, record_id: str) -> None:
-        for key in [k for k, (_, v) in self._items.items() if k[0] == account and v == record_id]:
-            del self._items[key]
 
-    def clear(self) -> None:
-        self._items.clear()
+PROFILE_IDS = LocalCache()
 
 
-PROFILE_IDS = IdCache()
+def _cache(client: ApiClient) -> Any:
+    return getattr(client, "cache", None) or PROFILE_IDS
+
+
+def _cache_key(client: ApiClient, ident: str) -> str:
+    return f"klaviyo:profile:{getattr(client, 'account', '') or client.base_url}:{ident}"
 
 
 # -- schemas ---------------------------------------------------------------------------------
@@ -169,7 +169,12 @@ def _cache_keys(ids: dict[str, str]) -> list[str]:
 def _remember(client: ApiClient, ids: dict[str, Any], profile_id: str | None) -> None:
     if profile_id:
         for key in _cache_keys(ids):
-            PROFILE_IDS.put(getattr(client, "account", client.base_url), key, profile_id)
+            _cache(client).set(_cache_key(client, key), profile_id, ID_TTL)
+
+
+def _forget(client: ApiClient, ids: dict[str, Any]) -> None:
+    for key in _cache_keys(ids):
+        _cache(client).set(_cache_key(client, key), "", 1)
 
 
 def _error_items(exc: ActionError, n: int) -> list[ItemOutcome]:
@@ -280,9 +285,8 @@ def resolve_profile_id(client: ApiClient, params: dict[str, Any], ctx: ActionCon
     ids = _identifiers(params, ctx)
     if ids.get("id"):
         return ids["id"]
-    account = getattr(client, "account", client.base_url)
     for key in _cache_keys(ids):
-        cached = PROFILE_IDS.get(account, key)
+        cached = _cache(client).get(_cache_key(client, key))
         if cached:
             return cached
     if client.dry_run:
@@ -328,9 +332,11 @@ def _membership_batch(method: str):  # type: ignore[no-untyped-def]
                                      json_body={"data": [{"type": "profile", "id": pid} for pid in to_send]})
         except PermanentError as exc:
             if exc.status in (400, 404):  # a cached id may be stale (merged or deleted profile)
-                account = getattr(client, "account", client.base_url)
-                for pid in to_send:
-                    PROFILE_IDS.forget(account, pid)
+                for params, ctx in items:
+                    try:
+                        _forget(client, _identifiers(params, ctx))
+                    except PermanentError:
+                        pass
             raise
         return outcome, [r or ItemOutcome(ok=True) for r in results]
 
@@ -352,11 +358,6 @@ def add_to_list(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -
 
 def remove_from_list(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
     return _single(REMOVE_BATCH, client, params, ctx)
-
-
-def check(client: ApiClient) -> Outcome:
-    """A harmless authenticated read (``GET /api/accounts``) for ``hub connectors test``."""
-    return client.request("GET", "/api/accounts")
 
 
 ACTIONS: dict[str, ActionSpec] = {

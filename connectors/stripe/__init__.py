@@ -26,6 +26,7 @@ class StripeConnector(Connector):
     kept_headers = ("stripe-signature", "content-type", "user-agent")
     actions = client.ACTIONS
     rate_limits = client.RATE_LIMITS
+    check_path = "/v1/balance"
 
     def verify(self, request: InboundRequest, settings: Settings) -> None:
         verify.verify(request.body, request.header("stripe-signature"), settings["HUB_STRIPE_WEBHOOK_SECRET"])

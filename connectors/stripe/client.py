@@ -154,11 +154,6 @@ def cancel_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionCo
                                                      "cancellation_details": details})
 
 
-def check(client: ApiClient) -> Outcome:
-    """A harmless authenticated read (``GET /v1/balance``) for ``hub connectors test``."""
-    return client.request("GET", "/v1/balance")
-
-
 ACTIONS: dict[str, ActionSpec] = {
     "retry_payment": ActionSpec("retry_payment", RetryPaymentParams, retry_payment,
                                 "Pay an open invoice now (dunning retry)."),

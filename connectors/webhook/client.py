@@ -98,12 +98,6 @@ def post(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outco
     return client.post(params["url"], params["payload"], ctx.key)
 
 
-def check(client: ApiClient) -> Outcome:
-    """Nothing to call for ``hub connectors test``: the secrets were checked when the client was built."""
-    return Outcome(status_code=None, request={}, dry_run=client.dry_run,
-                   extra={"secrets": len(getattr(client, "secrets", []))})
-
-
 ACTIONS: dict[str, ActionSpec] = {
     "post": ActionSpec("post", PostParams, post,
                        "POST a signed JSON payload (Standard Webhooks) to a merchant's https endpoint."),

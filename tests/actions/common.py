@@ -30,6 +30,28 @@ ERROR_CASES = [
 TIMEOUT = requests.exceptions.ReadTimeout("read timed out")
 
 
+class DictCache:
+    """Stands in for the Redis id cache delivery installs on every client, shared between calls."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def set(self, key: str, value: str, ttl: int = 0) -> None:
+        self.data[key] = value
+
+
+ID_CACHE = DictCache()  # replaced for every test by tests/actions/conftest.py
+
+
+def client(connector: Any, config: Settings) -> Any:
+    api = connector.client(config)
+    api.cache = ID_CACHE
+    return api
+
+
 def settings(**env: Any) -> Settings:
     return load_settings(environ={k: str(v) for k, v in env.items()}, dotenv_path=None)
 
@@ -49,7 +71,7 @@ def run(qualified: str, raw: dict[str, Any], config: Settings, context: ActionCo
     found = connectors.action_spec(qualified)
     assert found is not None, qualified
     connector, spec = found
-    return spec.run(connector.client(config), spec.schema().load(raw), context or ctx())
+    return spec.run(client(connector, config), spec.schema().load(raw), context or ctx())
 
 
 def run_batch(qualified: str, items: list[tuple[dict[str, Any], ActionContext]], config: Settings
@@ -59,4 +81,4 @@ def run_batch(qualified: str, items: list[tuple[dict[str, Any], ActionContext]],
     connector, spec = found
     assert spec.batch is not None
     loaded = [(spec.schema().load(p), c) for p, c in items]
-    return spec.batch.run(connector.client(config), loaded)
+    return spec.batch.run(client(connector, config), loaded)

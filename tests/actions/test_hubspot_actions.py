@@ -19,11 +19,6 @@ API = "https://hubspot.test"
 CONFIG = dict(HUB_HUBSPOT_ACCESS_TOKEN="pat-na1-secret", HUB_HUBSPOT_API_URL=API)
 
 
-@pytest.fixture(autouse=True)
-def _empty_id_cache() -> None:
-    hubspot.CONTACT_IDS.clear()
-
-
 def sent(call: responses.Call) -> object:
     assert call.request.headers["Authorization"] == "Bearer pat-na1-secret"
     assert call.request.headers["Content-Type"] == "application/json"
@@ -161,8 +156,8 @@ def test_set_properties_patches_the_contact_by_email():
 
 def test_rate_limit_is_100_per_10_seconds_unless_configured_190():
     hub_spot = REGISTRY["hubspot"]
-    assert hub_spot.rate_limits == {"default": (100, 10.0)}
-    assert hub_spot.rate_limits_for(settings(HUB_HUBSPOT_RATE_LIMIT=190)) == {"default": (190, 10.0)}
+    assert hub_spot.rate_limits_for(settings()) == {"default": ((100, 10.0),)}
+    assert hub_spot.rate_limits_for(settings(HUB_HUBSPOT_RATE_LIMIT=190)) == {"default": ((190, 10.0),)}
 
 
 ACTION_CASES = [

@@ -20,11 +20,6 @@ HEADERS = {"Authorization": "Klaviyo-API-Key pk_live_secret", "revision": "2026-
 PROFILE_LOOKUP = {"filter": 'equals(email,"ann@example.com")', "fields[profile]": "email,phone_number,external_id"}
 
 
-@pytest.fixture(autouse=True)
-def _empty_id_cache() -> None:
-    klaviyo.PROFILE_IDS.clear()
-
-
 def sent(call: responses.Call) -> dict:
     for name, value in HEADERS.items():
         assert call.request.headers[name] == value, name
