@@ -59,7 +59,7 @@ def _complete(event: CanonicalEvent, payload: dict[str, Any]) -> CanonicalEvent:
         return event
     raw_sub = payload["content"].get("subscription")
     subscription = event.data.get("subscription")
-    if subscription is not None and isinstance(raw_sub, dict) and raw_sub.get("id") == subscription.get("id"):
+    if subscription and "status" in subscription and isinstance(raw_sub, dict):
         subscription["mrr"] = subscription_mrr(raw_sub)
         if raw_sub.get("status") == "non_renewing":
             subscription["cancel_at_period_end"] = True
