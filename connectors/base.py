@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
@@ -115,8 +116,32 @@ class Connector:
     #: request headers kept with the stored delivery (lower-case)
     kept_headers: ClassVar[tuple[str, ...]] = ()
     actions: ClassVar[dict[str, ActionSpec]] = {}
-    #: bucket -> (requests, per seconds): the vendor's published limit, shared by every worker
-    rate_limits: ClassVar[dict[str, tuple[int, float]]] = {}
+    #: bucket -> (requests, per seconds): the vendor's published limit, shared by every worker.
+    #: A bucket may also list several windows, ``((10, 1.0), (150, 60.0))``: all must have room.
+    #: Operators override it with ``HUB_<NAME>_RATE_LIMIT`` (see ``rate_limits_for``).
+    rate_limits: ClassVar[dict[str, Any]] = {}
+    #: the circuit breaker: consecutive retriable failures before the destination's circuit opens,
+    #: and how long it stays open before one probe is let through (hub/circuit.py)
+    circuit_failures: ClassVar[int] = 5
+    circuit_cooldown: ClassVar[float] = 30.0
+    #: path of a harmless authenticated GET used by ``hub connectors test`` (see ``check``)
+    check_path: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every connector that sends gets an ``HUB_<NAME>_RATE_LIMIT`` override setting, unless it
+        # declares its own (HubSpot declares an int "per 10 s" and overrides rate_limits_for).
+        super().__init_subclass__(**kwargs)
+        name = getattr(cls, "name", None)
+        if not name or not cls.__dict__.get("outbound_settings"):
+            return
+        var = f"HUB_{name.upper()}_RATE_LIMIT"
+        if any(s.name == var for s in cls.settings):
+            return
+        from hub.config import Setting
+
+        cls.settings = tuple(cls.settings) + (Setting(
+            var, "Override the vendor rate limit: `5/1s`, or per bucket `events=350/1s,lists=10/1s+150/60s` "
+            "(unset: the published limits).", None, group=name),)
 
     # -- inbound ---------------------------------------------------------------------------
     @property
@@ -144,3 +169,72 @@ class Connector:
 
     def client(self, settings: "Settings") -> "ApiClient":
         raise NotImplementedError(f"{self.name} has no outbound client")
+
+    def rate_limits_for(self, settings: "Settings") -> dict[str, tuple[tuple[int, float], ...]]:
+        """bucket -> windows in force: ``rate_limits`` with ``HUB_<NAME>_RATE_LIMIT`` applied.
+
+        The override is ``N/Ws`` for every bucket, or ``bucket=N/Ws`` entries (comma-separated;
+        ``+`` joins windows). Entries without a bucket apply to buckets not named.
+        """
+        limits = {bucket: windows(value) for bucket, value in self.rate_limits.items()}
+        override = settings[f"HUB_{self.name.upper()}_RATE_LIMIT"]
+        if isinstance(override, str) and override.strip():
+            named, default = parse_rate_limit(override)
+            for bucket in set(limits) | {"default"}:
+                if bucket in named:
+                    limits[bucket] = named[bucket]
+                elif default is not None:
+                    limits[bucket] = default
+            limits.update({b: w for b, w in named.items()})
+        return limits
+
+    def rate_limit_account(self, settings: "Settings") -> str:
+        """Who the vendor counts requests against: by default a digest of the outbound credentials
+        (never the credentials themselves), so hubs sharing an account share its limit."""
+        values = "\n".join(str(settings[n] or "") for n in self.outbound_settings)
+        return hashlib.sha256(values.encode()).hexdigest()[:16]
+
+    def check(self, client: "ApiClient") -> "Outcome":
+        """A harmless authenticated call for ``hub connectors test``: ``GET check_path`` by default.
+
+        Raise CredentialsError (401/403) when the credentials are refused; connectors without a
+        ``check_path`` override this or say they cannot be checked.
+        """
+        from hub.errors import PermanentError
+
+        if not self.check_path:
+            raise PermanentError(f"{self.name} has no credentials check")
+        return client.request("GET", self.check_path)
+
+
+_WINDOW = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|m|h)?\s*$")
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def windows(value: Any) -> tuple[tuple[int, float], ...]:
+    """``(5, 1.0)``, ``((10, 1.0), (150, 60.0))`` or ``"10/1s+150/1m"`` -> ((requests, seconds), ...)."""
+    if isinstance(value, str):
+        out = []
+        for part in value.split("+"):
+            match = _WINDOW.match(part)
+            if not match:
+                raise ValueError(f"rate limit {part.strip()!r}: expected N/<seconds>s, e.g. 5/1s or 150/1m")
+            amount, unit = float(match.group(2) or 1), _UNIT[match.group(3) or "s"]
+            out.append((int(match.group(1)), amount * unit))
+        return tuple(out)
+    if value and isinstance(value[0], (tuple, list)):
+        return tuple((int(n), float(w)) for n, w in value)
+    return ((int(value[0]), float(value[1])),)
+
+
+def parse_rate_limit(text: str) -> tuple[dict[str, tuple[tuple[int, float], ...]], tuple[tuple[int, float], ...] | None]:
+    """``"5/1s"`` or ``"events=350/1s,lists=10/1s+150/1m"`` -> (per bucket, for every other bucket)."""
+    named: dict[str, tuple[tuple[int, float], ...]] = {}
+    default = None
+    for entry in (e for e in text.split(",") if e.strip()):
+        bucket, sep, spec = entry.partition("=")
+        if sep:
+            named[bucket.strip()] = windows(spec)
+        else:
+            default = windows(bucket)
+    return named, default

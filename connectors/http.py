@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import requests
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -66,6 +66,29 @@ def _safe_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: ("***" if k.lower() in SENSITIVE_HEADERS else v) for k, v in headers.items()}
 
 
+def _safe_body(body: Any, secret_fields: frozenset[str]) -> Any:
+    if secret_fields and isinstance(body, Mapping):
+        return {k: ("***" if k in secret_fields else v) for k, v in body.items()}
+    return body
+
+
+class Cache:
+    """A small shared key-value cache for provider ids (tag ids, record ids).
+
+    Delivery gives every client a Redis-backed one (``hub.delivery.RedisCache``) so all workers share
+    it; this in-process default serves tests and one-off calls. Keys must not contain secrets.
+    """
+
+    def __init__(self) -> None:
+        self._data: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        return self._data.get(key)
+
+    def set(self, key: str, value: str, ttl: int = 86400) -> None:
+        self._data[key] = value
+
+
 def _body_text(body: Any) -> Any:
     if body is None:
         return None
@@ -99,6 +122,8 @@ class ApiClient:
     """A small requests-based client with a base URL, default headers and dry-run mode."""
 
     connector: str = ""
+    #: form/JSON top-level fields whose values are secrets: masked in the recorded request
+    secret_fields: frozenset[str] = frozenset()
 
     def __init__(self, base_url: str, headers: Mapping[str, str] | None = None, *, dry_run: bool = False,
                  timeout: float = 10.0, session: requests.Session | None = None):
@@ -107,6 +132,12 @@ class ApiClient:
         self.dry_run = dry_run
         self.timeout = timeout
         self.session = session or requests.Session()
+        #: shared id cache (interface: get(key), set(key, value, ttl)); delivery installs a Redis one
+        self.cache: Any = Cache()
+        #: called before every real request; delivery installs one that takes a rate-limit token for
+        #: each request after an action's first (lookups count against the vendor limit too) and
+        #: raises hub.ratelimit.Throttled when the action must wait
+        self.throttle: Callable[[], None] | None = None
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
@@ -121,11 +152,13 @@ class ApiClient:
             all_headers.setdefault("Content-Type", "application/json")
         summary = {"method": method, "url": url, "headers": _safe_headers(all_headers),
                    "params": dict(params) if params else None,
-                   "body": json_body if json_body is not None else form}
+                   "body": _safe_body(json_body if json_body is not None else form, self.secret_fields)}
         summary = {k: v for k, v in summary.items() if v is not None}
         if self.dry_run:
             return Outcome(status_code=None, request=summary, dry_run=True)
         data = json.dumps(json_body, separators=(",", ":")) if json_body is not None else form
+        if self.throttle is not None:
+            self.throttle()
         try:
             response = self._send(method, url, data=data, headers=all_headers, params=params,
                                   allow_redirects=allow_redirects)

@@ -66,11 +66,18 @@ def job_id(action_id: int, seq: int) -> str:
     return f"a{action_id}-{seq}"
 
 
+#: due actions of one destination handed to one deliver job (it claims them, and any other due
+#: work of that destination, itself: see hub/delivery.py)
+DISPATCH_CHUNK = 50
+
+
 def dispatch(hub: "Hub", action_ids: Sequence[int] | None = None, *, limit: int = 500,
              now: datetime | None = None) -> int:
-    """Move due scheduled actions to ``queued`` (committed first) and enqueue a job for each.
+    """Move due scheduled actions to ``queued`` (committed first) and enqueue deliver jobs for them.
 
-    If enqueueing fails after the commit, the sweeper finds the queued row with no live job.
+    One job per destination and chunk of ``DISPATCH_CHUNK`` actions, named after its first action:
+    a deliver job claims every due action of its destination, so per-action jobs would mostly be
+    no-ops. If enqueueing fails after the commit, the sweeper finds the queued rows with no live job.
     """
     now = now or utcnow()
     with hub.store.session() as session:
@@ -89,12 +96,30 @@ def dispatch(hub: "Hub", action_ids: Sequence[int] | None = None, *, limit: int 
                  updated_at=now).returning(Action.id, Action.connector, Action.dispatch_seq)).all()
     from .runtime import deliver_queue_name
 
-    for action_id, connector, seq in claimed:
-        try:
-            hub.enqueue(deliver_queue_name(connector), "hub.tasks.deliver_action", action_id, job_id(action_id, seq))
-        except Exception as exc:  # Redis down: the sweeper re-enqueues stranded rows
-            log.warning("could not enqueue action %s (%s); the sweeper will retry", action_id, type(exc).__name__)
+    by_connector: dict[str, list[tuple[int, int]]] = {}
+    for action_id, connector, seq in sorted(claimed):
+        by_connector.setdefault(connector, []).append((action_id, seq))
+    for connector, items in by_connector.items():
+        for start in range(0, len(items), DISPATCH_CHUNK):
+            action_id, seq = items[start]
+            try:
+                hub.enqueue(deliver_queue_name(connector), "hub.tasks.deliver_action", action_id,
+                            job_id(action_id, seq))
+            except Exception as exc:  # Redis down: the sweeper re-enqueues stranded rows
+                log.warning("could not enqueue action %s (%s); the sweeper will retry", action_id,
+                            type(exc).__name__)
     return len(claimed)
+
+
+def hold(session: Session, holds: dict[int, float], reason: str, now: datetime | None = None) -> None:
+    """Put claimed actions back in the schedule for ``holds[id]`` seconds without using an attempt
+    (rate limit, open circuit): the claim counted one, this takes it back."""
+    now = now or utcnow()
+    for action_id, wait in holds.items():
+        session.execute(update(Action).where(Action.id == action_id, Action.status == ActionStatus.SENDING)
+                        .values(status=ActionStatus.SCHEDULED, due_at=now + timedelta(seconds=wait),
+                                attempts=Action.attempts - 1, lease_until=None, last_error=reason,
+                                updated_at=now))
 
 
 def backoff_seconds(attempt: int, base: float, cap: float, jitter: float) -> float:

@@ -8,6 +8,8 @@ from hub.errors import PayloadError
 from hub.mapping import table
 
 from ..base import Connector, InboundRequest, RawDelivery
+from ..http import ApiClient, Outcome
+from . import client as api
 from . import normalize, verify
 
 
@@ -45,6 +47,19 @@ class ActiveCampaignConnector(Connector):
 
     def normalize(self, delivery: RawDelivery):  # type: ignore[no-untyped-def]
         return normalize.normalize(delivery, table(self.name))
+
+    # -- outbound: 5 requests/s per account, shared by every key --------------------------------
+    actions = api.ACTIONS
+    rate_limits = api.RATE_LIMITS
+
+    def client(self, settings: Settings) -> api.ActiveCampaignClient:
+        return api.ActiveCampaignClient.from_settings(settings, dry_run=self.dry_run(settings))
+
+    def rate_limit_account(self, settings: Settings) -> str:
+        return api.account(settings)
+
+    def check(self, client: ApiClient) -> Outcome:
+        return api.check(client)
 
 
 connector = ActiveCampaignConnector()
