@@ -86,6 +86,12 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             kind="float"),
     Setting("HUB_HTTP_TIMEOUT_SECONDS", "Connect and read timeout of every outbound call.", 10.0, kind="float"),
     Setting("HUB_LOG_LEVEL", "Python log level.", "INFO"),
+    Setting("HUB_REPORTING_CURRENCY", "Currency KPIs and loyalty points are stated in (amounts converted with "
+            "HUB_FX_RATES). Unset: KPIs per currency.", None, group="metrics"),
+    Setting("HUB_FX_RATES", "Value of one unit of each currency in the reporting currency, e.g. "
+            "`EUR=1.08,GBP=1.27`.", None, kind="list", group="metrics"),
+    Setting("HUB_SEGMENT_SWEEP_SECONDS", "How often the scheduler re-evaluates every subscriber's segments for "
+            "time-based transitions (0: never).", 3600, kind="int", group="segments"),
 )
 
 

@@ -16,6 +16,7 @@ from connectors.base import RawDelivery
 from . import outbox, state
 from .errors import PayloadError
 from .events import CanonicalEvent
+from .segments import derive
 from .rules import StoreFacts, plan
 from .store import Delivery, Event, insert_ignore, utcnow
 from .store.models import DeliveryStatus
@@ -65,7 +66,7 @@ def _fail(delivery: Delivery, reason: str) -> None:
 
 def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent], *,
                   delivery_id: int | None = None, origin: str = "provider",
-                  now: datetime | None = None) -> list[int]:
+                  now: datetime | None = None, _depth: int = 0) -> list[int]:
     """Store new events, apply them and plan their actions; return the new actions' ids.
 
     An event already stored (a replay or a duplicate delivery) is skipped entirely. ``now`` is the
@@ -85,9 +86,12 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
         if not inserted:
             continue
         subscriber = state.resolve_subscriber(session, event)
-        state.apply(session, event, subscriber)
+        applied = state.apply(session, event, subscriber)
         if subscriber is not None:
             session.get(Event, event.id).subscriber_id = subscriber.id  # type: ignore[union-attr]
+        # ledgers, segments, tier and segment syncs; the derived events are recorded below
+        derived, sync_ids = derive.update(hub, session, event, subscriber, applied, depth=_depth, now=now)
+        due.extend(sync_ids)
         subject = str(event.part("subscription").get("id") or (f"subscriber:{subscriber.id}" if subscriber
                                                                 else event.subject or event.id))
         facts = StoreFacts(session, subscriber.id if subscriber else None, subject)
@@ -96,4 +100,6 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
         new_ids = outbox.write_planned(session, planned, subscriber_id=subscriber.id if subscriber else None,
                                        dry_run_connectors=dry, anchored_rules=anchored)
         due.extend(new_ids)  # dispatch() queues only those already due
+        if derived:
+            due.extend(record_events(hub, session, derived, origin="derived", now=now, _depth=_depth + 1))
     return due

@@ -1,11 +1,20 @@
 """Apply canonical events to subscriber state: identity, subscriptions, consent, totals.
 
-Providers deliver out of order and repeat themselves: a subscription update older than the
-state we hold (by occurrence time, then provider version) is recorded but never overwrites it.
+Identity: a subscriber is found by a provider's customer id first, then by case-folded e-mail;
+events that carry only a subscription id attach to that subscription's subscriber. Two records
+that turn out to be one person are merged (recorded in ``merges``, undoable); two that cannot
+both be right (the same e-mail, different customer ids at one provider) are recorded in
+``identity_conflicts`` and left apart.
+
+Ordering: providers deliver out of order and repeat themselves. A subscription update older
+than the state we hold (by the provider's version where both carry one, else by occurrence
+time) is recorded as an event but never overwrites that state; the same goes for consent.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -13,14 +22,34 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .events import CanonicalEvent, EventType
-from .store import ExternalId, Subscriber, Subscription, insert_ignore, utcnow
-from .values import parse_time
+from .store import Event, ExternalId, Subscriber, Subscription, insert_ignore, utcnow
+from .store.profile_models import ProfileStats
+from .values import parse_time, rfc3339
 
 ENGAGEMENT = {EventType.MESSAGE_OPENED, EventType.MESSAGE_CLICKED, EventType.ORDER_PLACED, EventType.ORDER_PAID,
               EventType.USAGE_RECORDED}
+#: statuses whose MRR counts (trialing is not revenue yet; paused and cancelled are not revenue)
+REVENUE_STATUSES = ("active", "past_due")
+LIVE_STATUSES = ("trialing", "active", "past_due")
+MID_CYCLE_TAG = "mid-cycle change"
 
 
-def _canonical(session: Session, subscriber: Subscriber | None) -> Subscriber | None:
+@dataclass
+class Applied:
+    """What one event changed, for the derived events (MRR movements, trials, dunning)."""
+
+    mrr_before: dict[str, int] = field(default_factory=dict)
+    mrr_after: dict[str, int] = field(default_factory=dict)
+    subscription: tuple[str, str] | None = None  # (provider, subscription id) the event is about
+    old_status: str | None = None
+    new_status: str | None = None
+    stale: bool = False  # an older update: recorded, state left alone
+
+
+# -- identity -------------------------------------------------------------------------------------
+
+def canonical(session: Session, subscriber: Subscriber | None) -> Subscriber | None:
+    """Follow ``merged_into_id`` to the record that stands for the person now."""
     seen = set()
     while subscriber is not None and subscriber.merged_into_id and subscriber.id not in seen:
         seen.add(subscriber.id)
@@ -28,128 +57,314 @@ def _canonical(session: Session, subscriber: Subscriber | None) -> Subscriber | 
     return subscriber
 
 
-def find_subscriber(session: Session, external_ids: dict[str, Any], email: str | None) -> Subscriber | None:
-    """By a provider's customer id first, then by case-folded e-mail."""
+_canonical = canonical  # older name
+
+
+def by_external_ids(session: Session, external_ids: dict[str, Any]) -> list[Subscriber]:
+    """The distinct (canonical) subscribers these provider ids belong to, in the order given."""
+    out: list[Subscriber] = []
     for provider, ext in external_ids.items():
         if not ext:
             continue
         row = session.execute(select(ExternalId.subscriber_id).where(
             ExternalId.provider == provider, ExternalId.external_id == str(ext))).scalar()
-        if row is not None:
-            return _canonical(session, session.get(Subscriber, row))
-    if email:
-        found = session.execute(select(Subscriber).where(
-            Subscriber.email == email.casefold(), Subscriber.merged_into_id.is_(None)).order_by(Subscriber.id)
-        ).scalars().first()
-        return found
+        found = canonical(session, session.get(Subscriber, row)) if row is not None else None
+        if found is not None and found not in out:
+            out.append(found)
+    return out
+
+
+def by_email(session: Session, email: str | None) -> Subscriber | None:
+    if not email:
+        return None
+    return session.execute(select(Subscriber).where(
+        Subscriber.email == email.strip().casefold(), Subscriber.merged_into_id.is_(None)).order_by(Subscriber.id)
+    ).scalars().first()
+
+
+def find_subscriber(session: Session, external_ids: dict[str, Any], email: str | None) -> Subscriber | None:
+    """By a provider's customer id first, then by case-folded e-mail."""
+    found = by_external_ids(session, external_ids)
+    return found[0] if found else by_email(session, email)
+
+
+def external_ids_of(session: Session, subscriber_id: int) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for provider, ext in session.execute(select(ExternalId.provider, ExternalId.external_id)
+                                         .where(ExternalId.subscriber_id == subscriber_id)).all():
+        out.setdefault(provider, set()).add(ext)
+    return out
+
+
+def identity_clash(mine: dict[str, set[str]], theirs: dict[str, set[str]]) -> str | None:
+    """Why two sets of provider ids cannot be one person (a different id at the same provider)."""
+    for provider in sorted(mine.keys() & theirs.keys()):
+        if not (mine[provider] & theirs[provider]):
+            return (f"different {provider} customer ids ({', '.join(sorted(mine[provider]))} vs "
+                    f"{', '.join(sorted(theirs[provider]))})")
     return None
 
 
 def resolve_subscriber(session: Session, event: CanonicalEvent) -> Subscriber | None:
-    """Find or create the subscriber an event is about, and remember its external ids."""
+    """Find or create the subscriber an event is about, merge records proven to be one person,
+    record conflicts, and remember the event's provider ids and e-mail."""
+    from . import profiles  # merges and conflicts live there; imported late (profiles reads state)
+
     part = event.part("subscriber")
+    if part.get("hub_id"):  # derived events name the hub's own record
+        return canonical(session, session.get(Subscriber, int(part["hub_id"])))
     external_ids = {k: str(v) for k, v in (part.get("external_ids") or {}).items() if v}
     email = (part.get("email") or "").strip().casefold() or None
-    subscriber = find_subscriber(session, external_ids, email)
+    event_ids = {p: {e} for p, e in external_ids.items()}
+
+    matched = by_external_ids(session, external_ids)
+    subscriber = matched[0] if matched else None
+    for other in matched[1:]:  # one event names ids of two records: they are one person
+        clash = identity_clash(external_ids_of(session, subscriber.id), external_ids_of(session, other.id))
+        if clash:
+            profiles.record_conflict(session, subscriber.id, other.id, clash, event.id)
+        else:
+            subscriber = profiles.merge(session, subscriber, other, "provider ids arrived together on one event "
+                                        f"({', '.join(f'{p}:{e}' for p, e in sorted(external_ids.items()))})",
+                                        event.id)
+    by_mail = by_email(session, email)
+    if subscriber is None and by_mail is not None:
+        clash = identity_clash(external_ids_of(session, by_mail.id), event_ids)
+        if clash:  # same e-mail, but a different customer at the same provider: a new record + a conflict
+            subscriber = _new_subscriber(session, event, email)
+            profiles.record_conflict(session, by_mail.id, subscriber.id, f"same e-mail {email}, {clash}", event.id)
+        else:
+            subscriber = by_mail
+    elif subscriber is not None and by_mail is not None and by_mail.id != subscriber.id \
+            and not profiles.kept_apart(session, by_mail.id, subscriber.id):
+        clash = identity_clash(external_ids_of(session, by_mail.id), external_ids_of(session, subscriber.id))
+        if clash:
+            profiles.record_conflict(session, by_mail.id, subscriber.id, f"same e-mail {email}, {clash}", event.id)
+        else:
+            winner, loser = sorted((by_mail, subscriber), key=lambda s: s.id)
+            subscriber = profiles.merge(session, winner, loser, f"same e-mail {email}", event.id)
     if subscriber is None:
         sub_id = event.part("subscription").get("id")
-        if sub_id:
+        if sub_id:  # e.g. Shopify contract events that carry only ids
             row = session.execute(select(Subscription).where(Subscription.provider == event.provider,
                                                               Subscription.external_id == str(sub_id))).scalar()
             if row is not None and row.subscriber_id:
-                subscriber = _canonical(session, session.get(Subscriber, row.subscriber_id))
+                subscriber = canonical(session, session.get(Subscriber, row.subscriber_id))
     if subscriber is None:
         if not external_ids and not email:
             return None
-        now = utcnow()
-        subscriber = Subscriber(email=email, created_at=now, updated_at=now, consent={}, attributes={},
-                                segments=[], first_seen_at=parse_time(event.time))
-        session.add(subscriber)
-        session.flush()
+        subscriber = _new_subscriber(session, event, email)
     for provider, ext in external_ids.items():
         insert_ignore(session, ExternalId.__table__,
                       {"provider": provider, "external_id": ext, "subscriber_id": subscriber.id,
                        "created_at": utcnow()}, ["provider", "external_id"])
-    if email and not subscriber.email:
-        subscriber.email = email
-    for field in ("first_name", "last_name", "phone"):
-        if part.get(field) and not getattr(subscriber, field):
-            setattr(subscriber, field, part[field])
-    if part.get("name") and not subscriber.first_name:
-        first, _, last = str(part["name"]).partition(" ")
-        subscriber.first_name, subscriber.last_name = first, last or subscriber.last_name
+    _remember_identity(session, subscriber, event, part, email)
     return subscriber
 
 
-def apply(session: Session, event: CanonicalEvent, subscriber: Subscriber | None) -> None:
-    """Update subscription state and the profile from one (new) event."""
+def _new_subscriber(session: Session, event: CanonicalEvent, email: str | None) -> Subscriber:
+    now = utcnow()
+    subscriber = Subscriber(email=email, created_at=now, updated_at=now, consent={}, attributes={},
+                            segments=[], first_seen_at=parse_time(event.time))
+    session.add(subscriber)
+    session.flush()
+    return subscriber
+
+
+def _remember_identity(session: Session, subscriber: Subscriber, event: CanonicalEvent, part: dict[str, Any],
+                       email: str | None) -> None:
+    stats = stats_for(session, subscriber.id)
+    if email:
+        if email not in (stats.emails or []):
+            stats.emails = [*(stats.emails or []), email]
+        # a provider's own customer record may change the address; other events only fill a gap
+        if not subscriber.email or (event.type in (EventType.SUBSCRIBER_CREATED, EventType.SUBSCRIBER_UPDATED)
+                                    and subscriber.email != email and by_email(session, email) is None):
+            subscriber.email = email
+    for name in ("first_name", "last_name", "phone"):
+        if part.get(name) and not getattr(subscriber, name):
+            setattr(subscriber, name, part[name])
+    if part.get("name") and not subscriber.first_name:
+        first, _, last = str(part["name"]).partition(" ")
+        subscriber.first_name, subscriber.last_name = first, last or subscriber.last_name
+
+
+def stats_for(session: Session, subscriber_id: int) -> ProfileStats:
+    stats = session.get(ProfileStats, subscriber_id)
+    if stats is None:
+        stats = ProfileStats(subscriber_id=subscriber_id, engagement_score=0.0, engagement_count=0,
+                             active_months=[], paid={}, emails=[], consent_at={}, updated_at=utcnow())
+        session.add(stats)
+        session.flush()
+    return stats
+
+
+# -- applying an event -----------------------------------------------------------------------------
+
+def apply(session: Session, event: CanonicalEvent, subscriber: Subscriber | None) -> Applied:
+    """Update subscription state and the profile from one (new) event; say what changed."""
     when = parse_time(event.time)
-    if event.part("subscription").get("id") and event.part("subscription").get("status"):
-        _apply_subscription(session, event, subscriber, when)
+    applied = Applied()
+    if subscriber is not None:
+        applied.mrr_before = mrr_by_currency(session, subscriber.id)
+    part = event.part("subscription")
+    if part.get("id"):
+        applied.subscription = (event.provider, str(part["id"]))
+        if part.get("status"):
+            _apply_subscription(session, event, subscriber, when, applied)
     if subscriber is None:
-        return
+        return applied
     subscriber.updated_at = utcnow()
+    accumulate(session, subscriber, event)
+    applied.mrr_after = mrr_by_currency(session, subscriber.id)
+    subscriber.currency = subscriber.currency or next(iter(sorted(applied.mrr_after)), None)
+    subscriber.mrr_minor = applied.mrr_after.get(subscriber.currency or "", 0)
+    return applied
+
+
+def accumulate(session: Session, subscriber: Subscriber, event: CanonicalEvent) -> None:
+    """The profile figures one event moves (also used to rebuild a profile from its events)."""
+    when = parse_time(event.time)
+    stats = stats_for(session, subscriber.id)
     if subscriber.first_seen_at is None or when < subscriber.first_seen_at:
         subscriber.first_seen_at = when
     consent = event.part("consent")
-    if consent.get("channel") and consent.get("state"):
-        subscriber.consent = {**(subscriber.consent or {}), consent["channel"]: consent["state"]}
+    channel, consent_state = consent.get("channel"), consent.get("state")
+    if channel and consent_state:
+        previous = (stats.consent_at or {}).get(channel)
+        if previous is None or when >= parse_time(previous):  # an older consent change never wins
+            subscriber.consent = {**(subscriber.consent or {}), channel: consent_state}
+            stats.consent_at = {**(stats.consent_at or {}), channel: rfc3339(when)}
     if event.type in ENGAGEMENT and (subscriber.last_engaged_at is None or when > subscriber.last_engaged_at):
         subscriber.last_engaged_at = when
+    amount, sign = _paid_amount(event)
+    if amount:
+        currency = amount["currency"]
+        paid = dict(stats.paid or {})
+        paid[currency] = max(paid.get(currency, 0) + sign * int(amount["minor"]), 0)
+        stats.paid = paid
+        subscriber.currency = subscriber.currency or currency
+        subscriber.total_paid_minor = paid.get(subscriber.currency, 0)
+    stats.updated_at = utcnow()
+
+
+def _paid_amount(event: CanonicalEvent) -> tuple[dict[str, Any] | None, int]:
     if event.type == EventType.PAYMENT_SUCCEEDED:
-        amount = event.part("payment").get("amount") or {}
-        if amount.get("minor"):
-            subscriber.currency = subscriber.currency or amount.get("currency")
-            subscriber.total_paid_minor = (subscriber.total_paid_minor or 0) + int(amount["minor"])
-    _refresh_mrr(session, subscriber)
+        amount = event.part("payment").get("amount")
+        return (amount if amount and amount.get("minor") else None), 1
+    if event.type == EventType.PAYMENT_REFUNDED:
+        payment = event.part("payment")
+        amount = payment.get("refunded") or payment.get("amount")
+        return (amount if amount and amount.get("minor") else None), -1
+    if event.type == EventType.ORDER_PAID:  # one-off purchases count toward total paid and loyalty
+        order = event.part("order")
+        amount = order.get("total") or order.get("amount")
+        return (amount if isinstance(amount, dict) and amount.get("minor") else None), 1
+    return None, 1
 
 
 def _newer(row: Subscription, when: datetime, version: str | None) -> bool:
+    """Is an update (occurred ``when``, provider version ``version``) at least as new as ``row``?
+
+    Where both carry a numeric provider version (Chargebee ``resource_version``, Shopify
+    ``revision_id``) and they differ, it decides: it is the provider's own order of the resource's
+    states, finer than the event clock. Otherwise the occurrence time decides (Stripe ``created``,
+    ``X-Shopify-Triggered-At``); an equal time with an equal or missing version is applied.
+    """
     if row.version_time is None:
         return True
+    if version is not None and row.version is not None and str(version) != row.version:
+        mine, theirs = _version_key(str(version)), _version_key(row.version)
+        if mine[0] == theirs[0] == "n":
+            return mine > theirs
     if when != row.version_time:
         return when > row.version_time
-    return bool(version and row.version and _version_key(version) >= _version_key(row.version))
+    if version is not None and row.version is not None:
+        return _version_key(str(version)) >= _version_key(row.version)
+    return True
 
 
-def _version_key(version: str) -> tuple[int, str]:
-    return (int(version), "") if str(version).isdigit() else (0, str(version))
+def _version_key(version: str) -> tuple[str, int, str]:
+    return ("n", int(version), "") if str(version).isdigit() else ("s", 0, str(version))
 
 
 def _apply_subscription(session: Session, event: CanonicalEvent, subscriber: Subscriber | None,
-                        when: datetime) -> None:
+                        when: datetime, applied: Applied) -> None:
     part = event.part("subscription")
     row = session.execute(select(Subscription).where(Subscription.provider == event.provider,
                                                      Subscription.external_id == str(part["id"]))
                           .with_for_update()).scalar()
     now = utcnow()
+    version = None if part.get("version") is None else str(part["version"])
     if row is None:
         row = Subscription(provider=event.provider, external_id=str(part["id"]), created_at=now, plan={}, data={})
         session.add(row)
-    elif not _newer(row, when, part.get("version")):
+    elif not _newer(row, when, version):
+        applied.stale = True
         return  # an older update: recorded as an event, but the newer state stands
+    applied.old_status = row.status
+    before = (row.amount_minor, row.quantity, row.currency)
     row.subscriber_id = subscriber.id if subscriber else row.subscriber_id
     row.status = part.get("status") or row.status
     row.plan = part.get("plan") or row.plan
     row.quantity = part.get("quantity", row.quantity)
     amount = part.get("amount") or {}
     row.amount_minor = amount.get("minor", row.amount_minor)
-    row.currency = amount.get("currency", row.currency)
-    row.mrr_minor = (part.get("mrr") or {}).get("minor", 0) if row.status in ("active", "past_due") else 0
-    for field in ("current_period_start", "current_period_end", "trial_end", "cancel_at", "cancelled_at"):
-        if field in part:
-            setattr(row, field, parse_time(part[field]) if part[field] else None)
+    row.currency = amount.get("currency", row.currency) or (part.get("mrr") or {}).get("currency") or row.currency
+    row.mrr_minor = (part.get("mrr") or {}).get("minor", 0) if row.status in REVENUE_STATUSES else 0
+    for name in ("current_period_start", "current_period_end", "trial_end", "cancel_at", "cancelled_at"):
+        if name in part:
+            setattr(row, name, parse_time(part[name]) if part[name] else None)
     row.data = part
-    row.version_time, row.version = when, None if part.get("version") is None else str(part["version"])
+    row.version_time, row.version = when, version
     row.updated_at = now
+    applied.new_status = row.status
+    if event.type == EventType.SUBSCRIPTION_CHANGED and not _provider_proration(event):
+        proration = prorate(before, row, event, when)
+        if proration:
+            event.data["proration"] = proration
+            stored = session.get(Event, event.id)
+            if stored is not None:  # the event row was inserted before it was applied
+                stored.data = dict(event.data)
     session.flush()
 
 
-def _refresh_mrr(session: Session, subscriber: Subscriber) -> None:
-    rows = session.execute(select(Subscription.mrr_minor, Subscription.currency)
-                           .where(Subscription.subscriber_id == subscriber.id)).all()
-    subscriber.mrr_minor = sum(m or 0 for m, _ in rows)
-    subscriber.currency = subscriber.currency or next((c for _, c in rows if c), None)
+def _provider_proration(event: CanonicalEvent) -> bool:
+    return bool(event.data.get("proration") or event.part("subscription").get("proration")
+                or event.part("invoice").get("proration"))
+
+
+def prorate(before: tuple[int | None, int | None, str | None], row: Subscription, event: CanonicalEvent,
+            when: datetime) -> dict[str, Any] | None:
+    """Daily-rate proration of a mid-cycle change the provider did not price.
+
+    daily rate = period charge / days in period; charge = daily rate x days used. The new plan is
+    used for the days left in the period, the old one is credited for them:
+    amount = (new charge - old charge) / days in period x days left (positive: the subscriber owes).
+    """
+    previous = event.part("previous")
+    old_amount = (previous.get("amount") or {}).get("minor", before[0])
+    old_quantity = previous.get("quantity", before[1]) or 1
+    start, end = row.current_period_start, row.current_period_end
+    if old_amount is None or row.amount_minor is None or start is None or end is None or end <= start:
+        return None
+    days_in_period = max(round((end - start).total_seconds() / 86400), 1)
+    days_left = min(max(math.ceil((end - max(when, start)).total_seconds() / 86400), 0), days_in_period)
+    old_charge = int(old_amount) * int(old_quantity)
+    new_charge = int(row.amount_minor) * int(row.quantity or 1)
+    minor = round((new_charge - old_charge) / days_in_period * days_left)
+    return {"amount": {"minor": minor, "currency": row.currency or before[2]}, "method": "daily-rate",
+            "days_in_period": days_in_period, "days_used": days_left, "old_charge": old_charge,
+            "new_charge": new_charge, "tags": [MID_CYCLE_TAG]}
+
+
+def mrr_by_currency(session: Session, subscriber_id: int) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for mrr, currency in session.execute(select(Subscription.mrr_minor, Subscription.currency)
+                                         .where(Subscription.subscriber_id == subscriber_id)).all():
+        if currency:
+            out[currency] = out.get(currency, 0) + (mrr or 0)
+    return out
 
 
 def profile(session: Session, subscriber: Subscriber | None) -> dict[str, Any]:
@@ -158,11 +373,14 @@ def profile(session: Session, subscriber: Subscriber | None) -> dict[str, Any]:
         return {}
     ext = dict(session.execute(select(ExternalId.provider, ExternalId.external_id)
                                .where(ExternalId.subscriber_id == subscriber.id)).all())
+    stats = session.get(ProfileStats, subscriber.id)
     return {
         "id": subscriber.id, "email": subscriber.email, "first_name": subscriber.first_name,
         "last_name": subscriber.last_name, "phone": subscriber.phone, "timezone": subscriber.timezone,
+        "emails": (stats.emails if stats else None) or ([subscriber.email] if subscriber.email else []),
         "consent": subscriber.consent or {}, "external_ids": ext, "tier": subscriber.tier,
         "segments": subscriber.segments or [], "points": subscriber.points,
+        "lifecycle": stats.lifecycle if stats else None,
         "mrr": {"minor": subscriber.mrr_minor, "currency": subscriber.currency} if subscriber.currency else None,
         "total_paid": {"minor": subscriber.total_paid_minor, "currency": subscriber.currency}
         if subscriber.currency else None,

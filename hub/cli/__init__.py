@@ -31,7 +31,9 @@ def main() -> None:
 
 from . import inspect, processes, store  # noqa: E402  (registration order is the help order)
 
-for module in (processes, store, inspect):
+from . import metrics, segments, subscribers  # noqa: E402
+
+for module in (processes, store, inspect, subscribers, segments, metrics):
     for command in module.COMMANDS:
         cli.add_command(command)
 

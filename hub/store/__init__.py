@@ -25,3 +25,5 @@ __all__ = [
     "insert_ignore",
     "utcnow",
 ]
+
+from . import profile_models  # noqa: E402,F401  (registers the profile, segment and KPI tables)

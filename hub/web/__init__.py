@@ -18,10 +18,12 @@ def create_app(hub: Hub | None = None) -> Flask:
 
     from .api import bp as api_bp
     from .health import bp as health_bp
+    from .subscribers import bp as subscribers_bp
     from .webhooks import bp as webhooks_bp
 
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(subscribers_bp)
     app.register_blueprint(health_bp)
 
     @app.errorhandler(HTTPException)

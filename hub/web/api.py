@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
 from .. import queries
+from .auth import require_admin
 from ..values import parse_time
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
-@bp.before_request
-def _authorize() -> None:
-    hub = current_app.extensions["hub"]
-    token = hub.settings["HUB_ADMIN_TOKEN"]
-    if not token:
-        # development without a token: loopback clients only
-        if request.remote_addr not in ("127.0.0.1", "::1") or hub.settings.production:
-            abort(401, "set HUB_ADMIN_TOKEN and send it as a Bearer token")
-        return
-    sent = request.headers.get("Authorization", "")
-    if not (sent.startswith("Bearer ") and hmac.compare_digest(sent[7:].encode(), token.encode())):
-        abort(401, "missing or wrong bearer token")
+bp.before_request(require_admin)
 
 
 def _limit() -> int:

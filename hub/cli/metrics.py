@@ -1,0 +1,65 @@
+"""``hub metrics --from DATE --to DATE [--interval day|week|month] [--json]``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date, timedelta
+from typing import Any
+
+import click
+
+from ..runtime import current
+
+
+@click.command()
+@click.option("--from", "start", help="First day (YYYY-MM-DD). Default: 12 months ago.")
+@click.option("--to", "end", help="Last day, included (YYYY-MM-DD). Default: today.")
+@click.option("--interval", type=click.Choice(["day", "week", "month"]), default="month", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def metrics(start: str | None, end: str | None, interval: str, as_json: bool) -> None:
+    """Subscription KPIs: MRR/ARR and movements, churn, NRR, ARPA, CLV, trials, dunning."""
+    from .. import metrics as m
+
+    hub = current()
+    try:
+        last = m.parse_date(end) if end else date.today()
+        first = m.parse_date(start) if start else (last.replace(day=1) - timedelta(days=335)).replace(day=1)
+        with hub.store.session() as session:
+            report = m.report(session, first, last, interval, m.Rates.from_settings(hub.settings))
+    except m.MetricsError as exc:
+        click.echo(f"hub metrics: {exc}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    blocks = {report["currency"]: report["periods"]} if "currency" in report else report["per_currency"]
+    for currency, periods in blocks.items():
+        click.echo(f"KPIs in {currency} (money in minor units), {report['from']} .. {report['to']} by {interval}")
+        _table(periods)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _table(periods: list[dict[str, Any]]) -> None:
+    columns = [("period", lambda p: p["start"]), ("MRR", lambda p: p["mrr"]), ("ARR", lambda p: p["arr"]),
+               ("new", lambda p: p["movements"]["new"]), ("expans.", lambda p: p["movements"]["expansion"]),
+               ("contr.", lambda p: p["movements"]["contraction"]), ("churn", lambda p: p["movements"]["churn"]),
+               ("react.", lambda p: p["movements"]["reactivation"]), ("active", lambda p: p["active"]),
+               ("+subs", lambda p: p["new_subscribers"]), ("-subs", lambda p: p["churned_subscribers"]),
+               ("cust.churn", lambda p: _pct(p["customer_churn_rate"])),
+               ("rev.churn", lambda p: _pct(p["revenue_churn_rate"])),
+               ("NRR", lambda p: _pct(p["net_revenue_retention"])), ("ARPA", lambda p: p["arpa"] or "-"),
+               ("CLV", lambda p: p["clv"] or "-"), ("growth", lambda p: _pct(p["new_member_growth_rate"])),
+               ("trial conv.", lambda p: _pct(p["trial_conversion_rate"])),
+               ("dunning rec.", lambda p: _pct(p["dunning_recovery_rate"])),
+               ("recovered", lambda p: p["recovered_revenue"])]
+    table = [[name for name, _ in columns]] + [[str(f(p)) for _, f in columns] for p in periods]
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    for row in table:
+        click.echo("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
+
+
+COMMANDS = [metrics]

@@ -1,0 +1,69 @@
+"""``hub segments list|recompute|reconcile``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from sqlalchemy import func, select
+
+from ..runtime import current
+
+
+@click.group()
+def segments() -> None:
+    """Segments, tiers and their sync to the marketing tools."""
+
+
+@segments.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def list_(as_json: bool) -> None:
+    """Each segment with its definition and member count."""
+    from ..segments import config as config_mod
+    from ..store.profile_models import SegmentMembership
+
+    hub = current()
+    config = config_mod.current(hub.settings["HUB_RULES_PATH"])
+    with hub.store.session() as session:
+        counts = dict(session.execute(select(SegmentMembership.segment, func.count())
+                                      .group_by(SegmentMembership.segment)).all())
+    out = [{"id": s.id, "kind": "lifecycle" if s.lifecycle else "custom", "members": counts.get(s.id, 0),
+            "sync": sorted(s.sync), "defined_at": s.source, "description": s.description} for s in config.segments]
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    for s in out:
+        click.echo(f"{s['id']:<20} {s['kind']:<9} {s['members']:>8} members  sync: {', '.join(s['sync']) or '-'}")
+
+
+@segments.command()
+@click.option("--no-sync", is_flag=True, help="Update memberships only; plan no tool updates.")
+def recompute(no_sync: bool) -> None:
+    """Re-evaluate every subscriber now (what the scheduler's sweep does)."""
+    from ..segments import recompute_all
+
+    counts = recompute_all(current(), sync=not no_sync)
+    click.echo(json.dumps(counts))
+
+
+@segments.command()
+@click.option("--repair", is_flag=True, help="Plan the actions that bring the tools back in line.")
+@click.option("--json", "as_json", is_flag=True)
+def reconcile(repair: bool, as_json: bool) -> None:
+    """Compare what the tools should hold with what the hub sent and had confirmed; report drift."""
+    from ..segments.sync import reconcile as run
+
+    report = run(current(), repair=repair)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        planned = f", {report['repaired']} actions planned" if repair else ""
+        click.echo(f"checked {report['checked']}: {report['in_sync']} in sync, {report['pending']} pending, "
+                   f"{len(report['drift'])} drifted{planned}")
+        for d in report["drift"][:200]:
+            click.echo(f"  {d['kind']:<9} subscriber {d['subscriber_id']} {d['target']}: want {d['want']!r}, "
+                       f"last sent {d['last_sent']!r} ({d['action_status'] or 'never sent'})")
+    raise SystemExit(1 if report["drift"] and not repair else 0)
+
+
+COMMANDS = [segments]

@@ -1,0 +1,205 @@
+"""Segment, tier and loyalty definitions from the ``segments:``, ``tiers:`` and ``loyalty:`` keys of the
+rules files (``rules/segments.yaml`` by default), validated with marshmallow and compiled once per
+file version. Problems are reported as ``file:line:col: message``, like the rules."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from marshmallow import Schema, ValidationError, fields, validate
+
+from hub.rules.expressions import Expressions, TemplateSyntaxError
+from hub.rules.loader import rule_files
+from hub.rules.yamlpos import LocatedError, load
+
+DESTINATIONS = ("klaviyo", "hubspot", "activecampaign")
+
+
+class _Sync(Schema):
+    klaviyo = fields.Dict(keys=fields.String(validate=validate.OneOf(["list", "properties"])))
+    hubspot = fields.Dict(keys=fields.String(validate=validate.OneOf(["list", "properties"])))
+    activecampaign = fields.Dict(keys=fields.String(validate=validate.OneOf(["tag", "list", "fields"])))
+
+
+class _Segment(Schema):
+    id = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9][a-z0-9_-]*$"))
+    description = fields.String(load_default="")
+    when = fields.String(required=True)
+    sync = fields.Nested(_Sync, load_default=dict)
+
+
+class _Engagement(Schema):
+    half_life_days = fields.Float(load_default=14.0, validate=validate.Range(min=0.1))
+    weights = fields.Dict(keys=fields.String(), values=fields.Float(), load_default=lambda: dict(DEFAULT_WEIGHTS))
+
+
+class _Segments(Schema):
+    lifecycle = fields.List(fields.Nested(_Segment), load_default=list)
+    custom = fields.List(fields.Nested(_Segment), load_default=list)
+    engagement = fields.Nested(_Engagement, load_default=dict)
+    profile_sync = fields.Nested(_Sync, load_default=dict)
+
+
+class _Tier(Schema):
+    name = fields.String(required=True)
+    min_points = fields.Integer(required=True, validate=validate.Range(min=0))
+
+
+class _Loyalty(Schema):
+    points_per_unit = fields.Float(load_default=1.0, validate=validate.Range(min=0))
+    earn_on = fields.List(fields.String(), load_default=lambda: ["payment.succeeded", "order.paid"])
+
+
+DEFAULT_WEIGHTS = {"message.opened": 1.0, "message.clicked": 3.0, "order.placed": 5.0, "order.paid": 5.0,
+                   "usage.recorded": 2.0}
+
+
+@dataclass
+class SegmentDef:
+    id: str
+    when: Callable[[dict[str, Any]], Any]
+    source: str
+    lifecycle: bool
+    description: str = ""
+    sync: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class SegmentConfig:
+    """Everything the segment engine needs, compiled."""
+
+    lifecycle: list[SegmentDef]
+    custom: list[SegmentDef]
+    tiers: list[tuple[str, int]]  # ascending by min_points
+    points_per_unit: float
+    earn_on: list[str]
+    half_life_days: float
+    weights: dict[str, float]
+    profile_sync: dict[str, dict[str, Any]]
+    profile_values: dict[str, Callable[[dict[str, Any]], Any]]  # "dest:kind:name" -> compiled expression
+    hash: str
+
+    @property
+    def segments(self) -> list[SegmentDef]:
+        return self.lifecycle + self.custom
+
+    def by_id(self, segment: str) -> SegmentDef | None:
+        return next((s for s in self.segments if s.id == segment), None)
+
+    def tier_for(self, points: int) -> str | None:
+        found = None
+        for name, minimum in self.tiers:
+            if points >= minimum:
+                found = name
+        return found
+
+
+def load_config(paths: Iterable[str | Path]) -> SegmentConfig:
+    """Read the segment keys from every rules file; raise LocatedError listing every problem."""
+    expressions = Expressions()
+    errors: list[str] = []
+    digest = hashlib.sha256()
+    raw_segments: dict[str, Any] = {}
+    tiers: list[dict[str, Any]] = []
+    loyalty: dict[str, Any] = {}
+    lifecycle: list[SegmentDef] = []
+    custom: list[SegmentDef] = []
+    profile_values: dict[str, Callable[[dict[str, Any]], Any]] = {}
+    for path in rule_files(paths):
+        text = path.read_text()
+        digest.update(path.name.encode() + b"\0" + text.encode())
+        try:
+            doc = load(text, str(path))
+        except LocatedError as exc:
+            errors.extend(exc.errors)
+            continue
+        data = doc.data if isinstance(doc.data, dict) else {}
+        for key, schema in (("segments", _Segments()), ("tiers", _Tier(many=True)), ("loyalty", _Loyalty())):
+            if key not in data:
+                continue
+            try:
+                loaded = schema.load(data[key])
+            except ValidationError as exc:
+                errors.extend(_located(doc, (key,), exc.messages))
+                continue
+            if key == "tiers":
+                tiers = loaded
+            elif key == "loyalty":
+                loyalty = loaded
+            else:
+                raw_segments = loaded
+                for group, target in (("lifecycle", lifecycle), ("custom", custom)):
+                    for index, seg in enumerate(loaded[group]):
+                        where = doc.where(("segments", group, index, "when"))
+                        try:
+                            compiled = expressions.compile_condition(seg["when"])
+                        except TemplateSyntaxError as exc:
+                            errors.append(f"{where}: segment {seg['id']!r}: {exc.message}")
+                            continue
+                        target.append(SegmentDef(seg["id"], compiled, where, group == "lifecycle",
+                                                 seg["description"], seg["sync"]))
+                for dest, spec in loaded["profile_sync"].items():
+                    for kind in ("properties", "fields"):
+                        for name, expr in (spec.get(kind) or {}).items():
+                            try:
+                                profile_values[f"{dest}:{_KIND[kind]}:{name}"] = \
+                                    expressions.compile_condition(str(expr))
+                            except TemplateSyntaxError as exc:
+                                errors.append(f"{doc.where(('segments', 'profile_sync', dest, kind, name))}: "
+                                              f"{exc.message}")
+    seen: set[str] = set()
+    for seg in lifecycle + custom:
+        if seg.id in seen:
+            errors.append(f"{seg.source}: duplicate segment id {seg.id!r}")
+        seen.add(seg.id)
+    if errors:
+        raise LocatedError(errors)
+    engagement = raw_segments.get("engagement") or _Engagement().load({})
+    loyalty = loyalty or _Loyalty().load({})
+    return SegmentConfig(
+        lifecycle=lifecycle, custom=custom,
+        tiers=sorted(((t["name"], t["min_points"]) for t in tiers), key=lambda t: t[1]),
+        points_per_unit=loyalty["points_per_unit"], earn_on=loyalty["earn_on"],
+        half_life_days=engagement["half_life_days"], weights=engagement["weights"],
+        profile_sync=raw_segments.get("profile_sync") or {}, profile_values=profile_values,
+        hash=digest.hexdigest()[:16],
+    )
+
+
+_KIND = {"properties": "property", "fields": "field"}
+
+
+def _located(doc: Any, path: tuple[Any, ...], messages: Any) -> list[str]:
+    if isinstance(messages, dict):
+        out: list[str] = []
+        for key, value in messages.items():
+            out.extend(_located(doc, path + (key,), value))
+        return out
+    text = "; ".join(str(m) for m in messages) if isinstance(messages, list) else str(messages)
+    return [f"{doc.where(path)}: {text}"]
+
+
+_cache: dict[tuple[str, ...], tuple[tuple[Any, ...], SegmentConfig]] = {}
+_cache_lock = threading.Lock()
+
+
+def current(paths: Iterable[str | Path]) -> SegmentConfig:
+    """The compiled config for ``paths``, reloaded when a file changes (a broken file keeps the old one)."""
+    key = tuple(str(p) for p in paths)
+    stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in rule_files(key))
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached and cached[0] == stamp:
+            return cached[1]
+        try:
+            config = load_config(key)
+        except LocatedError:
+            if cached:
+                return cached[1]
+            raise
+        _cache[key] = (stamp, config)
+        return config

@@ -1,0 +1,297 @@
+"""Segment membership, loyalty points and tiers: evaluated for one subscriber after each event, and
+for everyone by the periodic sweep (time-based transitions). Both paths load the same rows and
+run the same evaluation; the sweep reads and writes in bulk."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy.orm import Session
+
+from hub.events import CanonicalEvent, EventType
+from hub.metrics import Rates, floor_points
+from hub.store import Subscriber, Subscription, utcnow
+from hub.store.profile_models import ProfileStats, SegmentMembership
+from hub.values import exponent, parse_time
+
+from .config import SegmentConfig
+from .engagement import decayed
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
+
+log = logging.getLogger(__name__)
+CHUNK = 5000
+
+
+@dataclass
+class Row:
+    """What the evaluation reads for one subscriber."""
+
+    id: int
+    email: str | None
+    tier: str | None
+    points: int
+    mrr_minor: int
+    total_paid_minor: int
+    currency: str | None
+    first_seen_at: datetime | None
+    last_engaged_at: datetime | None
+    consent: dict[str, Any]
+    segments: list[str]
+    engagement_score: float = 0.0
+    engagement_at: datetime | None = None
+    active_months: list[str] = field(default_factory=list)
+    paid: dict[str, int] = field(default_factory=dict)
+    lifecycle: str | None = None
+    subscriptions: list[tuple[str | None, datetime | None, int, str | None]] = field(default_factory=list)
+    members: set[str] = field(default_factory=set)
+
+
+@dataclass
+class Result:
+    lifecycle: str | None
+    segments: list[str]
+    tier: str | None
+    points: int
+    total_paid_minor: int
+    mrr_minor: int
+    context: dict[str, Any]
+
+
+def load_rows(session: Session, ids: Sequence[int] | None = None) -> dict[int, Row]:
+    """Subscribers (not merged away, not redacted) with their stats, subscriptions and memberships."""
+    s = Subscriber
+    query = select(s.id, s.email, s.tier, s.points, s.mrr_minor, s.total_paid_minor, s.currency, s.first_seen_at,
+                   s.last_engaged_at, s.consent, s.segments).where(s.merged_into_id.is_(None), s.redacted_at.is_(None))
+    rows: dict[int, Row] = {}
+    for chunk in _chunks(ids):
+        q = query if chunk is None else query.where(s.id.in_(chunk))
+        for r in session.execute(q):
+            rows[r[0]] = Row(r[0], r[1], r[2], r[3] or 0, r[4] or 0, r[5] or 0, r[6], r[7], r[8], r[9] or {},
+                             list(r[10] or []))
+        scope = (lambda col: col.in_(chunk)) if chunk is not None else (lambda col: True)  # noqa: E731
+        p = ProfileStats
+        for sid, score, at, months, paid, lifecycle in session.execute(
+                select(p.subscriber_id, p.engagement_score, p.engagement_at, p.active_months, p.paid, p.lifecycle)
+                .where(scope(p.subscriber_id))):
+            row = rows.get(sid)
+            if row is not None:
+                row.engagement_score, row.engagement_at = score or 0.0, at
+                row.active_months, row.paid, row.lifecycle = list(months or []), dict(paid or {}), lifecycle
+        for sid, status, cancel_at, mrr, currency in session.execute(
+                select(Subscription.subscriber_id, Subscription.status, Subscription.cancel_at, Subscription.mrr_minor,
+                       Subscription.currency).where(scope(Subscription.subscriber_id))):
+            if sid in rows:
+                rows[sid].subscriptions.append((status, cancel_at, mrr or 0, currency))
+        for sid, segment in session.execute(select(SegmentMembership.subscriber_id, SegmentMembership.segment)
+                                            .where(scope(SegmentMembership.subscriber_id))):
+            if sid in rows:
+                rows[sid].members.add(segment)
+    return rows
+
+
+def _chunks(ids: Sequence[int] | None) -> Iterable[list[int] | None]:
+    if ids is None:
+        yield None
+        return
+    ids = list(ids)
+    for i in range(0, len(ids), CHUNK):
+        yield ids[i:i + CHUNK]
+
+
+def _months_back(now: datetime, n: int) -> set[str]:
+    out, year, month = set(), now.year, now.month
+    for _ in range(n):
+        out.add(f"{year:04d}-{month:02d}")
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return out
+
+
+def evaluate(config: SegmentConfig, rates: Rates, row: Row, now: datetime) -> Result:
+    """The subscriber's lifecycle stage, custom segments, points and tier as of ``now``."""
+    currency = row.currency
+    total_paid = _sum_in(rates, row.paid, currency) if currency else 0
+    by_currency: dict[str, int] = {}
+    for _, _, minor, code in row.subscriptions:
+        if code:
+            by_currency[code] = by_currency.get(code, 0) + minor
+    mrr = _sum_in(rates, by_currency, currency) if currency else 0
+    reporting = rates.reporting or currency
+    paid_reporting = _sum_in(rates, row.paid, reporting) if reporting else 0
+    points = floor_points(paid_reporting / 10 ** exponent(reporting) * config.points_per_unit) if reporting else 0
+    tier = config.tier_for(points)
+    statuses = [st for st, _, _, _ in row.subscriptions]
+    live = [(st, cancel_at) for st, cancel_at, _, _ in row.subscriptions if st in ("trialing", "active", "past_due")]
+    ctx: dict[str, Any] = {
+        "active": bool(live), "trialing": "trialing" in statuses, "past_due": "past_due" in statuses,
+        "paused": "paused" in statuses,
+        "cancellation_scheduled": any(c is not None and c > now for _, c in live),
+        "mrr_minor": mrr, "total_paid_minor": total_paid, "currency": currency, "points": points, "tier": tier,
+        "consent": row.consent,
+        "tenure_days": (now - row.first_seen_at).total_seconds() / 86400 if row.first_seen_at else 0,
+        "engagement": decayed(row.engagement_score, row.engagement_at, now, config.half_life_days),
+        "days_since_engaged": (now - row.last_engaged_at).total_seconds() / 86400 if row.last_engaged_at else None,
+        "active_months": len(_months_back(now, 3) & set(row.active_months)),
+        "now": now, "days_since": lambda value: _days_since(value, now),
+        "subscriber": {"id": row.id, "email": row.email, "tier": tier, "points": points, "mrr_minor": mrr,
+                       "total_paid_minor": total_paid, "currency": currency, "consent": row.consent},
+    }
+    lifecycle = next((seg.id for seg in config.lifecycle if _holds(seg, ctx)), None)
+    ctx["lifecycle"] = lifecycle
+    segments = ([lifecycle] if lifecycle else []) + [seg.id for seg in config.custom if _holds(seg, ctx)]
+    return Result(lifecycle, segments, tier, points, total_paid, mrr, ctx)
+
+
+def _days_since(value: Any, now: datetime) -> float | None:
+    return (now - parse_time(value)).total_seconds() / 86400 if value else None
+
+
+def _holds(seg: Any, ctx: dict[str, Any]) -> bool:
+    try:
+        return bool(seg.when(ctx))
+    except Exception as exc:  # a segment expression that fails for one subscriber counts as "not in it"
+        log.warning("segment %s (%s) failed for subscriber %s: %s", seg.id, seg.source,
+                    ctx["subscriber"]["id"], exc)
+        return False
+
+
+def _sum_in(rates: Rates, amounts: dict[str, int], currency: str) -> int:
+    total = 0
+    for code, minor in amounts.items():
+        converted = rates.convert(minor, code, currency)
+        total += converted if converted is not None else 0  # no rate: that currency is left out
+    return total
+
+
+@dataclass
+class Change:
+    """One subscriber's evaluation against what is stored."""
+
+    row: Row
+    result: Result
+    entered: list[str]
+    exited: list[str]
+
+    @property
+    def tier_changed(self) -> bool:
+        return self.result.tier != self.row.tier
+
+    @property
+    def profile_changed(self) -> bool:
+        r, row = self.result, self.row
+        return bool(self.entered or self.exited or self.tier_changed or r.points != row.points
+                    or r.total_paid_minor != row.total_paid_minor or r.mrr_minor != row.mrr_minor
+                    or r.lifecycle != row.lifecycle or sorted(r.segments) != sorted(row.segments))
+
+
+def diff(row: Row, result: Result) -> Change:
+    new = set(result.segments)
+    order = {s: i for i, s in enumerate(result.segments)}
+    return Change(row, result, sorted(new - row.members, key=lambda s: order.get(s, 0)),
+                  sorted(row.members - new))
+
+
+def write(session: Session, changes: Sequence[Change], now: datetime) -> None:
+    """Store memberships and profile figures for the changed subscribers (bulk statements)."""
+    entered = [{"subscriber_id": c.row.id, "segment": s, "entered_at": now} for c in changes for s in c.entered]
+    exited = [(c.row.id, s) for c in changes for s in c.exited]
+    if entered:
+        session.execute(SegmentMembership.__table__.insert(), entered)
+    if exited:
+        t = SegmentMembership.__table__
+        session.execute(t.delete().where(t.c.subscriber_id == bindparam("sid"), t.c.segment == bindparam("seg")),
+                        [{"sid": sid, "seg": seg} for sid, seg in exited])
+    changed = [c for c in changes if c.profile_changed]
+    if not changed:
+        return
+    t = Subscriber.__table__
+    session.execute(t.update().where(t.c.id == bindparam("sid")).values(
+        segments=bindparam("segs"), tier=bindparam("tier"), points=bindparam("pts"),
+        total_paid_minor=bindparam("paid"), mrr_minor=bindparam("mrr"), updated_at=bindparam("now")),
+        [{"sid": c.row.id, "segs": c.result.segments, "tier": c.result.tier, "pts": c.result.points,
+          "paid": c.result.total_paid_minor, "mrr": c.result.mrr_minor, "now": now} for c in changed])
+    p = ProfileStats.__table__
+    session.execute(p.update().where(p.c.subscriber_id == bindparam("sid")).values(lifecycle=bindparam("lc")),
+                    [{"sid": c.row.id, "lc": c.result.lifecycle} for c in changed])
+
+
+def derived_events(change: Change, cause: CanonicalEvent | None, now: datetime, tag: str) -> list[CanonicalEvent]:
+    """segment.entered / segment.exited / tier.changed for one change (ids are deterministic)."""
+    when = cause.time if cause else now.isoformat()
+    origin = cause.id if cause else f"sweep:{tag}"
+    sid = change.row.id
+    out = []
+    lifecycle = {change.result.lifecycle, change.row.lifecycle}
+    for kind, names in ((EventType.SEGMENT_ENTERED, change.entered), (EventType.SEGMENT_EXITED, change.exited)):
+        for name in names:
+            out.append(_derived(kind, when, f"{origin}:{sid}:{name}", sid, {
+                "segment": {"id": name, "lifecycle": name in lifecycle, "stage": change.result.lifecycle}}))
+    if change.tier_changed:
+        out.append(_derived(EventType.TIER_CHANGED, when, f"{origin}:{sid}:tier", sid, {
+            "tier": {"from": change.row.tier, "to": change.result.tier, "points": change.result.points}}))
+    return out
+
+
+def _derived(type_: str, when: str, key: str, subscriber_id: int, data: dict[str, Any]) -> CanonicalEvent:
+    return CanonicalEvent(type=type_, time=when, provider="hub", providereventid=key, providertype="derived",
+                          subject=f"subscriber:{subscriber_id}", data={**data, "subscriber": {"hub_id": subscriber_id}})
+
+
+def refresh_one(hub: "Hub", session: Session, subscriber: Subscriber, config: SegmentConfig, rates: Rates,
+                cause: CanonicalEvent | None, now: datetime) -> tuple[Change | None, list[CanonicalEvent]]:
+    """Re-evaluate one subscriber after an event; return the change and the derived events."""
+    session.flush()
+    row = load_rows(session, [subscriber.id]).get(subscriber.id)
+    if row is None:
+        return None, []
+    change = diff(row, evaluate(config, rates, row, now))
+    write(session, [change], now)
+    # keep the ORM object in step with the bulk update above
+    session.expire(subscriber, ["segments", "tier", "points", "total_paid_minor", "mrr_minor", "updated_at"])
+    stats = session.get(ProfileStats, subscriber.id)
+    if stats is not None:
+        session.expire(stats, ["lifecycle"])
+    return change, derived_events(change, cause, now, "event")
+
+
+def recompute_all(hub: "Hub", *, now: datetime | None = None, sync: bool = True) -> dict[str, Any]:
+    """Evaluate every subscriber (the sweep): write changes in bulk, record the derived events and plan
+    the syncs for those who changed. Returns counts."""
+    from . import config as config_mod
+    from . import derive, sync as sync_mod
+
+    now = now or utcnow()
+    config = config_mod.current(hub.settings["HUB_RULES_PATH"])
+    rates = Rates.from_settings(hub.settings)
+    counts = {"subscribers": 0, "changed": 0, "entered": 0, "exited": 0, "tier_changes": 0, "actions": 0}
+    due: list[int] = []
+    with hub.store.session() as session:
+        rows = load_rows(session)
+        counts["subscribers"] = len(rows)
+        changes = [c for c in (diff(r, evaluate(config, rates, r, now)) for r in rows.values()) if c.profile_changed]
+        write(session, changes, now)
+        events: list[CanonicalEvent] = []
+        for c in changes:
+            counts["entered"] += len(c.entered)
+            counts["exited"] += len(c.exited)
+            counts["tier_changes"] += int(c.tier_changed)
+            events.extend(derived_events(c, None, now, now.isoformat()))
+        counts["changed"] = len(changes)
+        due.extend(derive.record_bulk(hub, session, events, now))
+        if sync:
+            due.extend(sync_mod.plan(hub, session, config, changes, None, now))
+        counts["actions"] = len(due)
+    from hub import outbox
+
+    outbox.dispatch(hub, due)
+    return counts
+
+
+def delete_memberships(session: Session, subscriber_id: int) -> None:
+    session.execute(delete(SegmentMembership).where(SegmentMembership.subscriber_id == subscriber_id))
+    session.execute(update(Subscriber).where(Subscriber.id == subscriber_id).values(segments=[]))

@@ -1,0 +1,217 @@
+"""Sync segment membership and profile fields to the marketing tools, by difference.
+
+Each thing the hub keeps in a tool for a subscriber is a *target*: ``klaviyo:list:<id>``,
+``hubspot:list:<id>``, ``activecampaign:tag:<tag>``, ``activecampaign:list:<id>`` (membership, True or
+False), ``<tool>:property:<name>`` and ``activecampaign:field:<id>`` (a value). ``segment_sync_state``
+remembers the value last planned per subscriber and target; only a difference plans an outbox
+action, one per subscriber and target (property targets of one tool share one call), with a key
+unique to that change, so each member's outcome is recorded and a failure is retried alone.
+Whether a change was confirmed is the status of its action.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+import connectors
+from hub import outbox
+from hub.rules import PlannedAction
+from hub.store import Action
+from hub.store.models import ActionStatus
+from hub.store.profile_models import SyncState
+
+from .config import SegmentConfig
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
+
+    from .engine import Change
+
+RULE_ID = "segment-sync"
+_KEY_NAMESPACE = uuid.UUID("3f0c1b1e-5d0a-4c36-9a0e-7c2f4e1d8b20")
+#: membership targets: (tool, kind) -> (action when True, action when False, params)
+MEMBERSHIP_ACTIONS = {
+    ("klaviyo", "list"): ("add_to_list", "remove_from_list", lambda ref: {"list_id": ref}),
+    ("hubspot", "list"): ("add_to_list", "remove_from_list", lambda ref: {"list_id": ref}),
+    ("activecampaign", "tag"): ("add_tag", "remove_tag", lambda ref: {"tag": ref}),
+    ("activecampaign", "list"): ("subscribe_list", "unsubscribe_list", lambda ref: {"list_id": ref}),
+}
+#: value targets: tool -> action taking {"properties": {...}} for all changed properties at once
+PROPERTY_ACTIONS = {"klaviyo": "upsert_profile", "hubspot": "set_properties"}
+
+
+def desired(config: SegmentConfig, change: "Change") -> dict[str, Any]:
+    """Every target's value for this subscriber now (segment sync and profile fields)."""
+    members = set(change.result.segments)
+    out: dict[str, Any] = {}
+    for seg in config.segments:
+        inside = seg.id in members
+        for tool, spec in (seg.sync or {}).items():
+            for kind in ("list", "tag"):
+                if spec.get(kind) is not None:
+                    out[f"{tool}:{kind}:{spec[kind]}"] = inside
+            for name in spec.get("properties") or []:
+                out[f"{tool}:property:{name}"] = inside
+            for name in spec.get("fields") or []:
+                out[f"{tool}:field:{name}"] = "true" if inside else "false"
+    for target, expression in config.profile_values.items():
+        value = expression(change.result.context)
+        out[target] = value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+    return out
+
+
+def _segment_of(config: SegmentConfig, target: str) -> str | None:
+    tool, kind, ref = target.split(":", 2)
+    for seg in config.segments:
+        spec = (seg.sync or {}).get(tool) or {}
+        if spec.get(kind) == ref or ref in (spec.get("properties") or []) or ref in (spec.get("fields") or []):
+            return seg.id
+    return None
+
+
+@dataclass
+class Planned:
+    target: str
+    value: Any
+    generation: int
+
+
+def plan(hub: "Hub", session: Session, config: SegmentConfig, changes: Sequence["Change"], cause: str | None,
+         now: datetime, *, force: Sequence[str] = ()) -> list[int]:
+    """Plan the actions that bring each tool to the desired values (differences only). ``force``:
+    targets to send again even when the hub believes they are in sync (reconcile --repair)."""
+    if not any(seg.sync for seg in config.segments) and not config.profile_values:
+        return []
+    dry = {name for name, c in connectors.REGISTRY.items() if c.dry_run(hub.settings)}
+    ids: list[int] = []
+    for change in changes:
+        want = desired(config, change)
+        if not want:
+            continue
+        sid = change.row.id
+        held = {s.target: s for s in session.execute(select(SyncState).where(SyncState.subscriber_id == sid))
+                .scalars()}
+        todo: list[Planned] = []
+        for target, value in want.items():
+            state = held.get(target)
+            if state is None and not value and target not in force:
+                continue  # never sent, nothing to take away
+            if state is not None and state.value == value and target not in force:
+                continue
+            generation = (state.generation if state else 0) + 1
+            todo.append(Planned(target, value, generation))
+        if not todo:
+            continue
+        actions = _actions(sid, todo, cause, config.hash, now)
+        for _, rows in actions:
+            for p in rows:
+                state = held.get(p.target)
+                key = next(a.key for a, r in actions if p in r)
+                if state is None:
+                    state = SyncState(subscriber_id=sid, target=p.target, segment=_segment_of(config, p.target),
+                                      generation=0)
+                    session.add(state)
+                elif state.action_key:  # a change not yet sent is superseded by this one
+                    session.execute(update(Action).where(Action.key == state.action_key,
+                                                         Action.status == ActionStatus.SCHEDULED)
+                                    .values(status=ActionStatus.CANCELLED, updated_at=now,
+                                            last_error="superseded by a newer segment sync"))
+                state.value, state.generation, state.action_key, state.updated_at = p.value, p.generation, key, now
+        session.flush()
+        ids.extend(outbox.write_planned(session, [a for a, _ in actions], subscriber_id=sid,
+                                        dry_run_connectors=dry, anchored_rules=set()))
+    return ids
+
+
+def _actions(sid: int, todo: list[Planned], cause: str | None, rules_hash: str, now: datetime
+             ) -> list[tuple[PlannedAction, list[Planned]]]:
+    out: list[tuple[PlannedAction, list[Planned]]] = []
+    grouped: dict[str, list[Planned]] = {}
+    for p in todo:
+        tool, kind, ref = p.target.split(":", 2)
+        if (tool, kind) in MEMBERSHIP_ACTIONS:
+            on, off, params = MEMBERSHIP_ACTIONS[(tool, kind)]
+            out.append((_planned(sid, tool, on if p.value else off, params(ref), [p], cause, rules_hash, now), [p]))
+        elif kind == "field":
+            out.append((_planned(sid, tool, "set_field", {"field": ref, "value": p.value}, [p], cause, rules_hash,
+                                 now), [p]))
+        else:
+            grouped.setdefault(tool, []).append(p)
+    for tool, rows in grouped.items():
+        props = {p.target.split(":", 2)[2]: p.value for p in rows}
+        out.append((_planned(sid, tool, PROPERTY_ACTIONS[tool], {"properties": props}, rows, cause, rules_hash,
+                             now), rows))
+    return out
+
+
+def _planned(sid: int, tool: str, name: str, params: dict[str, Any], rows: list[Planned], cause: str | None,
+             rules_hash: str, now: datetime) -> PlannedAction:
+    occurrence = ",".join(f"{p.target}#{p.generation}" for p in rows)
+    key = str(uuid.uuid5(_KEY_NAMESPACE, f"{sid}\x1f{occurrence}"))
+    return PlannedAction(key=key, rule_id=RULE_ID, rules_hash=rules_hash, event_id=cause or "",
+                         subject=f"subscriber:{sid}", occurrence=occurrence[:255], step="now", connector=tool,
+                         name=name, params=params, due_at=now)
+
+
+# -- reconcile ------------------------------------------------------------------------------------
+
+def reconcile(hub: "Hub", *, repair: bool = False) -> dict[str, Any]:
+    """Compare what the tools should hold with what the hub knows was confirmed; optionally repair.
+
+    The tools' own list reads are not used (the outbound clients offer none yet): "confirmed" is the
+    outcome of the last action sent per subscriber and target. Drift: a desired value never planned or
+    different from the last planned one (``unsynced``), or a last action that failed, died or was
+    cancelled (``failed``). Actions still on their way are counted as ``pending``, not drift.
+    """
+    from hub.metrics import Rates
+    from hub.store import utcnow
+
+    from . import config as config_mod
+    from .engine import diff, evaluate, load_rows
+
+    now = utcnow()
+    config = config_mod.current(hub.settings["HUB_RULES_PATH"])
+    rates = Rates.from_settings(hub.settings)
+    report: dict[str, Any] = {"checked": 0, "in_sync": 0, "pending": 0, "drift": [], "repaired": 0}
+    due: list[int] = []
+    with hub.store.session() as session:
+        rows = load_rows(session)
+        statuses = dict(session.execute(select(Action.key, Action.status).where(Action.rule_id == RULE_ID)).all())
+        held: dict[int, dict[str, SyncState]] = {}
+        for s in session.execute(select(SyncState)).scalars():
+            held.setdefault(s.subscriber_id, {})[s.target] = s
+        for sid, row in rows.items():
+            change = diff(row, evaluate(config, rates, row, now))
+            mine = held.get(sid, {})
+            force = []
+            for target, value in desired(config, change).items():
+                state = mine.get(target)
+                if state is None and not value:
+                    continue
+                report["checked"] += 1
+                status = statuses.get(state.action_key) if state else None
+                if state is None or state.value != value:
+                    kind = "unsynced"
+                elif status in (ActionStatus.FAILED, ActionStatus.DEAD, ActionStatus.CANCELLED) or status is None:
+                    kind = "failed"
+                elif status in ActionStatus.PENDING:
+                    report["pending"] += 1
+                    continue
+                else:
+                    report["in_sync"] += 1
+                    continue
+                report["drift"].append({"subscriber_id": sid, "email": row.email, "target": target, "kind": kind,
+                                        "want": value, "last_sent": state.value if state else None,
+                                        "action_status": status})
+                force.append(target)
+            if repair and force:
+                due.extend(plan(hub, session, config, [change], None, now, force=force))
+        report["repaired"] = len(due)
+    outbox.dispatch(hub, due)
+    return report
