@@ -31,10 +31,13 @@ def main() -> None:
 
 from . import inspect, processes, store  # noqa: E402  (registration order is the help order)
 
-from . import metrics, segments, subscribers  # noqa: E402
-
-for module in (processes, store, inspect, subscribers, segments, metrics):
+for module in (processes, store, inspect):
     for command in module.COMMANDS:
         cli.add_command(command)
+
+from . import connectors as connectors_cli  # noqa: E402  (hub connectors, hub send)
+
+for command in connectors_cli.COMMANDS:
+    cli.add_command(command)
 
 logging.getLogger("rq.worker").setLevel(logging.WARNING)

@@ -1,4 +1,8 @@
-"""``/healthz`` (the process is up) and ``/readyz`` (database and Redis reachable)."""
+"""``/healthz`` (the process is up) and ``/readyz`` (database and Redis reachable).
+
+``/readyz`` also details each outbound connector's credentials mark and circuit state. Those do
+not make the hub unready: webhooks must keep landing while a destination is down.
+"""
 
 from __future__ import annotations
 
@@ -31,4 +35,29 @@ def readyz() -> Any:
     except Exception as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return jsonify(ready=ready, checks=checks), (200 if ready else 503)
+    return jsonify(ready=ready, checks=checks, connectors=_destinations(hub)), (200 if ready else 503)
+
+
+def _destinations(hub: Any) -> dict[str, Any]:
+    import connectors
+
+    from ..circuit import Circuit, Credentials
+
+    out: dict[str, Any] = {}
+    for name, connector in connectors.REGISTRY.items():
+        if not connector.actions:
+            continue
+        row: dict[str, Any] = {"outbound": "dry-run" if connector.dry_run(hub.settings) else "live"}
+        try:
+            invalid = Credentials(hub.redis).invalid(name)
+            row["credentials"] = "invalid" if invalid else "ok"
+            if invalid:
+                row["credentials_error"] = {"status": invalid.get("status"), "error": invalid.get("error")}
+            circuit = Circuit(hub.redis).state(name)
+            row["circuit"] = circuit["state"]
+            if circuit["state"] != "closed":
+                row["probe_in"] = circuit.get("probe_in")
+        except Exception as exc:
+            row["state"] = f"unknown: {type(exc).__name__}"
+        out[name] = row
+    return out

@@ -1,0 +1,152 @@
+"""Operator commands for destinations: ``hub connectors``, ``hub connectors test NAME``, ``hub send``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from typing import Any
+
+import click
+
+import connectors
+from connectors.base import Connector
+
+from .. import delivery
+from ..circuit import Circuit, Credentials
+from ..errors import ActionError, CredentialsError
+from ..ratelimit import RateLimiter, describe, limit_key
+from ..runtime import Hub, current
+
+
+def connector_status(hub: Hub, connector: Connector) -> dict[str, Any]:
+    """One connector as operators see it (also used by /readyz)."""
+    settings = hub.settings
+    row: dict[str, Any] = {"name": connector.name}
+    if connector.receives:
+        missing = connector.missing_inbound_settings(settings)
+        row["inbound"] = "configured" if not missing else f"off (set {missing[0]})"
+    else:
+        row["inbound"] = "-"
+    if not connector.actions:
+        row["outbound"] = "-"
+        return row
+    row["outbound"] = "dry-run" if connector.dry_run(settings) else "live"
+    try:
+        invalid = Credentials(hub.redis).invalid(connector.name)
+        row["credentials"] = (f"invalid (HTTP {invalid['status']})" if invalid else
+                              ("-" if connector.dry_run(settings) else "ok"))
+        row["circuit"] = Circuit(hub.redis).state(connector.name)
+    except Exception as exc:  # Redis away: say so rather than fail the listing
+        row["credentials"] = row["circuit"] = f"unknown ({type(exc).__name__})"
+    try:
+        limits = connector.rate_limits_for(settings)
+        from connectors.base import windows
+
+        row["rate_limit"] = {bucket: describe(windows(w)) for bucket, w in sorted(limits.items())}
+        account = connector.rate_limit_account(settings)
+        limiter = RateLimiter(hub.redis)
+        paused = {b: round(p, 1) for b in limits if (p := limiter.paused_for(limit_key(connector.name, account, b)))}
+        if paused:
+            row["paused"] = paused
+    except ValueError as exc:  # an unreadable HUB_<NAME>_RATE_LIMIT
+        row["rate_limit"] = f"invalid: {exc}"
+    except Exception as exc:
+        row.setdefault("rate_limit", f"unknown ({type(exc).__name__})")
+    return row
+
+
+def _circuit_text(circuit: Any) -> str:
+    if not isinstance(circuit, dict):
+        return str(circuit or "")
+    text = circuit["state"]
+    if circuit["state"] != "closed" and "probe_in" in circuit:
+        text += f" (probe in {circuit['probe_in']}s)"
+    elif circuit.get("failures"):
+        text += f" ({circuit['failures']} failures)"
+    return text
+
+
+@click.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per connector.")
+@click.pass_context
+def connectors_cmd(ctx: click.Context, as_json: bool) -> None:
+    """Each connector: inbound configured?, outbound live or dry-run, credentials, circuit, rate limit."""
+    if ctx.invoked_subcommand is not None:
+        return
+    hub = current()
+    rows = [connector_status(hub, c) for c in connectors.REGISTRY.values()]
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, sort_keys=True, default=str))
+        return
+    columns = ["name", "inbound", "outbound", "credentials", "circuit", "rate_limit"]
+    table = []
+    for row in rows:
+        limits = row.get("rate_limit")
+        shown = {**row, "circuit": _circuit_text(row.get("circuit")),
+                 "rate_limit": ", ".join(f"{b}={v}" for b, v in limits.items()) if isinstance(limits, dict)
+                 else (limits or "")}
+        if row.get("paused"):
+            shown["rate_limit"] += " (paused " + ", ".join(f"{b} {s}s" for b, s in row["paused"].items()) + ")"
+        table.append({c: str(shown.get(c) or "") for c in columns})
+    widths = {c: max([len(c)] + [len(r[c]) for r in table]) for c in columns}
+    click.echo("  ".join(c.upper().replace("_", " ").ljust(widths[c]) for c in columns).rstrip())
+    for r in table:
+        click.echo("  ".join(r[c].ljust(widths[c]) for c in columns).rstrip())
+
+
+@connectors_cmd.command("test")
+@click.argument("name")
+def test_cmd(name: str) -> None:
+    """Check NAME's credentials with a harmless authenticated call (clears or sets the mark)."""
+    hub = current()
+    connector = connectors.get(name)
+    if connector is None or not connector.actions:
+        raise click.ClickException(f"no outbound connector named {name!r} "
+                                   f"(known: {', '.join(n for n, c in connectors.REGISTRY.items() if c.actions)})")
+    if connector.dry_run(hub.settings):
+        missing = [n for n in connector.outbound_settings if not hub.settings[n]]
+        raise click.ClickException(f"{name} runs dry: set {', '.join(missing)} to send for real")
+    credentials = Credentials(hub.redis)
+    try:
+        outcome = connector.check(connector.client(hub.settings))
+    except CredentialsError as exc:
+        credentials.mark_invalid(name, exc.status, hub.scrub(str(exc)))
+        raise click.ClickException(f"{name}: credentials refused: {hub.scrub(str(exc))}")
+    except ActionError as exc:
+        raise click.ClickException(f"{name}: check failed: {hub.scrub(str(exc))}")
+    credentials.clear(name)
+    click.echo(f"{name}: ok (HTTP {outcome.status_code}, {outcome.request.get('method')} "
+               f"{outcome.request.get('url')})")
+
+
+@click.command()
+@click.argument("action")
+@click.option("--params", "params_json", default="{}", show_default=True, help="The action's parameters as JSON.")
+@click.option("--key", default=None, help="Idempotency key sent to the provider (default: a new one).")
+@click.option("--no-wait", is_flag=True, help="Report a rate-limit or circuit wait instead of waiting.")
+def send(action: str, params_json: str, key: str | None, no_wait: bool) -> None:
+    """Perform ACTION (e.g. activecampaign.add_tag) now and print the outcome as JSON.
+
+    Goes through the same validation, circuit, rate limit and client as the workers; nothing is
+    written to the outbox.
+    """
+    try:
+        params = json.loads(params_json)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--params")
+    if not isinstance(params, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--params")
+    hub = current()
+    try:
+        result = delivery.perform(hub, action, params, key or f"send:{uuid.uuid4()}", wait=not no_wait)
+    except ActionError as exc:
+        raise click.ClickException(hub.scrub(str(exc)))
+    click.echo(json.dumps(result, indent=2, sort_keys=True, default=str))
+    if result["outcome"] not in ("ok", "dry_run"):
+        sys.exit(1)
+
+
+connectors_cmd.name = "connectors"
+COMMANDS = [connectors_cmd, send]
