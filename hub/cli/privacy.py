@@ -1,0 +1,90 @@
+"""``hub privacy``: export what the hub holds for a person, erase it, list what was erased."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import click
+from sqlalchemy import select
+
+from .. import outbox, privacy
+from ..events import CanonicalEvent, EventType
+from ..runtime import current
+from ..store import utcnow
+from ..store.privacy_models import DataExport, Redaction
+from ..values import rfc3339
+
+
+def _subscriber_id(session, ref: str) -> int:  # type: ignore[no-untyped-def]
+    found = privacy.find_subscriber_id(session, ref)
+    if found is None:
+        raise click.ClickException(f"no subscriber {ref!r} (give a subscriber id or an e-mail address)")
+    return found
+
+
+@click.group("privacy")
+def group() -> None:
+    """Data requests and erasure (GDPR/CCPA): export, redact, and the record of redactions."""
+
+
+@group.command("export")
+@click.argument("ref", metavar="ID|EMAIL")
+@click.option("--stored", is_flag=True, help="Print the newest export stored by a data request instead.")
+def export_(ref: str, stored: bool) -> None:
+    """Print everything the hub holds for a subscriber as JSON."""
+    hub = current()
+    with hub.store.session() as session:
+        sid = _subscriber_id(session, ref)
+        if stored:
+            row = session.execute(select(DataExport).where(DataExport.subscriber_id == sid)
+                                  .order_by(DataExport.id.desc())).scalars().first()
+            if row is None:
+                raise click.ClickException(f"no stored export for subscriber {sid}")
+            document = row.document
+        else:
+            document = privacy.export(session, sid)
+    click.echo(json.dumps(document, indent=2, sort_keys=True, default=str))
+
+
+@group.command("redact")
+@click.argument("ref", metavar="ID|EMAIL")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def redact(ref: str, yes: bool) -> None:
+    """Erase a subscriber's personal data everywhere (as a provider's erasure request would)."""
+    from ..pipeline import record_events
+
+    hub = current()
+    with hub.store.session() as session:
+        sid = _subscriber_id(session, ref)
+    if not yes:
+        click.confirm(f"Erase every personal detail of subscriber {sid}? This cannot be undone", abort=True)
+    event = CanonicalEvent(type=EventType.SUBSCRIBER_REDACT_REQUESTED, time=rfc3339(utcnow()), provider="operator",
+                           providereventid=f"cli-{uuid.uuid4()}", providertype="hub privacy redact",
+                           data={"subscriber": {"hub_id": sid}})
+    with hub.store.session() as session:
+        due = record_events(hub, session, [event], origin="operator")
+        record = session.execute(select(Redaction).where(Redaction.event_id == event.id)).scalar_one()
+        counts = dict(record.counts)
+    outbox.dispatch(hub, due)
+    click.echo(f"redaction {record.id}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+@group.command("redactions")
+@click.option("--email", help="Only the redactions that covered this e-mail address (matched by its hash).")
+@click.option("--limit", default=50, show_default=True)
+def redactions(email: str | None, limit: int) -> None:
+    """List redaction records (they hold hashes and counts, never personal data)."""
+    hub = current()
+    with hub.store.session() as session:
+        rows = list(session.execute(select(Redaction).order_by(Redaction.id.desc()).limit(limit)).scalars())
+    if email:
+        wanted = privacy.identifier_hash(f"email:{email.strip().casefold()}")
+        rows = [r for r in rows if wanted in (r.identifier_hashes or [])]
+    for r in rows:
+        click.echo(json.dumps({"id": r.id, "requested_at": rfc3339(r.requested_at), "provider": r.provider,
+                               "event_id": r.event_id, "subscriber_ids": r.subscriber_ids, "counts": r.counts,
+                               "identifiers_hash": r.identifiers_hash}, sort_keys=True))
+
+
+COMMANDS = [group]
