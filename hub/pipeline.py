@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 import connectors
 from connectors.base import RawDelivery
 
-from . import outbox, state
+from . import outbox, privacy, state
 from .errors import PayloadError
 from .events import CanonicalEvent
 from .segments import derive
@@ -85,8 +85,10 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
         }, ["id"])
         if not inserted:
             continue
+        privacy.before_apply(session, event, delivery_id=delivery_id)  # a redact request erases, then forgets
         subscriber = state.resolve_subscriber(session, event)
         applied = state.apply(session, event, subscriber)
+        privacy.after_apply(session, event, subscriber)  # a data request stores an export
         if subscriber is not None:
             session.get(Event, event.id).subscriber_id = subscriber.id  # type: ignore[union-attr]
         # ledgers, segments, tier and segment syncs; the derived events are recorded below
