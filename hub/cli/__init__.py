@@ -29,10 +29,9 @@ def main() -> None:
         sys.exit(2)
 
 
-from . import explain, inspect, privacy, processes, rules, store  # noqa: E402  (registration order is the help order)
-from . import metrics, segments, subscribers  # noqa: E402
+from . import inspect, privacy, processes, store  # noqa: E402  (registration order is the help order)
 
-for module in (processes, store, inspect, rules, explain, privacy, subscribers, segments, metrics):
+for module in (processes, store, inspect, privacy):
     for command in module.COMMANDS:
         cli.add_command(command)
 
