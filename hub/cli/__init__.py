@@ -30,8 +30,9 @@ def main() -> None:
 
 
 from . import inspect, privacy, processes, store  # noqa: E402  (registration order is the help order)
+from . import metrics, segments, subscribers  # noqa: E402
 
-for module in (processes, store, inspect, privacy):
+for module in (processes, store, inspect, privacy, subscribers, segments, metrics):
     for command in module.COMMANDS:
         cli.add_command(command)
 
