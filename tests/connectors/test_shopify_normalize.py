@@ -314,3 +314,14 @@ def test_hub_normalize_cli_for_shopify() -> None:
     event = json.loads(line)
     assert event["type"] == "order.paid" and event["providereventid"] == "cli-1"
     assert event["data"]["order"]["total"] == {"minor": 4980, "currency": "JPY"}
+
+
+def test_customers_redact_reaches_the_privacy_effect(shop_client: Any) -> None:
+    hub, client = shop_client
+    _post(client, "customers.create.json", "customers/create", webhook_id="W1", event_id="E1")
+    drain(hub)
+    assert [s.email for s in rows(hub, Subscriber)] == ["maya.lin@example.com"]
+    _post(client, "customers.redact.json", "customers/redact", webhook_id="W2", event_id="E2")
+    drain(hub)
+    assert not [s for s in rows(hub, Subscriber) if s.email == "maya.lin@example.com"]
+    assert not [d for d in rows(hub, Delivery) if b"Maya.Lin@Example.com" in (d.body or b"")]
