@@ -49,11 +49,20 @@ class _ListField(fields.Field):
         return [part.strip() for part in str(value).split(",") if part.strip()]
 
 
+def _bool(value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValidationError("must be true or false (1/0, yes/no, on/off)")
+
+
 _FIELD_FOR_KIND = {
     "str": lambda: fields.String(validate=validate.Length(min=1)),
     "int": lambda: fields.Integer(strict=False),
     "float": lambda: fields.Float(),
-    "bool": lambda: fields.Boolean(truthy={"1", "true", "yes", "on"}, falsy={"0", "false", "no", "off", ""}),
+    "bool": lambda: fields.Function(deserialize=_bool),
     "list": _ListField,
     "url": lambda: fields.Function(deserialize=_url),
 }

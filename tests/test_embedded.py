@@ -40,7 +40,8 @@ def _get(url: str):
 def test_hub_run_embedded_receives_and_runs_dry(tmp_path: Path):
     port = _free_port()
     hub_bin = str(Path(sys.executable).with_name("hub"))
-    env = _clean_env(HUB_STRIPE_WEBHOOK_SECRET="whsec_test_secret", HUB_RULES_PATH=str(ROOT / "rules"))
+    env = _clean_env(HUB_STRIPE_WEBHOOK_SECRET="whsec_test_secret",
+                     HUB_RULES_PATH=str(FIXTURES / "rules" / "payment_failed_only.yaml"))
     log = open(tmp_path / "hub.log", "wb")
     proc = subprocess.Popen([hub_bin, "run", "--port", str(port)], cwd=tmp_path, env=env, stdout=log,
                             stderr=subprocess.STDOUT)

@@ -28,7 +28,10 @@ from hub.store import Action, Attempt
 from .helpers import count, rows, stripe_event, stripe_headers
 from .mockapi import MockApi, always, sequence, wait_for
 
-FAST = {"HUB_SCHEDULER_INTERVAL_SECONDS": "0.2", "HUB_SWEEP_INTERVAL_SECONDS": "1",
+from .conftest import FIXTURES
+
+FAST = {"HUB_RULES_PATH": str(FIXTURES / "rules" / "payment_failed_only.yaml"),
+        "HUB_SCHEDULER_INTERVAL_SECONDS": "0.2", "HUB_SWEEP_INTERVAL_SECONDS": "1",
         "HUB_STRANDED_AFTER_SECONDS": "2", "HUB_LEASE_SECONDS": "3", "HUB_RETRY_BASE_SECONDS": "0.5"}
 
 
@@ -97,7 +100,6 @@ def test_429_with_retry_after_waits_at_least_that_long(running, api):
 
 
 def test_400_fails_without_retry_and_keeps_the_response(running, api):
-    api.script = always(400)
     api.script = lambda seen, n: (400, {"Content-Type": "application/json"},
                                   b'{"errors":[{"code":"invalid","detail":"bad metric"}]}', 0)
     post(running, payment_failed(3))

@@ -54,7 +54,8 @@ def start_background(hub: Hub, stop: threading.Event, workers: int = 2) -> list[
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--workers", default=4, show_default=True, type=int, help="gunicorn worker processes")
-def serve(host: str, port: int, workers: int) -> None:
+@click.option("--threads", default=4, show_default=True, type=int, help="threads per worker process")
+def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the web app (webhooks, API, health) under gunicorn."""
     from gunicorn.app.base import BaseApplication
 
@@ -65,8 +66,7 @@ def serve(host: str, port: int, workers: int) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", 4)
-            self.cfg.set("accesslog", "-")
+            self.cfg.set("threads", threads)
 
         def load(self) -> Any:
             from ..web import create_app

@@ -69,24 +69,33 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+_INSERT_IGNORE: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+
+
 def insert_ignore(
     session: Session, table: Table, rows: dict[str, Any] | Sequence[dict[str, Any]], conflict: Sequence[str]
 ) -> list[Any]:
-    """INSERT ... ON CONFLICT (conflict) DO NOTHING RETURNING the primary keys actually inserted."""
+    """INSERT ... ON CONFLICT (conflict) DO NOTHING RETURNING the primary keys actually inserted.
+
+    The statement is built once per table and dialect and executed with parameters, so SQLAlchemy's
+    compiled cache is hit on the webhook hot path.
+    """
     dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    key = (dialect, table.name, tuple(conflict))
+    stmt = _INSERT_IGNORE.get(key)
+    if stmt is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        pk = list(table.primary_key.columns)[0]
+        stmt = insert(table).on_conflict_do_nothing(index_elements=list(conflict)).returning(pk)
+        _INSERT_IGNORE[key] = stmt
     rows = [rows] if isinstance(rows, dict) else list(rows)
-    if not rows:
-        return []
-    pk = list(table.primary_key.columns)[0]
+    # One execution per row keeps RETURNING exact on both dialects.
     inserted = []
-    # One statement per row keeps RETURNING exact on both dialects (SQLite has no multi-row RETURNING order).
     for row in rows:
-        stmt = insert(table).values(**row).on_conflict_do_nothing(index_elements=list(conflict)).returning(pk)
-        value = session.execute(stmt).scalar()
+        value = session.execute(stmt, row).scalar()
         if value is not None:
             inserted.append(value)
     return inserted
