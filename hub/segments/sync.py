@@ -40,7 +40,7 @@ MEMBERSHIP_ACTIONS = {
     ("klaviyo", "list"): ("add_to_list", "remove_from_list", lambda ref: {"list_id": ref}),
     ("hubspot", "list"): ("add_to_list", "remove_from_list", lambda ref: {"list_id": ref}),
     ("activecampaign", "tag"): ("add_tag", "remove_tag", lambda ref: {"tag": ref}),
-    ("activecampaign", "list"): ("subscribe_list", "unsubscribe_list", lambda ref: {"list_id": ref}),
+    ("activecampaign", "list"): ("subscribe_list", "unsubscribe_list", lambda ref: {"list": ref}),
 }
 #: value targets: tool -> action taking {"properties": {...}} for all changed properties at once
 PROPERTY_ACTIONS = {"klaviyo": "upsert_profile", "hubspot": "set_properties"}
