@@ -72,8 +72,10 @@ class Expressions:
     def compile_value(self, value: Any) -> Evaluator:
         """A param value: strings are templates (a lone ``{{ expr }}`` keeps its native type)."""
         if isinstance(value, dict):
-            parts = {k: self.compile_value(v) for k, v in value.items()}
-            return lambda ctx: {k: f(ctx) for k, f in parts.items()}
+            # a templated value that renders to nothing (a field the event lacks) is left out, so an
+            # action never clears a property in a tool just because this event did not carry it
+            parts = {k: (self.compile_value(v), _templated(v)) for k, v in value.items()}
+            return lambda ctx: {k: r for k, (f, t) in parts.items() if (r := f(ctx)) is not None or not t}
         if isinstance(value, list):
             items = [self.compile_value(v) for v in value]
             return lambda ctx: [f(ctx) for f in items]
@@ -86,18 +88,25 @@ class Expressions:
         template = self.env.from_string(value)
         return lambda ctx: template.render(**ctx)
 
-    def referenced_paths(self, source: Any) -> list[str]:
-        """Dotted paths an expression or template reads (``subscription.status``), in order."""
+    def referenced_paths(self, source: Any, *, condition: bool = False) -> list[str]:
+        """Dotted paths a condition (``condition=True``) or the templates in a value read
+        (``subscription.status``), in order."""
         out: list[str] = []
         for text in _strings(source):
+            if not condition and "{{" not in text and "{%" not in text:
+                continue  # a literal
             try:
-                tree = self.env.parse(text if "{" in text else "{{ (" + text + ") }}")
+                tree = self.env.parse("{{ (" + text + ") }}" if condition else text)
             except TemplateSyntaxError:
                 continue
             for path in _paths(tree):
                 if path not in out:
                     out.append(path)
         return out
+
+
+def _templated(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
 def _plain(value: Any) -> Any:

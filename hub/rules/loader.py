@@ -39,9 +39,18 @@ _TIME_OF_DAY = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 Err = Callable[[tuple[Any, ...], str], None]
 
 
-def rule_files(paths: Iterable[str | Path]) -> list[Path]:
+def as_paths(paths: str | Path | Iterable[str | Path] | None) -> list[str]:
+    """HUB_RULES_PATH as given: a comma-separated string (the setting's default) or a list."""
+    if paths is None:
+        return []
+    if isinstance(paths, (str, Path)):
+        return [part.strip() for part in str(paths).split(",") if part.strip()]
+    return [str(p) for p in paths]
+
+
+def rule_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     files: list[Path] = []
-    for p in map(Path, paths):
+    for p in map(Path, as_paths(paths)):
         if p.is_dir():
             files.extend(sorted(f for f in p.rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file()))
         elif p.exists():
@@ -49,9 +58,9 @@ def rule_files(paths: Iterable[str | Path]) -> list[Path]:
     return files
 
 
-def load_rules(paths: Iterable[str | Path], environ: dict[str, str] | None = None) -> RuleSet:
+def load_rules(paths: str | Path | Iterable[str | Path], environ: dict[str, str] | None = None) -> RuleSet:
     """Compile every rules file under ``paths``; raise LocatedError listing every problem."""
-    paths = list(paths)
+    paths = as_paths(paths)
     files = rule_files(paths)
     missing = [str(p) for p in paths if not Path(p).exists()]
     env = os.environ if environ is None else environ
@@ -228,6 +237,10 @@ class _Compiler:
     def _static(self, value: Any, where: tuple[Any, ...], err: Err) -> Any:
         """Fields that shape a rule (enabled, offsets, throttle, send_at) are evaluated once, at load,
         with only ``vars`` in scope: ``offsets: "{{ vars.renewal_reminders }}"``."""
+        if isinstance(value, dict):
+            return {k: self._static(v, where + (k,), err) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._static(v, where + (i,), err) for i, v in enumerate(value)]
         if not isinstance(value, str) or "{{" not in value:
             return value
         self._check_paths(value, where, err, roots={"vars"})
@@ -240,10 +253,10 @@ class _Compiler:
         return None
 
     def _check_paths(self, source: Any, where: tuple[Any, ...], err: Err,
-                     roots: set[str] = CONTEXT_ROOTS) -> None:
+                     roots: set[str] = CONTEXT_ROOTS, condition: bool = False) -> None:
         """Unknown names (typos such as ``subscripton.status``) and undefined vars."""
         stored = _stored_names(self.exprs, source)
-        for dotted in self.exprs.referenced_paths(source):
+        for dotted in self.exprs.referenced_paths(source, condition=condition):
             root, _, rest = dotted.partition(".")
             if root in stored:
                 continue
@@ -260,7 +273,7 @@ class _Compiler:
         except TemplateSyntaxError as exc:
             err(where, f"condition does not compile: {exc.message}")
             return None
-        self._check_paths(source, where, err)
+        self._check_paths(source, where, err, condition=True)
         return compiled
 
     def _event_types(self, value: Any, where: tuple[Any, ...], err: Err, *, required: bool) -> list[str]:
@@ -337,6 +350,7 @@ class _Compiler:
                 err(("offsets",), "'offsets' must list durations such as [30d, 7d]")
                 return None, []
             for i, offset in enumerate(offsets):
+                offset = self._static(offset, ("offsets", i), err)
                 try:
                     steps.append(Step(str(offset), parse_duration(offset), direction))
                 except ValueError as exc:

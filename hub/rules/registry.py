@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from .loader import load_rules, rule_files
+from .loader import as_paths, load_rules, rule_files
 from .model import RuleSet
 from .yamlpos import LocatedError
 
@@ -17,8 +17,8 @@ log = logging.getLogger(__name__)
 
 
 class RulesRegistry:
-    def __init__(self, paths: Iterable[str | Path], check_every: float = 1.0):
-        self.paths = [str(p) for p in paths]
+    def __init__(self, paths: str | Iterable[str | Path], check_every: float = 1.0):
+        self.paths = as_paths(paths)
         self.check_every = check_every
         self._lock = threading.Lock()
         self._ruleset = load_rules(self.paths)  # at start a broken file is fatal: nothing to fall back on

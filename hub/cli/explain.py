@@ -1,0 +1,25 @@
+"""``hub explain ACTION_ID``: why a planned action exists, and who cancelled it."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..runtime import current
+
+
+@click.command()
+@click.argument("action_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="The explanation as one JSON object.")
+def explain(action_id: int, as_json: bool) -> None:
+    """Why action ACTION_ID exists: rule and file:line, the event, the condition's inputs, the params."""
+    from ..rules.explain import explain as build, render_text
+
+    info = build(current(), action_id)
+    if info is None:
+        raise click.ClickException(f"no action {action_id}")
+    click.echo(json.dumps(info, default=str, indent=2) if as_json else render_text(info))
+
+
+COMMANDS = [explain]

@@ -1,0 +1,121 @@
+"""``hub rules check`` and ``hub rules simulate``: validate rules files; show what they would do."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from ..events import CanonicalEvent
+
+
+@click.group()
+def rules() -> None:
+    """Rules files: check them, dry-run them."""
+
+
+def _default_paths() -> list[str]:
+    from ..config import load_settings
+
+    from ..rules.loader import as_paths
+
+    return as_paths(load_settings()["HUB_RULES_PATH"])
+
+
+@rules.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+def check(paths: tuple[str, ...]) -> None:
+    """Validate rules files (default: HUB_RULES_PATH). Exit 1 listing every error as path:line:col."""
+    from ..rules import LocatedError, load_rules
+
+    try:
+        ruleset = load_rules(list(paths) or _default_paths())
+    except LocatedError as exc:
+        for error in exc.errors:
+            click.echo(error, err=True)
+        click.echo(f"{len(exc.errors)} error{'s' if len(exc.errors) != 1 else ''}", err=True)
+        sys.exit(1)
+    enabled = sum(1 for r in ruleset.rules if r.enabled)
+    click.echo(f"ok: {len(ruleset.rules)} rules ({enabled} enabled) in {len(ruleset.files)} files, "
+               f"version {ruleset.hash}")
+
+
+def _read_events(file: str) -> list[CanonicalEvent]:
+    from marshmallow import ValidationError
+
+    stream = sys.stdin if file == "-" else open(file)
+    events = []
+    with stream:
+        for n, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                events.append(CanonicalEvent.from_dict(json.loads(line)))
+            except (ValueError, TypeError, ValidationError) as exc:
+                raise click.ClickException(f"{file}:{n}: not a canonical event: {exc}")
+    return events
+
+
+@rules.command()
+@click.option("--events", "events_file", type=click.Path(dir_okay=False, allow_dash=True),
+              help="Canonical events as JSON lines (what `hub normalize` prints, or an export).")
+@click.option("--rules", "rules_paths", multiple=True, type=click.Path(exists=True),
+              help="Rules files or folders (default: HUB_RULES_PATH). Repeatable.")
+@click.option("--now", "now_text", help="Plan every event at this RFC 3339 time (default: each at its own time).")
+@click.option("--table", is_flag=True, help="A readable table instead of JSON lines.")
+@click.option("--from-store", is_flag=True, help="Use the events stored in the hub's database.")
+@click.option("--since", default="7d", show_default=True, help="With --from-store: how far back (7d, 12h).")
+def simulate(events_file: str | None, rules_paths: tuple[str, ...], now_text: str | None, table: bool,
+             from_store: bool, since: str) -> None:
+    """Dry-run: every action the rules would plan for these events (nothing is sent or stored)."""
+    from ..rules import LocatedError, load_rules, parse_duration
+    from ..rules.simulate import simulate as run, stored_events
+    from ..values import parse_time
+
+    if bool(events_file) == from_store:
+        raise click.UsageError("give --events FILE or --from-store")
+    try:
+        ruleset = load_rules(list(rules_paths) or _default_paths())
+    except LocatedError as exc:
+        raise click.ClickException("the rules do not load:\n" + "\n".join(exc.errors))
+    now: datetime | None = None
+    if now_text:
+        try:
+            now = parse_time(now_text)
+        except ValueError:
+            raise click.BadParameter(f"not an RFC 3339 time: {now_text!r}", param_hint="--now")
+    if from_store:
+        from ..runtime import current
+        from ..store import utcnow
+
+        try:
+            window = parse_duration(since)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--since")
+        events = stored_events(current(), (now or utcnow()) - window)
+    else:
+        events = _read_events(str(events_file))
+    results = run(events, ruleset, now=now)
+    if not table:
+        for item in results:
+            click.echo(json.dumps(item.to_dict(), default=str))
+        return
+    _table([r.to_dict() for r in results])
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("scheduled", "due", "cancelled", "replanned")}
+    click.echo(f"\n{len(events)} events, {len(results)} actions: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+def _table(rows: list[dict]) -> None:
+    columns = ["due_at", "rule", "step", "action", "subject", "status", "cancelled_by"]
+    shown = [{c: ("" if r.get(c) is None else str(r[c]))[:40] for c in columns} for r in rows]
+    widths = {c: max([len(c)] + [len(r[c]) for r in shown]) for c in columns}
+    click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
+    for r in shown:
+        click.echo("  ".join(r[c].ljust(widths[c]) for c in columns).rstrip())
+
+
+COMMANDS = [rules]
+__all__ = ["COMMANDS", "Path"]

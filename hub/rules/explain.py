@@ -1,0 +1,147 @@
+"""``hub explain ACTION_ID``: why a planned action exists (rule, file:line, the triggering event, the
+condition's inputs, the rendered parameters) and, if cancelled, what cancelled it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hub.events import CanonicalEvent
+from hub.values import rfc3339
+
+from .expressions import Expressions
+from .planner import context, resolve
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
+
+_HELPERS = {"days_since", "usage_ratio", "timedelta", "parse_time", "now"}
+
+
+def _event(row: Any) -> CanonicalEvent:
+    return CanonicalEvent(type=row.type, time=rfc3339(row.time), provider=row.provider,
+                          providereventid=row.provider_event_id, providertype=row.provider_type, data=row.data or {},
+                          subject=row.subject, id=row.id)
+
+
+def _brief(row: Any) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {"id": row.id, "type": row.type, "time": rfc3339(row.time), "provider": row.provider,
+            "provider_event_id": row.provider_event_id, "provider_type": row.provider_type}
+
+
+def explain(hub: "Hub", action_id: int) -> dict[str, Any] | None:
+    """Everything known about why action ``action_id`` exists; None when there is no such action."""
+    from hub import state
+    from hub.store import Action, Event, Subscriber
+
+    from .facts import StoreFacts
+
+    ruleset = hub.rules
+    with hub.store.session() as session:
+        action = session.get(Action, action_id)
+        if action is None:
+            return None
+        event_row = session.get(Event, action.event_id) if action.event_id else None
+        cancel_row = session.get(Event, action.cancelled_by) if action.cancelled_by else None
+        rule = ruleset.by_id(action.rule_id) if action.rule_id else None
+        out: dict[str, Any] = {
+            "action": {"id": action.id, "key": action.key, "name": f"{action.connector}.{action.name}",
+                       "status": action.status, "dry_run": action.dry_run, "subject": action.subject,
+                       "occurrence": action.occurrence, "step": action.step, "due_at": rfc3339(action.due_at),
+                       "attempts": action.attempts, "last_error": action.last_error, "params": action.params},
+            "rule": {"id": action.rule_id, "rules_hash": action.rules_hash, "current_rules_hash": ruleset.hash,
+                     "changed_since": action.rules_hash != ruleset.hash},
+            "event": _brief(event_row),
+            "cancelled": None,
+        }
+        if rule is not None:
+            out["rule"].update({"description": rule.description, "source": rule.source, "on": rule.on,
+                                "when": rule.when_source, "schedule": _schedule(rule), "throttle":
+                                None if rule.throttle is None else
+                                {"limit": rule.throttle.limit, "per_days": rule.throttle.per.days}})
+        else:
+            out["rule"]["source"] = None  # the rule no longer exists in the files in force
+        if action.status == "cancelled":
+            out["cancelled"] = {"by_event": _brief(cancel_row) or (
+                {"id": action.cancelled_by} if action.cancelled_by else None),
+                "reason": action.last_error or (f"cancel_on of rule {action.rule_id}" if action.cancelled_by
+                                                else None)}
+        if rule is not None and event_row is not None:
+            subscriber = session.get(Subscriber, action.subscriber_id) if action.subscriber_id else None
+            profile = state.profile(session, subscriber)
+            facts = StoreFacts(session, action.subscriber_id, action.subject)
+            ctx = context(_event(event_row), profile, action.created_at, variables=ruleset.vars, facts=facts)
+            out["condition"] = _condition(rule.when_source, ctx) if rule.when_source else None
+        return out
+
+
+def _schedule(rule: Any) -> dict[str, Any] | None:
+    if rule.anchor is None:
+        return None
+    return {"anchor": rule.anchor, "direction": rule.steps[0].direction if rule.steps else None,
+            "steps": [s.name for s in rule.steps], "missed": rule.missed,
+            "send_at": None if rule.send_at is None else f"{rule.send_at.at:%H:%M} ({rule.send_at.timezone} "
+                                                            "unless the subscriber's time zone is known)"}
+
+
+def _condition(source: str, ctx: dict[str, Any]) -> dict[str, Any]:
+    """The condition, the values it reads (from the stored event; the profile as it is now) and
+    whether it holds on them."""
+    exprs = Expressions()
+    inputs = {}
+    for path in exprs.referenced_paths(source, condition=True):
+        if path.split(".")[0] in _HELPERS:
+            continue
+        value = resolve(ctx, path)
+        inputs[path] = rfc3339(value) if hasattr(value, "tzinfo") else value
+    try:
+        holds: Any = bool(exprs.compile_condition(source)(ctx))
+    except Exception as exc:  # noqa: BLE001
+        holds = f"error: {type(exc).__name__}: {exc}"
+    return {"source": source, "inputs": inputs, "holds": holds,
+            "note": "inputs are read from the stored event and the subscriber profile as it is now"}
+
+
+def render_text(info: dict[str, Any]) -> str:
+    """The explanation as a few readable lines."""
+    a, r, e = info["action"], info["rule"], info["event"]
+    lines = [f"action {a['id']}  {a['name']}  status={a['status']}{' (dry run)' if a['dry_run'] else ''}",
+             f"  key        {a['key']}",
+             f"  due        {a['due_at']}  step {a['step']}  subject {a['subject']}"]
+    if r.get("source"):
+        lines.append(f"rule {r['id']}  at {r['source']}")
+        if r.get("description"):
+            lines.append(f"  {r['description']}")
+        lines.append(f"  on {', '.join(r['on'])}")
+        if r.get("schedule"):
+            s = r["schedule"]
+            lines.append(f"  schedule   {s['direction']} {s['anchor']}: {', '.join(s['steps'])} (missed: {s['missed']})")
+    else:
+        lines.append(f"rule {r['id']}  (no longer in the rules in force)")
+    lines.append(f"  rules version {r['rules_hash']}" + (f" (now {r['current_rules_hash']}: the rules changed "
+                                                         "since)" if r["changed_since"] else " (still in force)"))
+    if e:
+        lines.append(f"because of event {e['id']}  {e['type']} at {e['time']} "
+                     f"({e['provider']} {e['provider_type']} {e['provider_event_id']})")
+    else:
+        lines.append("because of an event that is no longer stored")
+    cond = info.get("condition")
+    if cond:
+        lines.append(f"condition  {cond['source']}  -> {cond['holds']}")
+        for path, value in cond["inputs"].items():
+            lines.append(f"  {path} = {value!r}")
+        lines.append(f"  ({cond['note']})")
+    elif r.get("source"):
+        lines.append("condition  (none: the rule runs on every matching event)")
+    lines.append("params")
+    for name, value in (a["params"] or {}).items():
+        lines.append(f"  {name}: {value!r}")
+    if info.get("cancelled"):
+        c = info["cancelled"]
+        by = c.get("by_event")
+        who = f"event {by['id']}" + (f" {by['type']} at {by['time']}" if by and by.get("type") else "") if by else "-"
+        lines.append(f"cancelled by {who}: {c.get('reason') or ''}".rstrip(": "))
+    if a.get("last_error") and a["status"] != "cancelled":
+        lines.append(f"last error {a['last_error']}")
+    return "\n".join(lines)
