@@ -29,10 +29,10 @@ def main() -> None:
         sys.exit(2)
 
 
-from . import inspect, privacy, processes, store  # noqa: E402  (registration order is the help order)
+from . import explain, inspect, privacy, processes, rules, store  # noqa: E402  (registration order is the help order)
 from . import metrics, segments, subscribers  # noqa: E402
 
-for module in (processes, store, inspect, privacy, subscribers, segments, metrics):
+for module in (processes, store, inspect, rules, explain, privacy, subscribers, segments, metrics):
     for command in module.COMMANDS:
         cli.add_command(command)
 
