@@ -30,7 +30,9 @@ class Store:
         else:
             engine_kwargs.setdefault("pool_size", 10)
             engine_kwargs.setdefault("max_overflow", 20)
-            engine_kwargs.setdefault("pool_pre_ping", True)
+            # No pre-ping (a round trip per checkout on the webhook hot path): a connection found dead
+            # invalidates the pool; callers that must not fail once retry (see web/webhooks.py).
+            engine_kwargs.setdefault("pool_recycle", 1800)
         self.engine: Engine = create_engine(url, **engine_kwargs)
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)

@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 import connectors
 from connectors.base import InboundRequest
@@ -72,16 +72,21 @@ def receive(name: str, token: str | None) -> Any:
     dedup = connector.dedup_key(inbound)[:255]
     kept = {h: headers[h] for h in connector.kept_headers if h in headers}
     now = utcnow()
-    try:
-        with hub.store.session() as session:
-            inserted = insert_ignore(session, Delivery.__table__, {
-                "connector": name, "dedup_key": dedup, "headers": kept, "body": body, "received_at": now,
-                "status": DeliveryStatus.RECEIVED, "attempts": 0, "enqueued": 1, "enqueued_at": now,
-                "event_count": 0,
-            }, ["connector", "dedup_key"])
-    except (OperationalError, SQLAlchemyError) as exc:
-        log.error("webhook %s not stored: database unavailable (%s)", name, type(exc).__name__)
-        return jsonify(error="temporarily unavailable"), 503
+    row = {"connector": name, "dedup_key": dedup, "headers": kept, "body": body, "received_at": now,
+           "status": DeliveryStatus.RECEIVED, "attempts": 0, "enqueued": 1, "enqueued_at": now, "event_count": 0}
+    for attempt in (1, 2):
+        try:
+            with hub.store.session() as session:
+                inserted = insert_ignore(session, Delivery.__table__, row, ["connector", "dedup_key"])
+            break
+        except DBAPIError as exc:
+            if attempt == 1 and exc.connection_invalidated:
+                continue  # a pooled connection died (database restarted): once more on a fresh one
+            log.error("webhook %s not stored: database unavailable (%s)", name, type(exc).__name__)
+            return jsonify(error="temporarily unavailable"), 503
+        except SQLAlchemyError as exc:
+            log.error("webhook %s not stored: database error (%s)", name, type(exc).__name__)
+            return jsonify(error="temporarily unavailable"), 503
     if not inserted:
         return jsonify(ok=True, duplicate=True), 200
     delivery_id = inserted[0]
