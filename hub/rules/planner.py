@@ -41,7 +41,8 @@ def context(event: CanonicalEvent, subscriber: dict[str, Any] | None, now: datet
     facts = facts or _NO_FACTS
     ctx: dict[str, Any] = {name: value for name, value in event.data.items() if isinstance(value, dict)}
     ctx["event"] = event_view(event)
-    ctx["subscriber"] = {**event.part("subscriber"), **(subscriber or {})}
+    # the stored profile wins, except where it knows nothing (a time zone only the event carries)
+    ctx["subscriber"] = {**event.part("subscriber"), **{k: v for k, v in (subscriber or {}).items() if v is not None}}
     ctx["now"] = now
     ctx["vars"] = variables or {}
     ctx["days_since"] = lambda value: days_since(value, now)
