@@ -159,6 +159,11 @@ class Connector:
         """The provider's idempotency key for this delivery; by default a hash of the body."""
         return "sha256:" + hashlib.sha256(request.body).hexdigest()
 
+    def sign_request(self, body: bytes, settings: "Settings", url: str) -> tuple[str, dict[str, str]]:
+        """Sign ``body`` as the provider would with the configured secret: returns the URL to post to
+        and the headers (used by ``hub post`` to send a first webhook, and by tests)."""
+        raise NotImplementedError(f"{self.name} cannot sign test requests")
+
     def normalize(self, delivery: RawDelivery) -> list["CanonicalEvent"]:
         """Canonical events for a stored delivery; raise PayloadError when it cannot be read."""
         raise NotImplementedError

@@ -31,6 +31,10 @@ class StripeConnector(Connector):
     def verify(self, request: InboundRequest, settings: Settings) -> None:
         verify.verify(request.body, request.header("stripe-signature"), settings["HUB_STRIPE_WEBHOOK_SECRET"])
 
+    def sign_request(self, body: bytes, settings: Settings, url: str) -> tuple[str, dict[str, str]]:
+        secret = settings["HUB_STRIPE_WEBHOOK_SECRET"][0]
+        return url, {"Stripe-Signature": verify.header(body, secret), "Content-Type": "application/json"}
+
     def dedup_key(self, request: InboundRequest) -> str:
         try:
             event_id = json.loads(request.body).get("id")

@@ -41,4 +41,9 @@ from . import connectors as connectors_cli  # noqa: E402  (hub connectors, hub s
 for command in connectors_cli.COMMANDS:
     cli.add_command(command)
 
+from . import tools  # noqa: E402  (hub post, hub config)
+
+for command in tools.COMMANDS:
+    cli.add_command(command)
+
 logging.getLogger("rq.worker").setLevel(logging.WARNING)

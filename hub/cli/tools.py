@@ -1,0 +1,57 @@
+"""``hub post`` (send a signed webhook to a running hub) and ``hub config`` (check, document)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import requests
+
+import connectors
+
+from ..config import load_settings, markdown_table
+
+
+@click.command()
+@click.argument("connector_name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="Base URL of the running hub.")
+@click.option("-H", "--header", "headers", multiple=True, help='An extra header, "Name: value" (e.g. the topic).')
+def post(connector_name: str, file: str, url: str, headers: tuple[str, ...]) -> None:
+    """Sign FILE with the configured secret, exactly as the provider would, and post it to the hub."""
+    connector = connectors.get(connector_name)
+    if connector is None:
+        raise click.BadParameter(f"unknown connector (known: {', '.join(sorted(connectors.REGISTRY))})")
+    settings = load_settings()
+    missing = connector.missing_inbound_settings(settings)
+    if missing:
+        raise click.ClickException(f"set {', '.join(missing)} (the same value the hub uses) to sign the request")
+    body = Path(file).read_bytes()
+    try:
+        target, signed = connector.sign_request(body, settings, f"{url.rstrip('/')}/webhooks/{connector_name}")
+    except NotImplementedError as exc:
+        raise click.ClickException(str(exc))
+    for h in headers:
+        name, _, value = h.partition(":")
+        signed[name.strip()] = value.strip()
+    answer = requests.post(target, data=body, headers=signed, timeout=10)
+    click.echo(f"{answer.status_code} {answer.text.strip()}")
+    if answer.status_code >= 300:
+        raise SystemExit(1)
+
+
+@click.group(invoke_without_command=True)
+@click.option("--markdown", is_flag=True, help="Print the configuration table (README).")
+@click.pass_context
+def config(ctx: click.Context, markdown: bool) -> None:
+    """Check the settings in force (exit 2 listing every problem), or print their documentation."""
+    if markdown:
+        click.echo(markdown_table())
+        return
+    settings = load_settings()
+    shown = {k: ("***" if settings.declared[k].secret and v else v) for k, v in settings.values.items()}
+    click.echo(json.dumps(shown, indent=2, sort_keys=True, default=str))
+
+
+COMMANDS = [post, config]

@@ -1,0 +1,57 @@
+"""`hub post` signs like the provider and reaches a running hub; `hub config` documents and checks."""
+
+from __future__ import annotations
+
+import threading
+
+from click.testing import CliRunner
+from werkzeug.serving import make_server
+
+from hub.cli import cli
+from hub.store import Delivery
+
+from .conftest import FIXTURES
+from .helpers import count
+
+
+def test_hub_post_sends_a_verified_webhook(hub, monkeypatch):
+    from hub.web import create_app
+
+    server = make_server("127.0.0.1", 0, create_app(hub), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setenv("HUB_STRIPE_WEBHOOK_SECRET", "whsec_test_secret")
+        result = CliRunner().invoke(cli, ["post", "stripe", str(FIXTURES / "stripe" / "invoice.payment_failed.json"),
+                                          "--url", f"http://127.0.0.1:{server.server_port}"])
+        assert result.exit_code == 0, result.output
+        assert result.output.splitlines()[-1].startswith("200")
+        assert count(hub, Delivery) == 1
+        # signed with another secret than the hub's: refused, and the command says so
+        monkeypatch.setenv("HUB_STRIPE_WEBHOOK_SECRET", "whsec_wrong")
+        other = CliRunner().invoke(cli, ["post", "stripe", str(FIXTURES / "stripe" / "invoice.payment_failed.json"),
+                                         "--url", f"http://127.0.0.1:{server.server_port}"])
+        assert other.exit_code == 1 and other.output.splitlines()[-1].startswith("401")
+    finally:
+        server.shutdown()
+
+
+def test_hub_post_without_the_secret_names_the_setting():
+    result = CliRunner().invoke(cli, ["post", "stripe", str(FIXTURES / "stripe" / "invoice.payment_failed.json")])
+    assert result.exit_code != 0
+    assert "HUB_STRIPE_WEBHOOK_SECRET" in result.output
+
+
+def test_hub_config_masks_secrets(monkeypatch):
+    monkeypatch.setenv("HUB_STRIPE_WEBHOOK_SECRET", "whsec_supersecret")
+    result = CliRunner().invoke(cli, ["config"])
+    assert result.exit_code == 0
+    assert "supersecret" not in result.output and '"HUB_STRIPE_WEBHOOK_SECRET": "***"' in result.output
+
+
+def test_readme_configuration_table_is_current():
+    from hub.config import markdown_table
+
+    from .conftest import ROOT
+
+    assert markdown_table() in (ROOT / "README.md").read_text()
