@@ -18,6 +18,7 @@ def create_app(hub: Hub | None = None) -> Flask:
 
     from .api import bp as api_bp
     from .health import bp as health_bp
+    from .prometheus import bp as prometheus_bp
     from .subscribers import bp as subscribers_bp
     from .webhooks import bp as webhooks_bp
 
@@ -25,6 +26,7 @@ def create_app(hub: Hub | None = None) -> Flask:
     app.register_blueprint(api_bp)
     app.register_blueprint(subscribers_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(prometheus_bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:

@@ -1,0 +1,66 @@
+"""The admin API (bearer token), health checks and Prometheus metrics."""
+
+from __future__ import annotations
+
+from .conftest import FIXTURES
+from .helpers import drain, stripe_headers
+
+BODY = (FIXTURES / "stripe" / "invoice.payment_failed.json").read_bytes()
+AUTH = {"Authorization": "Bearer admin-test-token"}
+
+
+def test_api_needs_the_bearer_token(client):
+    assert client.get("/api/events").status_code == 401
+    assert client.get("/api/events", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert client.get("/api/events", headers=AUTH).status_code == 200
+
+
+def test_api_lists_what_happened(hub, client):
+    client.post("/webhooks/stripe", data=BODY, headers=stripe_headers(BODY))
+    drain(hub)
+    [delivery] = client.get("/api/deliveries", headers=AUTH).json
+    assert delivery["status"] == "processed" and delivery["event_count"] == 1
+    events = client.get("/api/events?type=payment.*", headers=AUTH).json
+    assert [e["type"] for e in events] == ["payment.failed"]
+    actions = client.get("/api/actions?attempts=1", headers=AUTH).json
+    notify = [a for a in actions if a["rule_id"] == "payment-failed-notify"]
+    assert notify and notify[0]["event_id"] == events[0]["id"]
+
+
+def test_replay_through_the_api(hub, client):
+    from hub.store import Action
+    from hub.store.models import ActionStatus
+
+    client.post("/webhooks/stripe", data=BODY, headers=stripe_headers(BODY))
+    drain(hub)
+    with hub.store.session() as s:
+        action = s.query(Action).filter(Action.rule_id == "payment-failed-notify").one()
+        action.status = ActionStatus.DEAD
+        action_id = action.id
+    answer = client.post("/api/replay", json={"kind": "actions", "ids": [action_id]}, headers=AUTH)
+    assert answer.json == {"replayed": 1}
+    with hub.store.session() as s:
+        assert s.get(Action, action_id).status == ActionStatus.QUEUED
+
+
+def test_health_and_readiness(client):
+    assert client.get("/healthz").json == {"ok": True}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json["checks"] == {"database": "ok", "redis": "ok"}
+
+
+def test_readiness_fails_when_redis_is_away(make_hub):
+    from hub.web import create_app
+
+    hub = make_hub(HUB_REDIS_URL="redis://127.0.0.1:1/0")
+    ready = create_app(hub).test_client().get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json["checks"]["redis"].startswith("unavailable")
+
+
+def test_prometheus_metrics(hub, client):
+    client.post("/webhooks/stripe", data=BODY, headers=stripe_headers(BODY))
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'hub_deliveries{connector="stripe",status="received"} 1.0' in text
+    assert 'hub_queue_jobs{queue="ingest"} 1.0' in text
