@@ -88,18 +88,13 @@ def load_rules(paths: str | Path | Iterable[str | Path], environ: dict[str, str]
             else:
                 variables[name], var_where[name] = value, doc.where(("vars", name))
     rules: list[Rule] = []
-    seen: dict[str, str] = {}
     compiler = _Compiler(variables)
     for doc in docs:
         for rule, problems in compiler.compile_file(doc):
             errors.extend(problems)
-            if rule is None:
-                continue
-            if rule.id in seen:
-                errors.append(f"{rule.source}: duplicate rule id {rule.id!r} (first defined at {seen[rule.id]})")
-                continue
-            seen[rule.id] = rule.source
-            rules.append(rule)
+            if rule is not None:
+                rules.append(rule)
+    errors.extend(compiler.duplicates)
     if errors:
         raise LocatedError(errors)
     return RuleSet(rules=rules, hash=digest.hexdigest()[:16], files=[str(f) for f in files], vars=variables,
@@ -165,6 +160,8 @@ class _Compiler:
     def __init__(self, variables: dict[str, Any]):
         self.vars = variables
         self.exprs = Expressions()
+        self.seen: dict[str, str] = {}
+        self.duplicates: list[str] = []
 
     def compile_file(self, doc: Located) -> Iterable[tuple[Rule | None, list[str]]]:
         data = doc.data
@@ -204,6 +201,11 @@ class _Compiler:
         if not isinstance(rule_id, str) or not rule_id:
             err(("id",), "'id' is required and must be a string")
             rule_id = f"<rule {path[-1]}>"
+        elif rule_id in self.seen:
+            self.duplicates.append(f"{doc.where(path)}: duplicate rule id {rule_id!r} "
+                                   f"(first defined at {self.seen[rule_id]})")
+        else:
+            self.seen[rule_id] = doc.where(path)
         on = self._event_types(raw.get("on"), ("on",), err, required=True)
         enabled = self._static(raw.get("enabled", True), ("enabled",), err)
         if not isinstance(enabled, bool):

@@ -1,0 +1,107 @@
+"""Validation: `hub rules check` reports every problem as path:line:col, all at once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hub.cli.rules import rules
+from hub.rules import LocatedError, load_rules
+
+from ..conftest import ROOT
+
+BROKEN = """\
+vars:
+  days: [3d, 7d]
+rules:
+  - id: one
+    on: [payment.faild]
+    when: "payment.attempt >"
+    actions:
+      - klaviyo.track_event: {properties: {a: 1}}
+  - id: one
+    on: [subscription.created]
+    schedule: {after: event.time, offsets: [3d, soon]}
+    actions:
+      - klaviyo.track_evnt: {metric: X}
+  - id: three
+    on: [subscription.created]
+    when: "subscripton.status == 'active' and vars.dayz"
+    throttel: 30d
+    actions:
+      - stripe.retry_payment: {invoice_id: 42}
+extra: true
+"""
+
+
+def test_check_prints_every_error_with_its_line(tmp_path: Path):
+    (tmp_path / "broken.yaml").write_text(BROKEN)
+    result = CliRunner().invoke(rules, ["check", str(tmp_path)])
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    path = str(tmp_path / "broken.yaml")
+    expected = [
+        f"{path}:5:10: unknown event type 'payment.faild' (did you mean 'payment.failed'?)",
+        f"{path}:6:11: condition does not compile",
+        f"{path}:8:30: klaviyo.track_event: metric: missing required parameter",
+        f"{path}:11:49: cannot parse duration 'soon'",
+        f"{path}:13:9: unknown action 'klaviyo.track_evnt' (did you mean 'klaviyo.track_event'?)",
+        f"{path}:9:5: duplicate rule id 'one'",
+        f"{path}:16:11: unknown name 'subscripton' (did you mean 'subscription'?)",
+        f"{path}:16:11: undefined var 'dayz' (did you mean 'days'?)",
+        f"{path}:17:15: unknown key 'throttel' (did you mean 'throttle'?)",
+        f"{path}:19:44: stripe.retry_payment: invoice_id: Not a valid string.",
+        f"{path}:20:8: unknown top-level key 'extra'",
+    ]
+    for message in expected:
+        assert any(line.startswith(message) for line in lines), (message, lines)
+    assert lines[-1] == f"{len(lines) - 1} errors"
+
+
+def test_check_passes_the_default_playbook_and_accepts_segment_definitions():
+    result = CliRunner().invoke(rules, ["check", str(ROOT / "rules")])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("ok: ")
+
+
+def test_segments_and_tiers_keys_belong_to_the_profiles_engine(tmp_path: Path):
+    (tmp_path / "segments.yaml").write_text("segments: {custom: []}\ntiers: {gold: 1000}\nloyalty: {points: 1}\n")
+    assert load_rules([tmp_path]).rules == []
+
+
+def test_vars_come_from_the_environment_with_defaults(tmp_path: Path):
+    (tmp_path / "vars.yaml").write_text("vars:\n  on: ${HUB_X:-true}\n  list: ${HUB_LIST}\n  text: 'id-${HUB_X:-1}'\n")
+    loaded = load_rules([tmp_path], environ={"HUB_LIST": "[a, b]"})
+    assert loaded.vars == {"on": True, "list": ["a", "b"], "text": "id-1"}
+    with pytest.raises(LocatedError) as caught:
+        load_rules([tmp_path], environ={})
+    assert caught.value.errors == [f"{tmp_path / 'vars.yaml'}:3:9: environment variable HUB_LIST is not set "
+                                   "(write ${HUB_LIST:-default} to give a default)"]
+
+
+def test_simulate_prints_one_json_object_per_action(tmp_path: Path):
+    from .events import event, subscription
+
+    created = event("subscription.created", "2026-02-27T18:30:00Z",
+                    subscription=subscription(period_end="2027-02-27T18:30:00Z"))
+    (tmp_path / "events.jsonl").write_text(json.dumps(created.to_dict()) + "\n")
+    result = CliRunner().invoke(rules, ["simulate", "--events", str(tmp_path / "events.jsonl"),
+                                        "--rules", str(ROOT / "rules" / "welcome.yaml"),
+                                        "--rules", str(ROOT / "rules" / "vars.yaml")])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [(r["rule"], r["step"], r["due_at"]) for r in rows] == [
+        ("welcome-sequence", "welcome-1", "2026-02-27T18:30:00Z"),
+        ("welcome-sequence", "welcome-2", "2026-03-01T18:30:00Z"),
+        ("welcome-sequence", "welcome-3", "2026-03-04T18:30:00Z")]
+    assert rows[0]["action"] == "klaviyo.track_event" and rows[0]["cancelled_by"] is None
+    assert rows[0]["subject"] == "sub_1" and rows[0]["params"]["metric"] == "Welcome 1"
+    # --now plans every event at that moment: the first two steps are then already missed
+    late = CliRunner().invoke(rules, ["simulate", "--events", str(tmp_path / "events.jsonl"),
+                                      "--rules", str(ROOT / "rules"), "--now", "2026-03-02T00:00:00Z", "--table"])
+    assert late.exit_code == 0, late.output
+    welcome = [line for line in late.output.splitlines() if "welcome-sequence" in line]
+    assert len(welcome) == 1 and "welcome-3" in welcome[0]
