@@ -242,3 +242,25 @@ def test_cli_export_and_redact(privacy_hub):
     listed = runner.invoke(cli, ["privacy", "redactions", "--email", "CLI@example.com"])
     assert json.loads(listed.output)["provider"] == "operator"
     assert runner.invoke(cli, ["privacy", "export", "cli@example.com"]).exit_code != 0  # nobody by that e-mail now
+
+
+def test_redaction_works_on_the_embedded_sqlite_default(sqlite_hub):
+    hub = sqlite_hub
+    with hub.store.session() as s:
+        delivery = Delivery(connector="activecampaign", dedup_key="k", headers={}, received_at=privacy.utcnow(),
+                            body=b"type=update&contact%5Bid%5D=77&contact%5Bemail%5D=Sam%40Example.com",
+                            status=DeliveryStatus.PROCESSED, attempts=1, enqueued=0, event_count=1)
+        s.add(delivery)
+        s.flush()
+        delivery_id = delivery.id
+    event = CanonicalEvent(type=EventType.SUBSCRIBER_UPDATED, time="2026-01-01T00:00:00Z", provider="activecampaign",
+                           providereventid="u1", providertype="update",
+                           data={"subscriber": {"email": "sam@example.com", "external_ids": {"activecampaign": "77"}}})
+    with hub.store.session() as s:
+        record_events(hub, s, [event], delivery_id=delivery_id)
+        sid = privacy.find_subscriber_id(s, "sam@example.com")
+        privacy.redact(s, privacy.person_from_subscriber(s, sid))
+    (stored,) = rows(hub, Delivery)
+    assert b"sam" not in stored.body.lower() and stored.status == DeliveryStatus.REDACTED
+    (recorded,) = rows(hub, Event, Event.provider_event_id == "u1")
+    assert recorded.data["subscriber"] == {"email": "[redacted]", "external_ids": {"activecampaign": "[redacted]"}}
