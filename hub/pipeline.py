@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Iterable
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 import connectors
@@ -50,7 +51,15 @@ def process(hub: "Hub", delivery_id: int) -> None:
             log.exception("normalizing delivery %s failed", delivery_id)
             _fail(delivery, f"internal error while normalizing: {type(exc).__name__}: {hub.scrub(str(exc))}")
             return
-        due = record_events(hub, session, events, delivery_id=delivery.id)
+        try:
+            with session.begin_nested():  # a savepoint: a bug below rolls back to here, not the claim
+                due = record_events(hub, session, events, delivery_id=delivery.id)
+        except OperationalError:
+            raise  # the database went away: the job fails and the sweeper re-enqueues the delivery later
+        except Exception as exc:  # a bug in state, rules or segments must not become a crash loop either
+            log.exception("processing delivery %s failed", delivery_id)
+            _fail(delivery, f"internal error while processing: {type(exc).__name__}: {hub.scrub(str(exc))}")
+            return
         delivery.status = DeliveryStatus.PROCESSED
         delivery.processed_at = utcnow()
         delivery.event_count = len(events)

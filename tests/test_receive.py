@@ -117,3 +117,40 @@ def test_database_stopped_gets_503_and_the_provider_retries():
         assert client.post("/webhooks/stripe", data=retry, headers=stripe_headers(retry)).status_code == 200
         assert count(hub, Delivery) == 2
         hub.close()
+
+
+def test_a_verified_payload_we_cannot_read_is_stored_flagged_and_replayable(hub, client, monkeypatch):
+    """Stored, marked failed with the reason, listed, and processed by a replay once fixed."""
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+
+    from .helpers import drain
+
+    broken = json.dumps({"id": "evt_broken", "object": "event", "type": "invoice.payment_failed",
+                         "created": int(time.time()), "data": {}}).encode()
+    assert client.post("/webhooks/stripe", data=broken, headers=stripe_headers(broken)).status_code == 200
+    drain(hub)
+    listing = CliRunner().invoke(cli, ["deliveries", "--status", "failed", "--json"])
+    [failed] = [json.loads(line) for line in listing.output.splitlines() if line.startswith("{")]
+    assert failed["status"] == "failed" and "data.object" in failed["error"]
+
+    # a bug further down (here: in planning) marks the delivery failed instead of looping
+    assert client.post("/webhooks/stripe", data=BODY, headers=stripe_headers(BODY)).status_code == 200
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("rule bug")
+
+    with monkeypatch.context() as patched:
+        patched.setattr("hub.pipeline.plan", boom)
+        drain(hub)
+    with hub.store.session() as s:
+        row = s.query(Delivery).filter(Delivery.dedup_key == "evt_1QpayFailed").one()
+        assert row.status == "failed" and "rule bug" in row.error
+    # after the fix: replay processes it
+    replay = CliRunner().invoke(cli, ["replay", "deliveries", "--status", "failed"])
+    assert "replayed 2 deliveries" in replay.output
+    drain(hub)
+    with hub.store.session() as s:
+        assert s.query(Delivery).filter(Delivery.dedup_key == "evt_1QpayFailed").one().status == "processed"
+        assert s.query(Delivery).filter(Delivery.dedup_key == "evt_broken").one().status == "failed"
