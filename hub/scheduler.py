@@ -83,6 +83,8 @@ def run(hub: "Hub", stop: threading.Event) -> None:
     last_sweep = 0.0
     import time
 
+    from . import segments
+
     while not stop.is_set():
         try:
             while outbox.dispatch(hub) >= 500:
@@ -90,6 +92,7 @@ def run(hub: "Hub", stop: threading.Event) -> None:
             if time.monotonic() - last_sweep >= sweep_every:
                 last_sweep = time.monotonic()
                 sweep(hub)
+            segments.sweep_if_due(hub)  # time-based segment transitions, every HUB_SEGMENT_SWEEP_SECONDS
         except Exception:  # the database or Redis is away: keep the loop alive and try again
             log.exception("scheduler tick failed")
         stop.wait(interval)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _SWEEP_LOCK = "hub:segments:sweep"
-_last_sweep = 0.0
+_last_sweep: float | None = None  # monotonic time of this process's last sweep
 
 
 def sweep_if_due(hub: "Hub") -> dict[str, Any] | None:
@@ -22,7 +22,7 @@ def sweep_if_due(hub: "Hub") -> dict[str, Any] | None:
     lock lets only one of several schedulers run each sweep."""
     global _last_sweep
     every = hub.settings["HUB_SEGMENT_SWEEP_SECONDS"]
-    if not every or time.monotonic() - _last_sweep < every:
+    if not every or (_last_sweep is not None and time.monotonic() - _last_sweep < every):
         return None
     _last_sweep = time.monotonic()
     if not hub.redis.set(_SWEEP_LOCK, "1", nx=True, ex=max(int(every) - 1, 1)):

@@ -126,3 +126,14 @@ def test_the_sweep_catches_time_based_transitions(hub):
     exits = [e for e in derived(hub, "segment.exited") if e.provider_event_id.startswith("sweep:")]
     assert sorted(e.data["segment"]["id"] for e in exits) == ["engaged", "engaged-sync"]
     assert {e.subscriber_id for e in exits} == {person.id}
+
+
+def test_scheduler_sweeps_once_per_interval_across_schedulers(make_hub, tmp_path, monkeypatch):
+    import hub.segments as segments
+
+    hub = make_hub(HUB_RULES_PATH=rules_dir(tmp_path), HUB_SEGMENT_SWEEP_SECONDS=3600)
+    monkeypatch.setattr(segments, "_last_sweep", None)
+    assert segments.sweep_if_due(hub) is not None
+    assert segments.sweep_if_due(hub) is None  # within the interval
+    monkeypatch.setattr(segments, "_last_sweep", None)  # as if another scheduler process
+    assert segments.sweep_if_due(hub) is None  # the shared Redis lock says this interval is taken
