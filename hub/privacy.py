@@ -43,7 +43,8 @@ REDACTED = "[redacted]"
 PII_KEYS = frozenset({
     "email", "emails", "first_name", "last_name", "firstname", "lastname", "phone", "phone_number", "mobile",
     "customer_email", "customer_name", "contact_email", "address", "addresses", "address1", "address2",
-    "billing_address", "shipping_address", "default_address", "billing_details", "shipping", "ip", "ip_address",
+    "billing_address", "shipping_address", "default_address", "billing_details", "shipping", "ip",
+    "ip_address",
     "browser_ip", "$email", "$phone_number", "$first_name", "$last_name", "$address1", "$address2",
 })
 _MIN_ID_SEARCH = 6  # shorter provider ids ("42") are matched only as whole values, never searched for
@@ -77,7 +78,8 @@ class Person:
     def _patterns(self) -> list[re.Pattern[str]]:
         literal = [e for e in self.emails] + [quote(e, safe="") for e in self.emails] + list(self.phones)
         literal += [ext for _, ext in self.external_ids if len(ext) >= _MIN_ID_SEARCH]
-        out = [re.compile(re.escape(v), re.IGNORECASE) for v in sorted(set(literal), key=len, reverse=True) if v]
+        longest_first = sorted(set(literal), key=len, reverse=True)
+        out = [re.compile(re.escape(v), re.IGNORECASE) for v in longest_first if v]
         out += [re.compile(rf"\b{re.escape(n)}\b", re.IGNORECASE) for n in sorted(self.names) if len(n) >= 2]
         return out
 
@@ -98,7 +100,8 @@ class Person:
             return [v for v, orig in zip(items, value) if not (v == REDACTED and orig != REDACTED)]
         if isinstance(value, str):
             return self.scrub_text(value)
-        if isinstance(value, int) and not isinstance(value, bool) and any(str(value) == e for _, e in self.external_ids):
+        if isinstance(value, int) and not isinstance(value, bool) \
+                and any(str(value) == e for _, e in self.external_ids):
             return REDACTED  # numeric ids (Shopify customer and order ids are JSON numbers)
         return value
 
@@ -170,8 +173,8 @@ def expand(session: Session, person: Person) -> Person:
                 Subscriber.merged_into_id.in_(ids))).scalars())
             person.subscriber_ids |= {m for m in session.execute(select(Subscriber.merged_into_id).where(
                 Subscriber.id.in_(ids))).scalars() if m}
-            for row in session.execute(select(Subscriber).where(Subscriber.id.in_(sorted(person.subscriber_ids)))
-                                       ).scalars():
+            records = select(Subscriber).where(Subscriber.id.in_(sorted(person.subscriber_ids)))
+            for row in session.execute(records).scalars():
                 if row.email:
                     person.emails.add(row.email.casefold())
                 if row.phone:
@@ -231,7 +234,8 @@ def redact(session: Session, person: Person, *, event_id: str | None = None, pro
     mention = _mentions(session, Delivery.body, needles)
     if mention is not None:
         conditions.append(mention)
-    deliveries = list(session.execute(select(Delivery).where(or_(*conditions))).scalars()) if conditions else []
+    deliveries = list(session.execute(select(Delivery).where(or_(*conditions))).scalars()) \
+        if conditions else []
     for row in deliveries:
         row.body = person.scrub_body(row.body or b"")
         row.headers = person.scrub(row.headers or {})
@@ -274,7 +278,8 @@ def redact(session: Session, person: Person, *, event_id: str | None = None, pro
                                                  ).rowcount or 0
         counts["data_exports"] = session.execute(delete(DataExport).where(DataExport.subscriber_id.in_(sids))
                                                  ).rowcount or 0
-        for sub in session.execute(select(Subscription).where(Subscription.subscriber_id.in_(sids))).scalars():
+        linked = select(Subscription).where(Subscription.subscriber_id.in_(sids))
+        for sub in session.execute(linked).scalars():
             sub.data = person.scrub(sub.data or {})
         counts["subscribers"] = session.execute(update(Subscriber).where(Subscriber.id.in_(sids)).values(
             email=None, first_name=None, last_name=None, phone=None, timezone=None, attributes={}, consent={},
@@ -322,7 +327,8 @@ def _scrub_linked_tables(session: Session, person: Person, sids: list[int]) -> d
             values = {k: v for k, v in values.items() if v != row[k]}
             if values:
                 pk = {c.name: row[c.name] for c in table.primary_key.columns}
-                session.execute(update(table).where(*(table.c[k] == v for k, v in pk.items())).values(**values))
+                where = [table.c[k] == v for k, v in pk.items()]
+                session.execute(update(table).where(*where).values(**values))
                 changed += 1
         if changed:
             counts[table.name] = changed
@@ -389,9 +395,9 @@ def export(session: Session, subscriber_id: int) -> dict[str, Any]:
     deliveries = list(session.execute(select(Delivery).where(Delivery.id.in_(delivery_ids))).scalars()) \
         if delivery_ids else []
     # a body that also carried other people's events (a Klaviyo or HubSpot batch) is not handed out
-    shared = set(session.execute(select(Event.delivery_id).where(
-        Event.delivery_id.in_(delivery_ids), or_(Event.subscriber_id.is_(None), Event.subscriber_id.not_in(sids)))
-    ).scalars()) if delivery_ids else set()
+    others = or_(Event.subscriber_id.is_(None), Event.subscriber_id.not_in(sids))
+    shared = set(session.execute(select(Event.delivery_id).where(Event.delivery_id.in_(delivery_ids), others))
+                 .scalars()) if delivery_ids else set()
     actions = list(session.execute(select(Action).where(Action.subscriber_id.in_(sids)).order_by(Action.id))
                    .scalars())
     attempts: dict[int, list[dict[str, Any]]] = {}
@@ -410,13 +416,20 @@ def export(session: Session, subscriber_id: int) -> dict[str, Any]:
         "events": [{"id": e.id, "type": e.type, "time": _iso(e.time), "provider": e.provider,
                     "provider_type": e.provider_type, "provider_event_id": e.provider_event_id,
                     "subject": e.subject, "data": e.data} for e in events],
-        "deliveries": [{"id": d.id, "connector": d.connector, "received_at": _iso(d.received_at),
-                        "status": d.status, "headers": d.headers,
-                        **({"body_withheld": "the body also concerns other people; see events"} if d.id in shared
-                           else {"body": (d.body or b"").decode("utf-8", errors="replace")})} for d in deliveries],
+        "deliveries": [_delivery(d, withheld=d.id in shared) for d in deliveries],
         "actions": [{**_row(a), "attempts": attempts.get(a.id, [])} for a in actions],
         "other": _linked_rows(session, sids),
     }
+
+
+def _delivery(d: Delivery, *, withheld: bool) -> dict[str, Any]:
+    out = {"id": d.id, "connector": d.connector, "received_at": _iso(d.received_at), "status": d.status,
+           "headers": d.headers}
+    if withheld:
+        out["body_withheld"] = "the body also concerns other people; see events"
+    else:
+        out["body"] = (d.body or b"").decode("utf-8", errors="replace")
+    return out
 
 
 def _linked_rows(session: Session, sids: list[int]) -> dict[str, list[dict[str, Any]]]:
@@ -426,8 +439,8 @@ def _linked_rows(session: Session, sids: list[int]) -> dict[str, list[dict[str, 
             continue
         links = [fk.parent for fk in table.foreign_keys if fk.column.table.name == "subscribers"]
         if links and sids:
-            found = [{k: _jsonable(v) for k, v in r.items()}
-                     for r in session.execute(select(table).where(or_(*(c.in_(sids) for c in links)))).mappings()]
+            query = select(table).where(or_(*(c.in_(sids) for c in links)))
+            found = [{k: _jsonable(v) for k, v in r.items()} for r in session.execute(query).mappings()]
             if found:
                 out[table.name] = found
     return out

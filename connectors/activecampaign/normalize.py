@@ -25,7 +25,8 @@ _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 
 
 def parse_form(body: bytes) -> dict[str, Any]:
-    """``contact[fields][plan]=pro&list[][id]=3`` -> ``{"contact": {"fields": {"plan": "pro"}}, "list": [{"id": "3"}]}``.
+    """``contact[fields][plan]=pro&list[][id]=3`` ->
+    ``{"contact": {"fields": {"plan": "pro"}}, "list": [{"id": "3"}]}``.
 
     As in PHP, a later key replaces an earlier one of another shape (``list=3`` then ``list[][id]=3``).
     ``[]`` appends, except that ``list[][id]=1&list[][name]=a`` fills one element until a key repeats.
@@ -133,7 +134,8 @@ def event_key(form: dict[str, Any], fallback_time: str | None = None) -> str | N
     if not when:
         return None
     extras = [str(form.get(k) or "") for k in ("tag", "campaign", "link", "message")]
-    key = f"{form.get('type') or 'unknown'}:{contact.get('id') or contact.get('email') or ''}:{list_ids}:{when}"
+    who = contact.get("id") or contact.get("email") or ""
+    key = f"{form.get('type') or 'unknown'}:{who}:{list_ids}:{when}"
     if any(extras):
         key += ":" + hashlib.sha256("\x1f".join(extras).encode()).hexdigest()[:16]
     return key if len(key) <= 200 else "sha256:" + hashlib.sha256(key.encode()).hexdigest()

@@ -14,7 +14,8 @@ from hub.errors import VerificationError
 def verify(token: str | None, tokens: Iterable[str]) -> None:
     """Raise VerificationError unless ``token`` equals one of ``tokens``."""
     if not token:
-        raise VerificationError("no token in the URL: ActiveCampaign must post to /webhooks/activecampaign/<token>")
+        raise VerificationError("no token in the URL: ActiveCampaign must post to "
+                                "/webhooks/activecampaign/<token>")
     matched = False
     for expected in tokens:  # no early exit: timing does not tell which token nearly matched
         matched |= hmac.compare_digest(token.encode(), expected.encode())

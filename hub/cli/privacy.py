@@ -59,8 +59,9 @@ def redact(ref: str, yes: bool) -> None:
         sid = _subscriber_id(session, ref)
     if not yes:
         click.confirm(f"Erase every personal detail of subscriber {sid}? This cannot be undone", abort=True)
-    event = CanonicalEvent(type=EventType.SUBSCRIBER_REDACT_REQUESTED, time=rfc3339(utcnow()), provider="operator",
-                           providereventid=f"cli-{uuid.uuid4()}", providertype="hub privacy redact",
+    event = CanonicalEvent(type=EventType.SUBSCRIBER_REDACT_REQUESTED, time=rfc3339(utcnow()),
+                           provider="operator", providereventid=f"cli-{uuid.uuid4()}",
+                           providertype="hub privacy redact",
                            data={"subscriber": {"hub_id": sid}})
     with hub.store.session() as session:
         due = record_events(hub, session, [event], origin="operator")
