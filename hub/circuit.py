@@ -60,6 +60,7 @@ class Gate:
     allowed: bool
     wait: float = 0.0
     probe: bool = False
+    state: str = CLOSED
 
 
 class Circuit:
@@ -75,7 +76,7 @@ class Circuit:
     def allow(self, name: str) -> Gate:
         allowed, wait, state = self._allow(keys=self._keys(name), args=[PROBE_SECONDS])
         state = state.decode() if isinstance(state, bytes) else state
-        return Gate(bool(int(allowed)), float(wait), probe=bool(int(allowed)) and state == HALF_OPEN)
+        return Gate(bool(int(allowed)), float(wait), probe=bool(int(allowed)) and state == HALF_OPEN, state=state)
 
     def failure(self, name: str, threshold: int, cooldown: float, error: str = "") -> str:
         """Count one retriable failure; returns the state after it (``open`` once it tripped)."""

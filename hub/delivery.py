@@ -80,7 +80,8 @@ class Result:
     error: str | None = None
     retry_after: float | None = None
     exc: Exception | None = None
-    wait: float = 0.0  # held: seconds until it may try again
+    wait: float = 0.0  # held: seconds until it may try again ...
+    decided_at: float = 0.0  # ... counted from this moment (time.time())
 
 
 @dataclass
@@ -223,31 +224,25 @@ class Sender:
         return client
 
     def send(self, units: list[Unit]) -> None:
-        to_send = units
-        if not self.dry_run:  # dry runs send nothing: no circuit, no rate limit
-            gate = self.circuit.allow(self.connector.name)
-            if not gate.allowed:
-                return self._hold_all(units, gate.wait, "circuit open: waiting for the destination to recover")
-            if gate.probe:
-                to_send = units[:1]
-                self._hold_all(units[1:], PROBE_HOLD, "circuit half-open: waiting for the probe")
-        workers = min(CONCURRENCY, len(to_send))
+        workers = min(CONCURRENCY, len(units))
         if workers <= 1:
-            for unit in to_send:
+            for unit in units:
                 self._run(unit)
         else:
             with ThreadPoolExecutor(workers, thread_name_prefix=f"deliver-{self.connector.name}") as pool:
-                list(pool.map(self._run, to_send))
+                list(pool.map(self._run, units))
         if not self.dry_run:
-            self._health(to_send)
+            self._health(units)
 
     def _hold_all(self, units: list[Unit], wait: float, reason: str) -> None:
+        now = time.time()
         for unit in units:
-            unit.results = [Result("held", wait=wait, error=reason) for _ in unit.items]
+            unit.results = [Result("held", wait=wait, error=reason, decided_at=now) for _ in unit.items]
 
     def _run(self, unit: Unit) -> None:
         try:
-            if not self.dry_run and not self._acquire(unit):
+            # dry runs send nothing: no circuit, no rate limit
+            if not self.dry_run and not (self._circuit_allows(unit) and self._acquire(unit)):
                 return
             unit.sent = not self.dry_run
             client = self.client()
@@ -268,6 +263,18 @@ class Sender:
             log.exception("action %s raised", unit.items[0].key)
             unit.results = [Result("retry", error=self.hub.scrub(f"{type(exc).__name__}: {exc}"), exc=exc)
                             for _ in unit.items]
+
+    def _circuit_allows(self, unit: Unit) -> bool:
+        """Checked before every call, so calls stop as soon as the circuit opens; when half-open,
+        exactly one call (the probe) goes and the others wait a little for its outcome."""
+        gate = self.circuit.allow(self.connector.name)
+        if gate.allowed:
+            return True
+        if gate.state == "half-open":
+            self._hold_all([unit], min(gate.wait, PROBE_HOLD), "circuit half-open: waiting for the probe")
+        else:
+            self._hold_all([unit], gate.wait, "circuit open: waiting for the destination to recover")
+        return False
 
     def _throttle(self, unit: Unit) -> Callable[[], None]:
         """The first request of a call uses the token ``_acquire`` took; each later one takes its own."""
@@ -359,8 +366,8 @@ def record(hub: "Hub", results: list[tuple[Item, Result]]) -> dict[int, str]:
     reasons: dict[int, str] = {}
     with hub.store.session() as session:
         for item, r in results:
-            if r.outcome == "held":
-                holds[item.id] = r.wait
+            if r.outcome == "held":  # exactly as long as it was told, from when it was told
+                holds[item.id] = max(r.wait - (time.time() - r.decided_at), 0.0) if r.decided_at else r.wait
                 reasons[item.id] = r.error or "waiting"
                 statuses[item.id] = ActionStatus.SCHEDULED
                 continue

@@ -23,11 +23,15 @@ from redis import Redis
 from .errors import RetriableError
 
 MARGIN = 0.02
+#: waiting requests are spaced this much wider than the limit allows: a request that comes back a
+#: little late for its slot (dispatch latency varies) then still finds the window open instead of
+#: waiting a second time; it costs at most this share of the throughput under a backlog
+LINE_SLACK = 0.06
 #: a reservation not claimed within this long is forgotten (its action was cancelled or lost)
 RESERVATION_TTL = 600
 
 # KEYS: line, pause, held, log_1..log_n
-# ARGV: token, margin, n, N_1, W_1, ..., N_n, W_n
+# ARGV: token, margin, n, N_1, W_1, ..., N_n, W_n, reservation ttl, line slack
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
@@ -47,7 +51,7 @@ for i = 1, n do
     local room = tonumber(oldest[2]) + window
     if room > free then free = room end
   end
-  if window / limit > spacing then spacing = window / limit end
+  if window / limit > spacing then spacing = window / limit * (1 + tonumber(ARGV[5 + 2 * n])) end
   if window > longest then longest = window end
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - tonumber(ARGV[4 + 2 * n]))
@@ -135,7 +139,7 @@ class RateLimiter:
         args: list[str | int | float] = [token, MARGIN, len(windows)]
         for n, w in windows:
             args += [int(n), float(w)]
-        args.append(RESERVATION_TTL)
+        args += [RESERVATION_TTL, LINE_SLACK]
         granted, wait = self._acquire(keys=keys, args=args)
         return Decision(bool(int(granted)), max(float(wait), 0.0))
 
