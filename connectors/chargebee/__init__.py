@@ -36,6 +36,11 @@ class ChargebeeConnector(Connector):
         verify.verify(request.header("authorization"), settings["HUB_CHARGEBEE_WEBHOOK_USERNAME"] or [],
                       settings["HUB_CHARGEBEE_WEBHOOK_PASSWORD"] or [])
 
+    def sign_request(self, body: bytes, settings: Settings, url: str) -> tuple[str, dict[str, str]]:
+        authorization = verify.header(settings["HUB_CHARGEBEE_WEBHOOK_USERNAME"][0],
+                                      settings["HUB_CHARGEBEE_WEBHOOK_PASSWORD"][0])
+        return url, {"Authorization": authorization, "Content-Type": "application/json"}
+
     def dedup_key(self, request: InboundRequest) -> str:
         """``event.id`` (``ev_...``): Chargebee repeats deliveries and sends them out of order."""
         try:

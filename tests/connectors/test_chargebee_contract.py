@@ -38,3 +38,18 @@ class TestChargebeeWebhookContract(WebhookContract):
         body = self.sample_body()
         crossed = (self.secrets[0][0], self.secrets[1][1])
         self.assert_refused(hub, self.post(hub, body, self.signed(body, crossed)))
+
+
+def test_sign_request_is_accepted_by_verify() -> None:
+    # what `hub post chargebee` sends must pass our own check (first configured pair)
+    from connectors import get
+    from connectors.base import InboundRequest
+    from hub.config import load_settings
+
+    settings = load_settings(environ={"HUB_CHARGEBEE_WEBHOOK_USERNAME": "cb,old",
+                                      "HUB_CHARGEBEE_WEBHOOK_PASSWORD": "p:w,old-pw"})
+    chargebee = get("chargebee")
+    url, headers = chargebee.sign_request(b"{}", settings, "http://hub/webhooks/chargebee")
+    assert url == "http://hub/webhooks/chargebee"
+    assert headers["Authorization"] == verify.header("cb", "p:w")
+    chargebee.verify(InboundRequest("POST", url, {k.lower(): v for k, v in headers.items()}, b"{}"), settings)
