@@ -110,7 +110,7 @@ def extract(spec: Any, src: Source) -> Any:
             key = extract(arg, src)
             table = spec.get("values", {})
             return table.get(key, spec.get("default", key)) if key is not None else spec.get("default")
-    except (TypeError, ValueError, OverflowError) as exc:
+    except (TypeError, ValueError, OverflowError, OSError) as exc:  # OSError: epoch beyond the platform
         raise PayloadError(f"cannot read {op} {arg!r}: {exc}") from exc
     raise AssertionError(op)
 

@@ -29,7 +29,8 @@ class HubSpotConnector(Connector):
     )
     inbound_settings = ("HUB_HUBSPOT_CLIENT_SECRET",)
     outbound_settings = ("HUB_HUBSPOT_ACCESS_TOKEN",)
-    kept_headers = ("x-hubspot-request-timestamp", "x-hubspot-signature-version", "content-type", "user-agent")
+    kept_headers = ("x-hubspot-request-timestamp", "x-hubspot-signature-version", "content-type",
+                    "user-agent")
 
     # -- inbound -----------------------------------------------------------------------------
     def verify(self, request: InboundRequest, settings: Settings) -> None:

@@ -77,4 +77,5 @@ def _verify_v3(method: str, url: str, body: bytes, signature: str, timestamp: st
     sent = signature.encode()
     if not any(hmac.compare_digest(sign_v3(s, method, url, body, timestamp.strip()).encode(), sent)
                for s in secrets):
-        raise VerificationError("v3 signature does not match (check HUB_HUBSPOT_CLIENT_SECRET and HUB_PUBLIC_URL)")
+        raise VerificationError("v3 signature does not match "
+                                "(check HUB_HUBSPOT_CLIENT_SECRET and HUB_PUBLIC_URL)")

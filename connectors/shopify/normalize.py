@@ -14,7 +14,7 @@ from typing import Any
 from hub.errors import PayloadError
 from hub.events import CanonicalEvent
 from hub.mapping import MappingTable, Source
-from hub.values import money_from_decimal, rfc3339
+from hub.values import from_iso, money_from_decimal, rfc3339
 
 from ..base import RawDelivery
 
@@ -44,6 +44,9 @@ def normalize(delivery: RawDelivery, table: MappingTable) -> list[CanonicalEvent
     topic = headers.get("x-shopify-topic")
     src = Source(payload, headers)
     fallback = "sha256:" + hashlib.sha256((topic or "").encode() + b"\n" + delivery.body).hexdigest()[:32]
+    consent_id = _consent_topic_id(topic, payload)
+    if consent_id:  # a consent topic names the same change as the customer payloads do: one id for both
+        table = replace(table, event_id={"$const": consent_id})
     events = table.normalize(src, fallback_id=fallback)
     if topic in _CUSTOMER_TOPICS:
         events += _embedded_consent(payload, src, table)
@@ -54,19 +57,37 @@ def normalize(delivery: RawDelivery, table: MappingTable) -> list[CanonicalEvent
     return events
 
 
-def _embedded_consent(payload: dict[str, Any], src: Source, table: MappingTable) -> list[CanonicalEvent]:
-    """One consent event per channel whose consent carries a change time.
+def consent_id(customer_id: Any, channel: str, consent: Any) -> str | None:
+    """``customer/<id>/<channel>-consent/<state>/<consent_updated_at as UTC>``, when the consent says
+    when it changed: every later customer payload repeats the same consent, and the consent topics
+    report that same change again, so all of them must give one canonical event."""
+    if customer_id in (None, "") or not isinstance(consent, dict):
+        return None
+    state, changed = consent.get("state"), consent.get("consent_updated_at")
+    if not isinstance(state, str) or not state or not isinstance(changed, str) or not changed:
+        return None
+    try:
+        changed = from_iso(changed) or changed
+    except ValueError:
+        pass  # unreadable: kept as sent (the event time will refuse it as a PayloadError)
+    return f"customer/{customer_id}/{channel}-consent/{state.lower()}/{changed}"
 
-    The id comes from the customer, the channel, the state and ``consent_updated_at``: every later
-    customers/update repeats the same consent, and must not look like a new change."""
+
+def _consent_topic_id(topic: str | None, payload: dict[str, Any]) -> str | None:
+    if topic == "customers_email_marketing_consent/update":
+        return consent_id(payload.get("customer_id"), "email", payload.get("email_marketing_consent"))
+    if topic == "customers_marketing_consent/update":
+        return consent_id(payload.get("id"), "sms", payload.get("sms_marketing_consent"))
+    return None
+
+
+def _embedded_consent(payload: dict[str, Any], src: Source, table: MappingTable) -> list[CanonicalEvent]:
+    """One consent event per channel whose consent says when it changed (see ``consent_id``)."""
     events: list[CanonicalEvent] = []
     for channel, row in _EMBEDDED_CONSENT.items():
-        consent = payload.get(f"{channel}_marketing_consent")
-        if not isinstance(consent, dict) or not consent.get("state") or not consent.get("consent_updated_at"):
+        event_id = consent_id(payload.get("id"), channel, payload.get(f"{channel}_marketing_consent"))
+        if event_id is None or row not in table.events:
             continue
-        if row not in table.events:
-            continue
-        event_id = f"customer/{payload.get('id')}/{channel}-consent/{consent['state']}/{consent['consent_updated_at']}"
         pseudo = replace(table, event_type={"$const": row}, event_id={"$const": event_id})
         for event in pseudo.normalize(src, fallback_id=event_id):
             event.providertype = str(src.headers.get("x-shopify-topic"))

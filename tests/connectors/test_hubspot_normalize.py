@@ -180,8 +180,8 @@ def test_batches_through_the_pipeline(make_hub: Any) -> None:
     assert post(json.dumps(retried).encode()).get_json().get("duplicate") is None
     drain(hub)
     assert count(hub, Delivery) == 2
-    assert sorted(e.type for e in rows(hub, Event, Event.origin == "provider")) == ["provider.unmapped", "subscriber.created",
-                                                        "subscriber.updated"]
+    recorded = sorted(e.type for e in rows(hub, Event, Event.origin == "provider"))
+    assert recorded == ["provider.unmapped", "subscriber.created", "subscriber.updated"]
     assert [(x.provider, x.external_id) for x in rows(hub, ExternalId)] == [("hubspot", "5001")]
 
 

@@ -135,6 +135,17 @@ def test_email_marketing_consent_topic() -> None:
     assert event.data["consent"]["updated_at"] == "2026-03-01T12:00:00Z"
 
 
+def test_the_consent_topic_and_a_customer_update_reporting_one_change_give_one_event() -> None:
+    [from_topic] = normalize("customers_email_marketing_consent.update.json",
+                             "customers_email_marketing_consent/update", event_id="evt-consent")
+    customer = json.loads(fixture("customers.update.json"))
+    customer["email_marketing_consent"] = {"state": "unsubscribed", "opt_in_level": "single_opt_in",
+                                           "consent_updated_at": "2026-03-01T07:00:00-05:00"}  # same instant
+    _, from_customer, _ = normalize(json.dumps(customer).encode(), "customers/update", event_id="evt-update")
+    assert from_customer.id == from_topic.id
+    assert from_topic.providereventid == "customer/7062102134962/email-consent/unsubscribed/2026-03-01T12:00:00Z"
+
+
 def test_sms_marketing_consent_topic() -> None:
     [event] = normalize("customers_marketing_consent.update.json", "customers_marketing_consent/update")
     assert event.type == "subscriber.consent_changed"
