@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from jinja2 import Undefined
 from marshmallow import Schema, ValidationError, fields, validate
 
 from hub.rules.expressions import Expressions, TemplateSyntaxError
@@ -98,6 +99,23 @@ class SegmentConfig:
         return found
 
 
+def _condition(expressions: Expressions, source: str) -> Callable[[dict[str, Any]], Any]:
+    """A segment condition, in the rules' sandbox. Evaluated for every subscriber on each sweep, so the
+    context is handed to Jinja as is (shared) instead of copied per call, as ``compile_expression``
+    would; the context carries the helpers itself."""
+    expressions.compile_condition(source)  # the rules' own syntax check and error messages
+    template = expressions.env.compile_expression(source, undefined_to_none=True)._template
+
+    def run(ctx: dict[str, Any]) -> Any:
+        context = template.new_context(ctx, shared=True)
+        for _ in template.root_render_func(context):
+            pass
+        value = context.vars["result"]
+        return None if isinstance(value, Undefined) else value
+
+    return run
+
+
 def load_config(paths: Iterable[str | Path]) -> SegmentConfig:
     """Read the segment keys from every rules file; raise LocatedError listing every problem."""
     expressions = Expressions()
@@ -136,7 +154,7 @@ def load_config(paths: Iterable[str | Path]) -> SegmentConfig:
                     for index, seg in enumerate(loaded[group]):
                         where = doc.where(("segments", group, index, "when"))
                         try:
-                            compiled = expressions.compile_condition(seg["when"])
+                            compiled = _condition(expressions, seg["when"])
                         except TemplateSyntaxError as exc:
                             errors.append(f"{where}: segment {seg['id']!r}: {exc.message}")
                             continue

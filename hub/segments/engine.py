@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from sqlalchemy import Text, bindparam, cast, delete, select, true, update
@@ -153,7 +153,8 @@ def evaluate(config: SegmentConfig, rates: Rates, row: Row, now: datetime) -> Re
         "engagement": decayed(row.engagement_score, row.engagement_at, now, config.half_life_days),
         "days_since_engaged": (now - row.last_engaged_at).total_seconds() / 86400 if row.last_engaged_at else None,
         "active_months": len(_months_back(now, 3) & set(row.active_months)),
-        "now": now, "days_since": lambda value: _days_since(value, now),
+        "now": now, "days_since": lambda value: _days_since(value, now), "timedelta": timedelta,
+        "parse_time": parse_time,
         "subscriber": {"id": row.id, "email": row.email, "tier": tier, "points": points, "mrr_minor": mrr,
                        "total_paid_minor": total_paid, "currency": currency, "consent": row.consent},
     }
@@ -247,7 +248,7 @@ def derived_events(change: Change, cause: CanonicalEvent | None, now: datetime, 
         for name in names:
             out.append(_derived(kind, when, f"{origin}:{sid}:{name}", sid, {
                 "segment": {"id": name, "lifecycle": name in lifecycle, "stage": change.result.lifecycle}}))
-    if change.tier_changed:
+    if change.tier_changed and change.row.tier is not None:  # a first assignment (new or back-filled) is no event
         out.append(_derived(EventType.TIER_CHANGED, when, f"{origin}:{sid}:tier", sid, {
             "tier": {"from": change.row.tier, "to": change.result.tier, "points": change.result.points}}))
     return out
