@@ -17,7 +17,7 @@ class Facts(Protocol):
 
     def steps_since(self, rule_id: str, since: datetime, exclude_keys: set[str]) -> int: ...
 
-    def cancelled(self, keys: Iterable[str]) -> dict[str, int]: ...
+    def cancelled(self, keys: Iterable[str]) -> dict[str, tuple[int, str | None]]: ...
 
 
 class NoFacts:
@@ -29,7 +29,7 @@ class NoFacts:
     def steps_since(self, rule_id: str, since: datetime, exclude_keys: set[str]) -> int:
         return 0
 
-    def cancelled(self, keys: Iterable[str]) -> dict[str, int]:
+    def cancelled(self, keys: Iterable[str]) -> dict[str, tuple[int, str | None]]:
         return {}
 
 
@@ -88,13 +88,14 @@ class StoreFacts:
         )).all()
         return len({(occurrence, step) for key, occurrence, step in rows if key not in exclude_keys})
 
-    def cancelled(self, keys: Iterable[str]) -> dict[str, int]:
-        """key -> row id, for those of ``keys`` whose outbox row is cancelled."""
+    def cancelled(self, keys: Iterable[str]) -> dict[str, tuple[int, str | None]]:
+        """key -> (row id, the event that planned it), for those of ``keys`` whose row is cancelled."""
         from hub.store import Action
         from hub.store.models import ActionStatus
 
         keys = list(keys)
         if not keys:
             return {}
-        return dict(self.session.execute(select(Action.key, Action.id).where(
-            Action.key.in_(keys), Action.status == ActionStatus.CANCELLED)).all())
+        rows = self.session.execute(select(Action.key, Action.id, Action.event_id).where(
+            Action.key.in_(keys), Action.status == ActionStatus.CANCELLED)).all()
+        return {key: (id_, event_id) for key, id_, event_id in rows}

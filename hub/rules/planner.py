@@ -141,7 +141,7 @@ def _plan_rule(ruleset: RuleSet, rule: Rule, event: CanonicalEvent, ctx: dict[st
     keys = {(step.name, i): action_key(rule.id, subject, occurrence, step.name, i)
             for step, _ in steps for i in range(len(rule.step_actions(step)))}
     if rule.anchor:
-        keys = _revive(keys, rule.id, subject, occurrence, facts)
+        keys = _revive(keys, rule.id, subject, occurrence, event.id, facts)
     if rule.throttle is not None:
         steps = _throttled(rule, steps, facts, set(keys.values()))
     out = []
@@ -157,13 +157,15 @@ def _plan_rule(ruleset: RuleSet, rule: Rule, event: CanonicalEvent, ctx: dict[st
     return out
 
 
-def _revive(keys: dict[tuple[str, int], str], rule_id: str, subject: str, occurrence: str,
+def _revive(keys: dict[tuple[str, int], str], rule_id: str, subject: str, occurrence: str, event_id: str,
             facts: Facts) -> dict[tuple[str, int], str]:
-    """Steps cancelled earlier (a pause) and planned again by a later event for the same anchor
+    """Steps cancelled earlier (a pause) and planned again by another event for the same anchor
     (the resume) get a fresh key derived from the cancelled row, so the plan is back in force.
-    Deterministic: planning the same event again finds the same rows and the same keys."""
+    Planning the event that planned the cancelled row again revives nothing, and planning the
+    reviving event again finds the same rows and the same keys."""
     for _ in range(20):
-        cancelled = facts.cancelled(keys.values())
+        cancelled = {k: row_id for k, (row_id, planned_by) in facts.cancelled(keys.values()).items()
+                     if planned_by != event_id}
         if not cancelled:
             break
         keys = {(name, i): (action_key(rule_id, subject, occurrence, f"{name}#{cancelled[k]}", i)
