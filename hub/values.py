@@ -52,16 +52,23 @@ def rfc3339(moment: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
+def _from_epoch(seconds: float) -> str:
+    try:
+        return rfc3339(datetime.fromtimestamp(seconds, tz=timezone.utc))
+    except (OverflowError, OSError) as exc:  # far outside the calendar: a malformed payload
+        raise ValueError(f"timestamp out of range: {seconds!r}") from exc
+
+
 def from_unix(seconds: int | float | str | None) -> str | None:
     if seconds in (None, ""):
         return None
-    return rfc3339(datetime.fromtimestamp(float(seconds), tz=timezone.utc))
+    return _from_epoch(float(seconds))
 
 
 def from_millis(millis: int | float | str | None) -> str | None:
     if millis in (None, ""):
         return None
-    return rfc3339(datetime.fromtimestamp(float(millis) / 1000.0, tz=timezone.utc))
+    return _from_epoch(float(millis) / 1000.0)
 
 
 def parse_time(value: Any) -> datetime:
@@ -69,7 +76,10 @@ def parse_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(float(value), tz=timezone.utc)
+        try:
+            return datetime.fromtimestamp(float(value), tz=timezone.utc)
+        except (OverflowError, OSError) as exc:
+            raise ValueError(f"timestamp out of range: {value!r}") from exc
     text = str(value).strip()
     if text.endswith("Z") or text.endswith("z"):
         text = text[:-1] + "+00:00"
