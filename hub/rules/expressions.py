@@ -17,6 +17,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from hub.values import parse_time, rfc3339
 
 _WHOLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
+_PATH = re.compile(r"^\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*$")
 Evaluator = Callable[[dict[str, Any]], Any]
 
 
@@ -60,14 +61,28 @@ class Expressions:
         self.env = ImmutableSandboxedEnvironment(undefined=_LenientUndefined, autoescape=False)
         self.env.globals.update(timedelta=timedelta, parse_time=parse_time)
         self.env.filters.update(rfc3339=_rfc3339, duration=_duration_filter)
+        self._compiled: dict[Any, Any] = {}
 
     def parse(self, source: str) -> nodes.Template:
         return self.env.parse("{{ (" + source + ") }}")
 
     def compile_condition(self, source: str) -> Evaluator:
         """Raises TemplateSyntaxError when the expression does not compile."""
-        expr = self.env.compile_expression(source, undefined_to_none=True)
+        expr = self._expression(source)
         return lambda ctx: expr(**ctx)
+
+    def _expression(self, source: str) -> Any:
+        # compiled once per distinct source: playbooks repeat "{{ subscriber.email }}" everywhere
+        found = self._compiled.get(source)
+        if found is None:
+            found = self._compiled[source] = self.env.compile_expression(source, undefined_to_none=True)
+        return found
+
+    def _template(self, source: str) -> Any:
+        found = self._compiled.get(("t", source))
+        if found is None:
+            found = self._compiled[("t", source)] = self.env.from_string(source)
+        return found
 
     def compile_value(self, value: Any) -> Evaluator:
         """A param value: strings are templates (a lone ``{{ expr }}`` keeps its native type)."""
@@ -83,9 +98,14 @@ class Expressions:
             return lambda ctx: value
         whole = _WHOLE.match(value)
         if whole and "{{" not in whole.group(1) and "}}" not in whole.group(1):
-            expr = self.env.compile_expression(whole.group(1), undefined_to_none=True)
+            path = _PATH.match(whole.group(1))
+            if path and path.group(1).split(".")[0] not in ("true", "false", "none", "True", "False", "None"):
+                # a plain dotted path ("{{ invoice.id }}", the common case): read it without Jinja;
+                # same result as the sandbox on the event's dicts, a missing value is None
+                return _path_reader(path.group(1).split("."))
+            expr = self._expression(whole.group(1))
             return lambda ctx: _plain(expr(**ctx))
-        template = self.env.from_string(value)
+        template = self._template(value)
         return lambda ctx: template.render(**ctx)
 
     def referenced_paths(self, source: Any, *, condition: bool = False) -> list[str]:
@@ -103,6 +123,18 @@ class Expressions:
                 if path not in out:
                     out.append(path)
         return out
+
+
+def _path_reader(parts: list[str]) -> Evaluator:
+    def read(ctx: dict[str, Any]) -> Any:
+        value: Any = ctx
+        for part in parts:
+            if not isinstance(value, dict):
+                return None
+            value = value.get(part)
+        return _plain(value)
+
+    return read
 
 
 def _templated(value: Any) -> bool:
