@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from sqlalchemy import Table, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -59,6 +59,19 @@ class Store:
             if lock is not None:
                 lock.release()
 
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A Core connection in a transaction (no ORM session: the webhook hot path)."""
+        lock = self._write_lock
+        if lock is not None:
+            lock.acquire()
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        finally:
+            if lock is not None:
+                lock.release()
+
     def dispose(self) -> None:
         self.engine.dispose()
 
@@ -75,14 +88,15 @@ _INSERT_IGNORE: dict[tuple[str, str, tuple[str, ...]], Any] = {}
 
 
 def insert_ignore(
-    session: Session, table: Table, rows: dict[str, Any] | Sequence[dict[str, Any]], conflict: Sequence[str]
+    session: Session | Connection, table: Table, rows: dict[str, Any] | Sequence[dict[str, Any]],
+    conflict: Sequence[str],
 ) -> list[Any]:
     """INSERT ... ON CONFLICT (conflict) DO NOTHING RETURNING the primary keys actually inserted.
 
     The statement is built once per table and dialect and executed with parameters, so SQLAlchemy's
     compiled cache is hit on the webhook hot path.
     """
-    dialect = session.get_bind().dialect.name
+    dialect = session.dialect.name if isinstance(session, Connection) else session.get_bind().dialect.name
     key = (dialect, table.name, tuple(conflict))
     stmt = _INSERT_IGNORE.get(key)
     if stmt is None:

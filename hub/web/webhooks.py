@@ -76,8 +76,8 @@ def receive(name: str, token: str | None) -> Any:
            "status": DeliveryStatus.RECEIVED, "attempts": 0, "enqueued": 1, "enqueued_at": now, "event_count": 0}
     for attempt in (1, 2):
         try:
-            with hub.store.session() as session:
-                inserted = insert_ignore(session, Delivery.__table__, row, ["connector", "dedup_key"])
+            with hub.store.begin() as conn:
+                inserted = insert_ignore(conn, Delivery.__table__, row, ["connector", "dedup_key"])
             break
         except DBAPIError as exc:
             if attempt == 1 and exc.connection_invalidated:
