@@ -196,3 +196,18 @@ def test_tier_change_updates_the_profile_and_sends_a_tier_event(playbook):
         "tier": "silver", "previous_tier": "bronze", "points": 1200}
     assert by_action[("loyalty-tier-hubspot", "hubspot.set_properties")]["properties"] == {
         "hub_loyalty_tier": "silver", "hub_loyalty_points": 1200}
+
+
+def test_one_var_moves_the_mirror_from_hubspot_to_activecampaign():
+    created = event("subscription.created", "2026-01-10T10:00:00Z",
+                    subscription=subscription(period_end="2027-01-10T10:00:00Z"))
+    hubspot = simulate([created], load_rules([ROOT / "rules"], environ={}))
+    assert [r.action for r in hubspot if r.rule.startswith("crm-")] == ["hubspot.set_properties"]
+    ac = simulate([created], load_rules([ROOT / "rules"], environ={"HUB_PLAYBOOK_CRM": "activecampaign"}))
+    mirrored = [(r.action, r.params) for r in ac if r.rule.startswith("crm-")]
+    assert mirrored == [
+        ("activecampaign.set_field", {"email": "ann@example.com", "field": "SUBSCRIPTION_STATUS", "value": "active"}),
+        ("activecampaign.set_field", {"email": "ann@example.com", "field": "RENEWAL_DATE",
+                                      "value": "2027-01-10T10:00:00Z"}),
+        ("activecampaign.add_tag", {"email": "ann@example.com", "tag": "hub-active"}),
+    ]
