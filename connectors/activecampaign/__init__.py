@@ -37,6 +37,11 @@ class ActiveCampaignConnector(Connector):
     def verify(self, request: InboundRequest, settings: Settings) -> None:
         verify.verify(request.token, settings["HUB_ACTIVECAMPAIGN_WEBHOOK_TOKEN"] or [])
 
+    def sign_request(self, body: bytes, settings: Settings, url: str) -> tuple[str, dict[str, str]]:
+        # nothing is signed: the secret is the URL's last segment
+        token = settings["HUB_ACTIVECAMPAIGN_WEBHOOK_TOKEN"][0]
+        return f"{url}/{token}", {"Content-Type": "application/x-www-form-urlencoded"}
+
     def dedup_key(self, request: InboundRequest) -> str:
         """Derived from type, contact id, list and ``date_time`` (ActiveCampaign sends no event id)."""
         try:

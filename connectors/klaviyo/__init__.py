@@ -8,6 +8,7 @@ import json
 from hub.config import Setting, Settings
 from hub.errors import PayloadError
 from hub.mapping import table
+from hub.values import now_utc, rfc3339
 
 from ..base import Connector, InboundRequest, RawDelivery
 from . import client, normalize, verify
@@ -51,6 +52,12 @@ class KlaviyoConnector(Connector):
         verify.verify_system(request.body, request.header(verify.SIGNATURE_HEADER),
                              request.header(verify.TIMESTAMP_HEADER), settings["HUB_KLAVIYO_WEBHOOK_SECRET"] or [],
                              tolerance=settings["HUB_KLAVIYO_WEBHOOK_TOLERANCE_SECONDS"])
+
+    def sign_request(self, body: bytes, settings: Settings, url: str) -> tuple[str, dict[str, str]]:
+        timestamp = rfc3339(now_utc())
+        signature = verify.sign(body, settings["HUB_KLAVIYO_WEBHOOK_SECRET"][0], timestamp)
+        return url, {verify.SIGNATURE_HEADER: signature, verify.TIMESTAMP_HEADER: timestamp,
+                     "Content-Type": "application/json"}
 
     def dedup_key(self, request: InboundRequest) -> str:
         """``data[].external_id``: the id itself for one event, a hash of all of them for a batch."""
