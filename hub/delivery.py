@@ -231,8 +231,6 @@ class Sender:
         else:
             with ThreadPoolExecutor(workers, thread_name_prefix=f"deliver-{self.connector.name}") as pool:
                 list(pool.map(self._run, units))
-        if not self.dry_run:
-            self._health(units)
 
     def _hold_all(self, units: list[Unit], wait: float, reason: str) -> None:
         now = time.time()
@@ -263,6 +261,8 @@ class Sender:
             log.exception("action %s raised", unit.items[0].key)
             unit.results = [Result("retry", error=self.hub.scrub(f"{type(exc).__name__}: {exc}"), exc=exc)
                             for _ in unit.items]
+        if unit.sent:  # at once, so the next call already sees an opened circuit or a pause
+            self._health([unit])
 
     def _circuit_allows(self, unit: Unit) -> bool:
         """Checked before every call, so calls stop as soon as the circuit opens; when half-open,

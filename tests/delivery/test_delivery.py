@@ -88,19 +88,26 @@ def test_a_failing_destination_opens_its_circuit_and_its_actions_wait(hub, monke
 
 
 @responses.activate
-def test_half_open_sends_one_probe_and_its_success_closes_the_circuit(hub, monkeypatch):
+def test_half_open_sends_one_probe_and_its_outcome_decides(hub, monkeypatch):
     from hub.circuit import Circuit
 
-    register(monkeypatch, FakeConnector("fake", URL, failures=1, cooldown=0.0))
-    Circuit(hub.redis).failure("fake", 1, 0.0)  # open, cooldown over: the next call is the probe
-    responses.post(f"{URL}/notes", status=201)
+    register(monkeypatch, FakeConnector("fake", URL, failures=1, cooldown=60))
+    circuit = Circuit(hub.redis)
+    circuit.failure("fake", 1, 0.0)  # open, cooldown over: the next call is the probe
+    responses.post(f"{URL}/notes", status=503)
     ids = add_actions(hub, "fake", "note", [{"text": f"n{i}"} for i in range(3)])
     outbox.dispatch(hub)
     delivery.deliver(hub, ids[0])
-    assert len(responses.calls) == 1
-    statuses = sorted(a.status for a in actions(hub, *ids).values())
-    assert statuses == ["done", "scheduled", "scheduled"]
-    assert Circuit(hub.redis).state("fake")["state"] == "closed"
+    assert len(responses.calls) == 1  # only the probe went; it failed: open again, the others wait
+    assert sorted(a.status for a in actions(hub, *ids).values()) == ["scheduled"] * 3
+    assert sum(a.attempts for a in actions(hub, *ids).values()) == 1
+    circuit.failure("fake", 1, 0.0)  # cooldown over again
+    responses.replace(responses.POST, f"{URL}/notes", status=201)
+    [again] = add_actions(hub, "fake", "note", [{"text": "probe"}])
+    outbox.dispatch(hub, [again])
+    delivery.deliver(hub, again)
+    assert actions(hub, again)[again].status == "done"
+    assert circuit.state("fake")["state"] == "closed"
 
 
 @responses.activate
