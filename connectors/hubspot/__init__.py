@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from hub.config import Setting, Settings
 from hub.errors import PayloadError
@@ -37,6 +38,13 @@ class HubSpotConnector(Connector):
         # request.url is the URL HubSpot called (HUB_PUBLIC_URL + path + query behind a proxy)
         verifier.verify(request.method, request.url, request.body, request.headers,
                         settings["HUB_HUBSPOT_CLIENT_SECRET"] or [])
+
+    def sign_request(self, body: bytes, settings: Settings, url: str) -> tuple[str, dict[str, str]]:
+        """A v3 signature for ``url`` now (behind a proxy, post to the HUB_PUBLIC_URL address)."""
+        timestamp = str(int(time.time() * 1000))
+        signature = verifier.sign_v3(settings["HUB_HUBSPOT_CLIENT_SECRET"][0], "POST", url, body, timestamp)
+        return url, {"X-HubSpot-Signature-v3": signature, "X-HubSpot-Request-Timestamp": timestamp,
+                     "Content-Type": "application/json"}
 
     def dedup_key(self, request: InboundRequest) -> str:
         """Composite (portal, subscription, event id, occurred at) over the batch; eventId is not unique."""

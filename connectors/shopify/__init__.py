@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 from hub.config import Setting, Settings
 from hub.events import CanonicalEvent
 from hub.mapping import table
+from hub.values import now_utc, rfc3339
 
 from ..base import Connector, InboundRequest, RawDelivery
 from . import normalize, verify
@@ -24,6 +27,12 @@ class ShopifyConnector(Connector):
 
     def verify(self, request: InboundRequest, settings: Settings) -> None:
         verify.verify(request.body, request.headers, settings["HUB_SHOPIFY_WEBHOOK_SECRET"] or [])
+
+    def sign_request(self, body: bytes, settings: Settings, url: str) -> tuple[str, dict[str, str]]:
+        """Headers as Shopify sends them; a fresh webhook id per call (add the topic with -H)."""
+        return url, {"X-Shopify-Hmac-Sha256": verify.sign(body, settings["HUB_SHOPIFY_WEBHOOK_SECRET"][0]),
+                     "X-Shopify-Webhook-Id": str(uuid.uuid4()), "X-Shopify-Triggered-At": rfc3339(now_utc()),
+                     "Content-Type": "application/json"}
 
     def dedup_key(self, request: InboundRequest) -> str:
         """X-Shopify-Webhook-Id: one per delivery, the same on Shopify's retries of it."""
