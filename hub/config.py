@@ -81,7 +81,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_CONNECTORS", "Inbound connectors that must be configured (start-up fails naming any missing "
             "secret). Unset: every connector whose secret is set.", None, kind="list"),
     Setting("HUB_MAX_BODY_BYTES", "Largest webhook body accepted; larger gets 413.", 1048576, kind="int"),
-    Setting("HUB_RULES_PATH", "Rules files or folders (comma-separated).", str(PROJECT_ROOT / "rules"), kind="list"),
+    Setting("HUB_RULES_PATH", "Rules files or folders (comma-separated).", [str(PROJECT_ROOT / "rules")],
+            kind="list"),
     Setting("HUB_RETRY_MAX_ATTEMPTS", "Delivery attempts before an action is dead-lettered.", 16, kind="int"),
     Setting("HUB_RETRY_BASE_SECONDS", "First retry delay; doubles each attempt (with jitter).", 30.0, kind="float"),
     Setting("HUB_RETRY_MAX_SECONDS", "Longest single retry delay (16 attempts reach about two days).", 21600.0,
@@ -209,7 +210,7 @@ def markdown_table() -> str:
     for s in declared_settings():
         default = "" if s.default is None else f"`{s.default}`"
         if s.name == "HUB_RULES_PATH":
-            default = f"`./{Path(str(s.default)).name}`"
+            default = "`./rules`"
         secret = " (secret)" if s.secret else ""
         rows.append(f"| `{s.name}`{secret} | {default} | {s.help} |")
     return "\n".join(rows)
