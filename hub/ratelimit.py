@@ -22,11 +22,11 @@ from redis import Redis
 
 from .errors import RetriableError
 
-MARGIN = 0.02
+MARGIN = 0.01
 #: waiting requests are spaced this much wider than the limit allows: a request that comes back a
 #: little late for its slot (dispatch latency varies) then still finds the window open instead of
 #: waiting a second time; it costs at most this share of the throughput under a backlog
-LINE_SLACK = 0.06
+LINE_SLACK = 0.01
 #: a reservation not claimed within this long is forgotten (its action was cancelled or lost)
 RESERVATION_TTL = 600
 
