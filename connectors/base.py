@@ -159,6 +159,14 @@ class Connector:
         """The provider's idempotency key for this delivery; by default a hash of the body."""
         return "sha256:" + hashlib.sha256(request.body).hexdigest()
 
+    def dedup_key_from_id(self, request: InboundRequest, field: str = "id") -> str:
+        """The body's top-level ``field`` (an event id), or the body hash when it has none."""
+        try:
+            value = json.loads(request.body).get(field)
+        except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
+            value = None
+        return str(value) if value else Connector.dedup_key(self, request)
+
     def sign_request(self, body: bytes, settings: "Settings", url: str) -> tuple[str, dict[str, str]]:
         """Sign ``body`` as the provider would with the configured secret: returns the URL to post to
         and the headers (used by ``hub post`` to send a first webhook, and by tests)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -24,6 +25,7 @@ from hub.errors import CredentialsError, PermanentError, RetriableError
 log = logging.getLogger(__name__)
 
 TRIM = 2000
+ID_TTL = 86400  # how long a provider id looked up by e-mail is cached
 SENSITIVE_HEADERS = frozenset({"authorization", "api-token", "x-api-key", "proxy-authorization"})
 RETRIABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 
@@ -177,3 +179,20 @@ class ApiClient:
         # Only connection errors are retried in-call (the request never reached the server);
         # everything longer goes back to the outbox schedule.
         return self.session.request(method, url, timeout=self.timeout, **kwargs)
+
+
+class LocalCache:
+    """This process's id cache, for clients without a shared one (bounded; same interface)."""
+
+    def __init__(self, size: int = 10_000):
+        self.size = size
+        self._items: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, key: str) -> str | None:
+        return self._items.get(key)
+
+    def set(self, key: str, value: str, ttl: int = ID_TTL) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from hub.config import Setting, Settings
 from hub.mapping import table
 
@@ -43,11 +41,7 @@ class ChargebeeConnector(Connector):
 
     def dedup_key(self, request: InboundRequest) -> str:
         """``event.id`` (``ev_...``): Chargebee repeats deliveries and sends them out of order."""
-        try:
-            event_id = json.loads(request.body).get("id")
-        except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
-            event_id = None
-        return str(event_id) if event_id else super().dedup_key(request)
+        return self.dedup_key_from_id(request)
 
     def normalize(self, delivery: RawDelivery):  # type: ignore[no-untyped-def]
         return normalize.normalize(delivery, table(self.name))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections import OrderedDict
 from typing import Any
 from urllib.parse import quote
 
@@ -23,7 +22,7 @@ from hub.config import Settings
 from hub.errors import ActionError, PermanentError, RetriableError
 
 from ..base import ActionContext, ActionSpec, BatchSpec, ItemOutcome
-from ..http import ApiClient, Outcome
+from ..http import ID_TTL, ApiClient, LocalCache, Outcome
 
 UPSERT_MAX = 100  # HubSpot's batch input limit (providers.md §4.4)
 EVENTS_MAX = 500
@@ -43,26 +42,6 @@ class HubSpotClient(ApiClient):
                      dry_run=dry_run, timeout=settings["HUB_HTTP_TIMEOUT_SECONDS"])
         client.account = client.base_url + "#" + hashlib.sha256(token.encode()).hexdigest()[:16]
         return client
-
-
-ID_TTL = 86400
-
-
-class LocalCache:
-    """This process's id cache, for clients without a shared one (bounded; same interface)."""
-
-    def __init__(self, size: int = 10_000):
-        self.size = size
-        self._items: OrderedDict[str, str] = OrderedDict()
-
-    def get(self, key: str) -> str | None:
-        return self._items.get(key)
-
-    def set(self, key: str, value: str, ttl: int = ID_TTL) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
 
 
 CONTACT_IDS = LocalCache()

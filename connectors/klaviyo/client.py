@@ -9,7 +9,6 @@ per account for a day in the client's shared id cache (Redis when delivery insta
 from __future__ import annotations
 
 import hashlib
-from collections import OrderedDict
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
@@ -19,7 +18,7 @@ from hub.errors import ActionError, PermanentError
 from hub.values import to_major
 
 from ..base import ActionContext, ActionSpec, BatchSpec, ItemOutcome
-from ..http import ApiClient, Outcome
+from ..http import ID_TTL, ApiClient, LocalCache, Outcome
 
 JSONAPI = "application/vnd.api+json"
 IDENTIFIERS = ("email", "phone_number", "external_id")
@@ -56,26 +55,6 @@ class KlaviyoClient(ApiClient):
         return client
 
     account: str = ""
-
-
-ID_TTL = 86400
-
-
-class LocalCache:
-    """This process's id cache, for clients without a shared one (bounded; same interface)."""
-
-    def __init__(self, size: int = 10_000):
-        self.size = size
-        self._items: OrderedDict[str, str] = OrderedDict()
-
-    def get(self, key: str) -> str | None:
-        return self._items.get(key)
-
-    def set(self, key: str, value: str, ttl: int = ID_TTL) -> None:
-        self._items[key] = value
-        self._items.move_to_end(key)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
 
 
 PROFILE_IDS = LocalCache()

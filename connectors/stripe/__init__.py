@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from hub.config import Setting, Settings
 from hub.errors import VerificationError
 from hub.mapping import table
@@ -36,11 +34,7 @@ class StripeConnector(Connector):
         return url, {"Stripe-Signature": verify.header(body, secret), "Content-Type": "application/json"}
 
     def dedup_key(self, request: InboundRequest) -> str:
-        try:
-            event_id = json.loads(request.body).get("id")
-        except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
-            event_id = None
-        return str(event_id) if event_id else super().dedup_key(request)
+        return self.dedup_key_from_id(request)
 
     def normalize(self, delivery: RawDelivery):  # type: ignore[no-untyped-def]
         return normalize.normalize(delivery, table(self.name))

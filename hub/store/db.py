@@ -47,30 +47,24 @@ class Store:
         return self.engine.dialect.name == "sqlite"
 
     @contextmanager
+    def _one_writer(self) -> Iterator[None]:
+        if self._write_lock is None:
+            yield
+            return
+        with self._write_lock:
+            yield
+
+    @contextmanager
     def session(self) -> Iterator[Session]:
         """A transaction: committed on success, rolled back on error."""
-        lock = self._write_lock
-        if lock is not None:
-            lock.acquire()
-        try:
-            with self.sessions() as session, session.begin():
-                yield session
-        finally:
-            if lock is not None:
-                lock.release()
+        with self._one_writer(), self.sessions() as session, session.begin():
+            yield session
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """A Core connection in a transaction (no ORM session: the webhook hot path)."""
-        lock = self._write_lock
-        if lock is not None:
-            lock.acquire()
-        try:
-            with self.engine.begin() as conn:
-                yield conn
-        finally:
-            if lock is not None:
-                lock.release()
+        with self._one_writer(), self.engine.begin() as conn:
+            yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()
