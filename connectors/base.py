@@ -26,16 +26,26 @@ if TYPE_CHECKING:
     from .http import ApiClient, Outcome
 
 
-@dataclass
 class InboundRequest:
-    """A webhook request as received. ``headers`` keys are lower-case."""
+    """A webhook request as received. ``headers`` keys are lower-case.
 
-    method: str
-    url: str  # the URL the provider called (rebuilt from HUB_PUBLIC_URL when set)
-    headers: Mapping[str, str]
-    body: bytes
-    token: str | None = None  # optional trailing path segment (/webhooks/<name>/<token>)
-    query: Mapping[str, str] = field(default_factory=dict)
+    ``url`` is the URL the provider called (rebuilt from HUB_PUBLIC_URL when set); it may be given
+    as a function, so only schemes that sign the URL (HubSpot) pay for building it.
+    """
+
+    def __init__(self, method: str, url: str | Callable[[], str], headers: Mapping[str, str], body: bytes,
+                 token: str | None = None):
+        self.method = method
+        self._url = url
+        self.headers = headers
+        self.body = body
+        self.token = token  # optional trailing path segment (/webhooks/<name>/<token>)
+
+    @property
+    def url(self) -> str:
+        if callable(self._url):
+            self._url = self._url()
+        return self._url
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

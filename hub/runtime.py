@@ -40,6 +40,16 @@ class Hub:
         self.scrub = SecretScrubber(settings)
         self._rules: Any = None
         self._rules_lock = threading.Lock()
+        self._relay: Any = None
+
+    @property
+    def relay(self) -> Any:
+        """This process's ingest relay (hub/relay.py)."""
+        if self._relay is None:
+            from .relay import Relay
+
+            self._relay = Relay(self)
+        return self._relay
 
     def _connect_redis(self) -> Redis:
         if self.settings["HUB_REDIS_URL"]:

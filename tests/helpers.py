@@ -21,6 +21,7 @@ def stripe_headers(body: bytes, secret: str = "whsec_test_secret", timestamp: in
 
 def drain(hub: Hub, rounds: int = 20) -> None:
     """Run every queued job in this thread until nothing is due (ingest, dispatch, deliver)."""
+    hub.relay.flush()
     worker = make_worker(hub, all_queue_names(), SimpleWorker)
     for _ in range(rounds):
         worker.work(burst=True, logging_level="WARNING")

@@ -51,6 +51,7 @@ def test_duplicate_delivery_is_acknowledged_without_new_work(hub, client):
     assert first.status_code == second.status_code == 200
     assert second.json == {"ok": True, "duplicate": True}
     assert count(hub, Delivery) == 1
+    hub.relay.flush()
     assert hub.queue("ingest").count == 1
 
 

@@ -8,9 +8,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from sqlalchemy import Table, create_engine, event
+from sqlalchemy import Table, bindparam, create_engine, event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+from .types import JsonDoc
+
+
+class StoreUnavailable(Exception):
+    """The database refused or lost the connection (``retry``: a fresh connection may succeed)."""
+
+    def __init__(self, reason: str, *, retry: bool):
+        super().__init__(reason)
+        self.retry = retry
 
 
 def utcnow() -> datetime:
@@ -41,6 +52,7 @@ class Store:
         else:
             self._write_lock = None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._raw_sql: dict[tuple[str, tuple[str, ...], tuple[str, ...]], tuple[str, frozenset[str]]] = {}
 
     @property
     def is_sqlite(self) -> bool:
@@ -65,6 +77,61 @@ class Store:
         """A Core connection in a transaction (no ORM session: the webhook hot path)."""
         with self._one_writer(), self.engine.begin() as conn:
             yield conn
+
+    def insert_one(self, table: Table, row: dict[str, Any], conflict: Sequence[str]) -> Any | None:
+        """Insert one row in its own committed transaction unless it conflicts; its id, or None.
+
+        The webhook hot path. On PostgreSQL it goes straight through the pooled psycopg
+        connection with SQL compiled once (a third less CPU than a Core execution); a dead
+        connection empties the pool and raises ``StoreUnavailable`` (``retry`` says whether a
+        fresh connection is worth one more try).
+        """
+        if self.engine.dialect.name != "postgresql":
+            try:
+                with self.begin() as conn:
+                    ids = insert_ignore(conn, table, row, conflict)
+            except DBAPIError as exc:
+                raise StoreUnavailable(type(exc.orig).__name__, retry=exc.connection_invalidated) from exc
+            return ids[0] if ids else None
+        import psycopg
+        from psycopg.types.json import Jsonb
+
+        sql, json_columns = self._raw_insert(table, tuple(conflict), tuple(row))
+        params = {k: Jsonb(v) if k in json_columns else v for k, v in row.items()}
+        try:
+            conn = self.engine.raw_connection()
+        except Exception as exc:
+            raise StoreUnavailable(type(exc).__name__, retry=False) from exc
+        driver = conn.driver_connection
+        try:
+            driver.autocommit = True  # the single statement is the transaction: one round trip, no COMMIT
+            with driver.cursor() as cur:
+                cur.execute(sql, params)
+                found = cur.fetchone()
+            return found[0] if found else None
+        except psycopg.OperationalError as exc:
+            conn.invalidate()
+            self.engine.dispose()  # its siblings in the pool died with the server: start afresh
+            raise StoreUnavailable(type(exc).__name__, retry=True) from exc
+        except psycopg.Error as exc:
+            raise StoreUnavailable(type(exc).__name__, retry=False) from exc
+        finally:
+            if not driver.closed:
+                driver.autocommit = False
+            conn.close()
+
+    def _raw_insert(self, table: Table, conflict: tuple[str, ...], columns: tuple[str, ...]
+                    ) -> tuple[str, frozenset[str]]:
+        key = (table.name, conflict, columns)
+        if key not in self._raw_sql:
+            from sqlalchemy.dialects.postgresql import insert
+
+            stmt = insert(table).values({c: bindparam(c) for c in columns}).on_conflict_do_nothing(
+                index_elements=list(conflict)).returning(list(table.primary_key.columns)[0])
+            sql = str(stmt.compile(dialect=self.engine.dialect))
+            json_columns = frozenset(c.name for c in table.columns if isinstance(c.type, type(JsonDoc)))
+            self._raw_sql[key] = (sql, json_columns)
+        return self._raw_sql[key]
 
     def dispose(self) -> None:
         self.engine.dispose()

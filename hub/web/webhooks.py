@@ -12,14 +12,13 @@ import logging
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 import connectors
 from connectors.base import InboundRequest
 
 from ..errors import VerificationError
-from ..scheduler import enqueue_delivery
-from ..store import Delivery, insert_ignore, utcnow
+from ..store import Delivery, utcnow
+from ..store.db import StoreUnavailable
 from ..store.models import DeliveryStatus
 
 log = logging.getLogger(__name__)
@@ -62,8 +61,7 @@ def receive(name: str, token: str | None) -> Any:
                        message=f"set {', '.join(missing)} to enable /webhooks/{name}"), 404
     body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: werkzeug answers 413 here
     headers = {k.lower(): v for k, v in request.headers.items()}
-    inbound = InboundRequest(method=request.method, url=_external_url(), headers=headers, body=body, token=token,
-                             query=request.args.to_dict())
+    inbound = InboundRequest(request.method, _external_url, headers, body, token)
     try:
         connector.verify(inbound, hub.settings)
     except VerificationError as exc:
@@ -76,23 +74,14 @@ def receive(name: str, token: str | None) -> Any:
            "status": DeliveryStatus.RECEIVED, "attempts": 0, "enqueued": 1, "enqueued_at": now, "event_count": 0}
     for attempt in (1, 2):
         try:
-            with hub.store.begin() as conn:
-                inserted = insert_ignore(conn, Delivery.__table__, row, ["connector", "dedup_key"])
+            delivery_id = hub.store.insert_one(Delivery.__table__, row, ["connector", "dedup_key"])
             break
-        except DBAPIError as exc:
-            if attempt == 1 and exc.connection_invalidated:
+        except StoreUnavailable as exc:
+            if attempt == 1 and exc.retry:
                 continue  # a pooled connection died (database restarted): once more on a fresh one
-            log.error("webhook %s not stored: database unavailable (%s)", name, type(exc).__name__)
+            log.error("webhook %s not stored: database unavailable (%s)", name, exc)
             return jsonify(error="temporarily unavailable"), 503
-        except SQLAlchemyError as exc:
-            log.error("webhook %s not stored: database error (%s)", name, type(exc).__name__)
-            return jsonify(error="temporarily unavailable"), 503
-    if not inserted:
+    if delivery_id is None:
         return jsonify(ok=True, duplicate=True), 200
-    delivery_id = inserted[0]
-    try:
-        enqueue_delivery(hub, delivery_id)
-    except Exception as exc:  # durable already; the sweeper enqueues it later
-        log.warning("delivery %s stored but not enqueued (%s); the sweeper will pick it up", delivery_id,
-                    type(exc).__name__)
+    hub.relay.submit(delivery_id)  # durable already: the job is enqueued off this thread
     return jsonify(ok=True, delivery=delivery_id), 200

@@ -1,0 +1,79 @@
+"""Hands committed deliveries to the ingest queue off the request thread.
+
+The webhook request commits the delivery and answers; the job that points at it is enqueued by
+this per-process relay thread, many at a time in one Redis round trip (RQ's ``enqueue_many`` in a
+pipeline) when webhooks arrive faster than one by one. Nothing depends on the relay for safety:
+a delivery whose job never made it to Redis (process killed, Redis down) is still ``received``
+in the database, and the scheduler's sweeper enqueues it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import deque
+from typing import TYPE_CHECKING
+
+from rq import Queue
+
+from .runtime import INGEST_QUEUE
+
+if TYPE_CHECKING:
+    from .runtime import Hub
+
+log = logging.getLogger(__name__)
+
+BATCH = 200
+
+
+def delivery_job_id(delivery_id: int, seq: int) -> str:
+    return f"d{delivery_id}-{seq}"
+
+
+def enqueue_deliveries(hub: "Hub", ids: list[int], seq: int = 1) -> None:
+    """One ingest job per delivery (ids only), all in one pipeline."""
+    queue = hub.queue(INGEST_QUEUE)
+    jobs = [Queue.prepare_data("hub.tasks.process_delivery", (i,), job_id=delivery_job_id(i, seq), result_ttl=0,
+                               failure_ttl=7 * 86400, timeout=300) for i in ids]
+    with hub.redis.pipeline() as pipe:
+        queue.enqueue_many(jobs, pipeline=pipe)
+        pipe.execute()
+
+
+class Relay:
+    def __init__(self, hub: "Hub"):
+        self.hub = hub
+        self._ids: deque[int] = deque()
+        self._wake = threading.Condition()
+        self._busy = False
+        self._pid: int | None = None
+
+    def submit(self, delivery_id: int) -> None:
+        if self._pid != os.getpid():  # first use in this process (gunicorn forks after import)
+            self._pid = os.getpid()
+            threading.Thread(target=self._run, name="ingest-relay", daemon=True).start()
+        with self._wake:
+            self._ids.append(delivery_id)
+            self._wake.notify()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything submitted so far is enqueued (tests, shutdown)."""
+        with self._wake:
+            return self._wake.wait_for(lambda: not self._ids and not self._busy, timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                self._wake.wait_for(lambda: bool(self._ids))
+                batch = [self._ids.popleft() for _ in range(min(len(self._ids), BATCH))]
+                self._busy = True
+            try:
+                enqueue_deliveries(self.hub, batch)
+            except Exception as exc:  # Redis away: the sweeper enqueues these deliveries later
+                log.warning("%d deliveries stored but not enqueued (%s); the sweeper will pick them up",
+                            len(batch), type(exc).__name__)
+            finally:
+                with self._wake:
+                    self._busy = False
+                    self._wake.notify_all()
