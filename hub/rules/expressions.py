@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator
 
 from jinja2 import TemplateSyntaxError, Undefined, nodes
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from hub.values import parse_time, rfc3339
@@ -54,6 +55,42 @@ def _rfc3339(value: Any) -> str | None:
     return rfc3339(parse_time(value))
 
 
+class Scope(dict):  # type: ignore[type-arg]
+    """The names one evaluation sees: a plain dict to read, plus the Jinja context over it, built on
+    first use and then shared by every condition and template evaluated on this scope. (Building a
+    Jinja context per evaluation, as ``render(**ctx)`` does, copies the globals and the names each
+    time: it was most of the cost of planning an event.) Do not change a scope once evaluated on;
+    ``child`` makes a new one."""
+
+    __slots__ = ("_jinja",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._jinja: Context | None = None
+
+    def child(self, **names: Any) -> "Scope":
+        """This scope with ``names`` added or replaced (``step`` for each step of a schedule)."""
+        out = Scope(self)
+        out.update(names)
+        if self._jinja is not None:
+            out._jinja = Context(self._jinja.environment, {**self._jinja.parent, **names}, None, {})
+        return out
+
+    def jinja(self, env: ImmutableSandboxedEnvironment) -> Context:
+        found = self._jinja
+        if found is None or found.environment is not env:
+            found = Context(env, {**env.globals, **self}, None, {})
+            if self._jinja is None:
+                self._jinja = found
+        return found
+
+
+def _jinja_context(env: ImmutableSandboxedEnvironment, ctx: dict[str, Any]) -> Context:
+    if isinstance(ctx, Scope):
+        return ctx.jinja(env)
+    return Context(env, {**env.globals, **ctx}, None, {})
+
+
 class Expressions:
     """A sandboxed environment with the helpers rules may call."""
 
@@ -68,20 +105,42 @@ class Expressions:
 
     def compile_condition(self, source: str) -> Evaluator:
         """Raises TemplateSyntaxError when the expression does not compile."""
-        expr = self._expression(source)
-        return lambda ctx: expr(**ctx)
+        return self._expression(source)
 
-    def _expression(self, source: str) -> Any:
+    def _expression(self, source: str) -> Evaluator:
+        """An expression evaluated on a scope's shared Jinja context (what ``compile_expression``'s
+        callable does, without building a context per call); undefined reads as None."""
         # compiled once per distinct source: playbooks repeat "{{ subscriber.email }}" everywhere
         found = self._compiled.get(source)
         if found is None:
-            found = self._compiled[source] = self.env.compile_expression(source, undefined_to_none=True)
+            root = self.env.compile_expression(source)._template.root_render_func
+            env = self.env
+
+            def found(ctx: dict[str, Any]) -> Any:
+                context = _jinja_context(env, ctx)
+                for _ in root(context):  # the expression's template only assigns ``result``
+                    pass
+                value = context.vars.pop("result", None)
+                return None if isinstance(value, Undefined) else value
+
+            self._compiled[source] = found
         return found
 
-    def _template(self, source: str) -> Any:
+    def _template(self, source: str) -> Evaluator:
+        """A template rendered on a scope's shared Jinja context. A template with statements
+        (``{% set %}`` writes the context's names) gets a context of its own over the same names."""
         found = self._compiled.get(("t", source))
         if found is None:
-            found = self._compiled[("t", source)] = self.env.from_string(source)
+            root = self.env.from_string(source).root_render_func
+            env, statements = self.env, "{%" in source
+
+            def found(ctx: dict[str, Any]) -> str:
+                context = _jinja_context(env, ctx)
+                if statements:
+                    context = Context(env, context.parent, None, {})
+                return "".join(root(context))
+
+            self._compiled[("t", source)] = found
         return found
 
     def compile_value(self, value: Any) -> Evaluator:
@@ -104,9 +163,8 @@ class Expressions:
                 # same result as the sandbox on the event's dicts, a missing value is None
                 return _path_reader(path.group(1).split("."))
             expr = self._expression(whole.group(1))
-            return lambda ctx: _plain(expr(**ctx))
-        template = self._template(value)
-        return lambda ctx: template.render(**ctx)
+            return lambda ctx: _plain(expr(ctx))
+        return self._template(value)
 
     def referenced_paths(self, source: Any, *, condition: bool = False) -> list[str]:
         """Dotted paths a condition (``condition=True``) or the templates in a value read
@@ -186,4 +244,4 @@ def _paths(node: nodes.Node) -> Iterator[str]:
         yield from _paths(child)
 
 
-__all__ = ["Expressions", "TemplateSyntaxError", "days_since"]
+__all__ = ["Expressions", "Scope", "TemplateSyntaxError", "days_since"]

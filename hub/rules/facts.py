@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Iterable, Protocol
+from functools import cache
+from typing import Any, Iterable, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from hub.events import EventType
@@ -15,7 +16,8 @@ from hub.events import EventType
 class Facts(Protocol):
     def usage_ratio(self, metric: str, days: float, now: datetime) -> float: ...
 
-    def steps_since(self, rule_id: str, since: datetime, exclude_keys: set[str]) -> int: ...
+    def steps_since(self, rule_id: str, since: datetime, exclude_keys: set[str],
+                    replacing: str | None = None) -> int: ...
 
     def cancelled(self, keys: Iterable[str]) -> dict[str, tuple[int, str | None]]: ...
 
@@ -26,7 +28,8 @@ class NoFacts:
     def usage_ratio(self, metric: str, days: float, now: datetime) -> float:
         return 0.0
 
-    def steps_since(self, rule_id: str, since: datetime, exclude_keys: set[str]) -> int:
+    def steps_since(self, rule_id: str, since: datetime, exclude_keys: set[str],
+                    replacing: str | None = None) -> int:
         return 0
 
     def cancelled(self, keys: Iterable[str]) -> dict[str, tuple[int, str | None]]:
@@ -72,30 +75,48 @@ class StoreFacts:
             best = max(best, ratio)
         return best
 
-    def steps_since(self, rule_id: str, since: datetime, exclude_keys: set[str]) -> int:
+    def steps_since(self, rule_id: str, since: datetime, exclude_keys: set[str],
+                    replacing: str | None = None) -> int:
         """Steps of ``rule_id`` planned for this subscriber and due after ``since`` (cancelled ones
         do not count). The subscriber row is locked first, so two events for one subscriber in
-        parallel transactions cannot both pass a throttle."""
+        parallel transactions cannot both pass a throttle.
+
+        ``replacing``: the occurrence (anchor date) a scheduled rule is planning now. Its pending
+        steps for this subject from another anchor are about to be replaced (``outbox.write_planned``
+        cancels them), so they do not count either; counting them made planning an event twice
+        differ from once (the second time they were already cancelled)."""
         from hub.store import Action, Subscriber
         from hub.store.models import ActionStatus
 
         if self.subscriber_id is not None and not self._locked:
             self.session.execute(select(Subscriber.id).where(Subscriber.id == self.subscriber_id).with_for_update())
             self._locked = True
-        rows = self.session.execute(select(Action.key, Action.occurrence, Action.step).where(
+        rows = self.session.execute(select(Action.key, Action.occurrence, Action.step, Action.subject,
+                                           Action.status).where(
             Action.rule_id == rule_id, self._scope(Action.subscriber_id, Action.subject),
             Action.status != ActionStatus.CANCELLED, Action.due_at > since,
         )).all()
-        return len({(occurrence, step) for key, occurrence, step in rows if key not in exclude_keys})
+        return len({(occurrence, step) for key, occurrence, step, subject, status in rows
+                    if key not in exclude_keys and not (
+                        replacing is not None and status == ActionStatus.SCHEDULED and subject == self.subject
+                        and occurrence != replacing)})
 
     def cancelled(self, keys: Iterable[str]) -> dict[str, tuple[int, str | None]]:
         """key -> (row id, the event that planned it), for those of ``keys`` whose row is cancelled."""
-        from hub.store import Action
-        from hub.store.models import ActionStatus
-
         keys = list(keys)
         if not keys:
             return {}
-        rows = self.session.execute(select(Action.key, Action.id, Action.event_id).where(
-            Action.key.in_(keys), Action.status == ActionStatus.CANCELLED)).all()
+        rows = self.session.execute(_cancelled_query(), {"keys": keys}).all()
         return {key: (id_, event_id) for key, id_, event_id in rows}
+
+
+@cache
+def _cancelled_query() -> Any:
+    """Built once: constructing the statement per call cost more than running it (every event that
+    triggers a scheduled rule asks this)."""
+    from hub.store import Action
+    from hub.store.models import ActionStatus
+
+    actions = Action.__table__
+    return select(actions.c.key, actions.c.id, actions.c.event_id).where(
+        actions.c.key.in_(bindparam("keys", expanding=True)), actions.c.status == ActionStatus.CANCELLED)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from typing import Any, Callable
 from hub.events import ALL_TYPES, matches
 
 _KEY_NAMESPACE = uuid.UUID("0b6c9f0e-8c5b-4a8e-a4c3-7f2d9e6b1a55")
+_NAMESPACE_BYTES = _KEY_NAMESPACE.bytes
 _DURATION = re.compile(r"^\s*(-?\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -33,8 +35,14 @@ def parse_duration(text: str | int) -> timedelta:
 
 
 def action_key(rule_id: str, subject: str, occurrence: str, step: str, index: int) -> str:
-    """The outbox's unique key (a UUID, so every provider accepts it as an idempotency key)."""
-    return str(uuid.uuid5(_KEY_NAMESPACE, "\x1f".join([rule_id, subject, occurrence, step, str(index)])))
+    """The outbox's unique key (a UUID, so every provider accepts it as an idempotency key).
+
+    Exactly ``str(uuid.uuid5(_KEY_NAMESPACE, name))``, formatted from the SHA-1 directly: the UUID
+    object costs 4x more, and planning makes one key per action."""
+    name = "\x1f".join([rule_id, subject, occurrence, step, str(index)])
+    h = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).hexdigest()
+    # version 5 in the 13th hex digit, the RFC 4122 variant (10xx) in the 17th
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 @dataclass

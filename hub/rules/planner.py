@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from hub.events import CanonicalEvent
 from hub.values import parse_time, rfc3339
 
-from .expressions import days_since
+from .expressions import Scope, days_since
 from .facts import Facts, NoFacts
 from .model import MISSED_GRACE, PlannedAction, Rule, RuleSet, Step, action_key
 
@@ -35,11 +35,11 @@ def event_view(event: CanonicalEvent) -> dict[str, Any]:
 
 
 def context(event: CanonicalEvent, subscriber: dict[str, Any] | None, now: datetime, *,
-            variables: dict[str, Any] | None = None, facts: Facts | None = None) -> dict[str, Any]:
+            variables: dict[str, Any] | None = None, facts: Facts | None = None) -> Scope:
     """What conditions and templates see: the event, its parts, the subscriber profile, ``now``,
-    ``vars`` and the helpers."""
+    ``vars`` and the helpers. Built once per event and shared by every rule it triggers."""
     facts = facts or _NO_FACTS
-    ctx: dict[str, Any] = {name: value for name, value in event.data.items() if isinstance(value, dict)}
+    ctx = Scope((name, value) for name, value in event.data.items() if isinstance(value, dict))
     ctx["event"] = event_view(event)
     # the stored profile wins, except where it knows nothing (a time zone only the event carries)
     ctx["subscriber"] = {**event.part("subscriber"), **{k: v for k, v in (subscriber or {}).items() if v is not None}}
@@ -80,14 +80,24 @@ def plan(ruleset: RuleSet, event: CanonicalEvent, subscriber: dict[str, Any] | N
                 cancels.append(Cancellation(rule.id, event.id))
         except Exception as exc:  # noqa: BLE001
             _rule_failed(rule, event, "cancel_on condition", exc, errors)
-    planned: list[PlannedAction] = []
+    drafts: list[_Draft] = []
+    event_time = parse_time(event.time) if triggered else now
     for rule in triggered:
         try:
             if rule.when is not None and not rule.when(ctx):
                 continue
-            planned.extend(_plan_rule(ruleset, rule, event, ctx, now, subject, facts))
+            draft = _draft(rule, event, event_time, ctx, now, subject)
+            if draft is not None:
+                drafts.append(draft)
         except Exception as exc:  # noqa: BLE001
             _rule_failed(rule, event, "planning", exc, errors)
+    _revive_all(drafts, subject, event.id, facts)
+    planned: list[PlannedAction] = []
+    for draft in drafts:
+        try:
+            planned.extend(_actions(ruleset, draft, event, ctx, subject, facts))
+        except Exception as exc:  # noqa: BLE001
+            _rule_failed(draft.rule, event, "planning", exc, errors)
     return planned, cancels
 
 
@@ -118,13 +128,22 @@ def due_time(rule: Rule, step: Step, anchor: datetime, subscriber: dict[str, Any
     return moved.astimezone(timezone.utc)
 
 
-def _plan_rule(ruleset: RuleSet, rule: Rule, event: CanonicalEvent, ctx: dict[str, Any], now: datetime,
-               subject: str, facts: Facts) -> list[PlannedAction]:
-    event_time = parse_time(event.time)
+@dataclass
+class _Draft:
+    """A rule that holds for the event: its steps and their outbox keys, before revival and throttle."""
+
+    rule: Rule
+    occurrence: str
+    steps: list[tuple[Step, datetime]]
+    keys: dict[tuple[str, int], str]
+
+
+def _draft(rule: Rule, event: CanonicalEvent, event_time: datetime, ctx: Scope, now: datetime,
+           subject: str) -> _Draft | None:
     if rule.anchor:
         anchor_value = resolve(ctx, rule.anchor)
         if not anchor_value:
-            return []
+            return None
         anchor = parse_time(anchor_value)
         occurrence = rfc3339(anchor)
     else:
@@ -137,50 +156,68 @@ def _plan_rule(ruleset: RuleSet, rule: Rule, event: CanonicalEvent, ctx: dict[st
             continue
         steps.append((step, due))
     if not steps:
-        return []
+        return None
     keys = {(step.name, i): action_key(rule.id, subject, occurrence, step.name, i)
             for step, _ in steps for i in range(len(rule.step_actions(step)))}
-    if rule.anchor:
-        keys = _revive(keys, rule.id, subject, occurrence, event.id, facts)
+    return _Draft(rule, occurrence, steps, keys)
+
+
+def _actions(ruleset: RuleSet, draft: _Draft, event: CanonicalEvent, ctx: Scope, subject: str,
+             facts: Facts) -> list[PlannedAction]:
+    rule, steps, keys = draft.rule, draft.steps, draft.keys
     if rule.throttle is not None:
-        steps = _throttled(rule, steps, facts, set(keys.values()))
+        steps = _throttled(rule, steps, facts, set(keys.values()), draft.occurrence if rule.anchor else None)
     out = []
     for number, (step, due) in enumerate(steps, 1):
-        step_ctx = {**ctx, "step": {"name": step.name, "number": number, "days": step.offset.days,
-                                    "offset": step.name, "due_at": rfc3339(due)}}
+        step_ctx = ctx.child(step={"name": step.name, "number": number, "days": step.offset.days,
+                                   "offset": step.name, "due_at": rfc3339(due)})
         for index, action in enumerate(rule.step_actions(step)):
             out.append(PlannedAction(
                 key=keys[(step.name, index)], rule_id=rule.id, rules_hash=ruleset.hash, event_id=event.id,
-                subject=subject, occurrence=occurrence, step=step.name, connector=action.connector,
+                subject=subject, occurrence=draft.occurrence, step=step.name, connector=action.connector,
                 name=action.name, params=action.params(step_ctx), due_at=due,
             ))
     return out
 
 
+def _revive_all(drafts: list[_Draft], subject: str, event_id: str, facts: Facts) -> None:
+    """Revive the scheduled rules' cancelled steps (see ``_revive``), asking the outbox once for all
+    of them: usually nothing was cancelled, and then that one query is all it costs."""
+    anchored = [d for d in drafts if d.rule.anchor]
+    if not anchored:
+        return
+    found = facts.cancelled([k for d in anchored for k in d.keys.values()])
+    for draft in anchored:
+        first = {k: found[k] for k in draft.keys.values() if k in found}
+        draft.keys = _revive(draft.keys, draft.rule.id, subject, draft.occurrence, event_id, facts, first)
+
+
 def _revive(keys: dict[tuple[str, int], str], rule_id: str, subject: str, occurrence: str, event_id: str,
-            facts: Facts) -> dict[tuple[str, int], str]:
+            facts: Facts, first: dict[str, tuple[int, str | None]]) -> dict[tuple[str, int], str]:
     """Steps cancelled earlier (a pause) and planned again by another event for the same anchor
     (the resume) get a fresh key derived from the cancelled row, so the plan is back in force.
     Planning the event that planned the cancelled row again revives nothing, and planning the
-    reviving event again finds the same rows and the same keys."""
+    reviving event again finds the same rows and the same keys. ``first``: what the outbox said
+    about ``keys`` already."""
+    found = first
     for _ in range(20):
-        cancelled = {k: row_id for k, (row_id, planned_by) in facts.cancelled(keys.values()).items()
-                     if planned_by != event_id}
+        cancelled = {k: row_id for k, (row_id, planned_by) in found.items() if planned_by != event_id}
         if not cancelled:
             break
         keys = {(name, i): (action_key(rule_id, subject, occurrence, f"{name}#{cancelled[k]}", i)
                             if k in cancelled else k) for (name, i), k in keys.items()}
+        found = facts.cancelled(keys.values())
     return keys
 
 
-def _throttled(rule: Rule, steps: list[tuple[Step, datetime]], facts: Facts, own_keys: set[str]
-               ) -> list[tuple[Step, datetime]]:
+def _throttled(rule: Rule, steps: list[tuple[Step, datetime]], facts: Facts, own_keys: set[str],
+               replacing: str | None) -> list[tuple[Step, datetime]]:
     assert rule.throttle is not None
     per, limit = rule.throttle.per, rule.throttle.limit
     kept: list[tuple[Step, datetime]] = []
     for step, due in steps:
         since = due - per
-        earlier = facts.steps_since(rule.id, since, own_keys)
+        earlier = facts.steps_since(rule.id, since, own_keys, replacing)
         if earlier + sum(1 for _, d in kept if d > since) < limit:
             kept.append((step, due))
     return kept
