@@ -15,6 +15,7 @@ from sqlalchemy import or_, select, update
 
 from . import outbox
 from .relay import delivery_job_id
+from .relay import delivery_job_id
 from .runtime import INGEST_QUEUE
 from .store import Action, Attempt, Delivery, utcnow
 from .store.models import ActionStatus, DeliveryStatus
