@@ -45,12 +45,18 @@ def write_planned(session: Session, planned: Sequence[PlannedAction], *, subscri
 
 def cancel(session: Session, cancellations: Iterable[Cancellation], *, subscriber_id: int | None,
            subject: str | None) -> int:
-    """Cancel the pending (not yet queued) steps of the named rules for this subscriber or subject."""
+    """Cancel the pending (not yet queued) steps of the named rules. An event about a subscription
+    (``c.subscription``) cancels those planned for that subscription and the subscriber's own
+    (subject ``subscriber:<id>``), not those of the subscriber's other subscriptions: pausing one
+    keeps the others' renewal reminders. An event about the subscriber only cancels all of the
+    subscriber's; with no subscriber known, those of ``subject``."""
     total = 0
     for c in cancellations:
         scope = []
         if subscriber_id is not None:
             scope.append(Action.subscriber_id == subscriber_id)
+            if c.subscription:
+                scope.append(Action.subject.in_([c.subscription, f"subscriber:{subscriber_id}"]))
         elif subject:
             scope.append(Action.subject == subject)
         else:

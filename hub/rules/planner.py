@@ -23,8 +23,13 @@ _NO_FACTS = NoFacts()
 
 @dataclass
 class Cancellation:
+    """``event_id`` cancels the pending steps of rule ``rule_id``: when the event concerns a
+    subscription, those planned for that subscription and the subscriber-level ones (not those of
+    the subscriber's other subscriptions); otherwise all of the subscriber's (``outbox.cancel``)."""
+
     rule_id: str
     event_id: str
+    subscription: str | None = None
 
 
 def event_view(event: CanonicalEvent) -> dict[str, Any]:
@@ -72,12 +77,13 @@ def plan(ruleset: RuleSet, event: CanonicalEvent, subscriber: dict[str, Any] | N
         return [], []
     ctx = context(event, subscriber, now, variables=ruleset.vars, facts=facts)
     cancels: list[Cancellation] = []
+    subscription = event.part("subscription").get("id")
     for rule, cancel_on in cancelling:
         if any(c.rule_id == rule.id for c in cancels):
             continue
         try:
             if cancel_on.when is None or cancel_on.when(ctx):
-                cancels.append(Cancellation(rule.id, event.id))
+                cancels.append(Cancellation(rule.id, event.id, str(subscription) if subscription else None))
         except Exception as exc:  # noqa: BLE001
             _rule_failed(rule, event, "cancel_on condition", exc, errors)
     drafts: list[_Draft] = []
