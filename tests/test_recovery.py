@@ -54,10 +54,16 @@ def running(make_hub, api):
     """A hub with worker and scheduler threads, its Klaviyo URL pointing at the mock API."""
     hub = make_hub(HUB_KLAVIYO_API_URL=api.url, **FAST)
     stop = threading.Event()
-    start_background(hub, stop, workers=2)
+    threads = start_background(hub, stop, workers=2)
     yield hub
+    stop_all(stop, threads)
+
+
+def stop_all(stop: threading.Event, threads: list[threading.Thread]) -> None:
+    """Stop and wait: a worker thread left running would take the next test's jobs."""
     stop.set()
-    time.sleep(0.3)
+    for t in threads:
+        t.join(30)
 
 
 def post(hub, body: bytes) -> None:
@@ -175,11 +181,11 @@ def test_redis_flushed_mid_run_loses_nothing(make_hub, api):
         post(hub, payment_failed(n))  # stored, ingest jobs enqueued ...
     hub.redis.flushdb()  # ... and lost
     stop = threading.Event()
-    start_background(hub, stop, workers=2)
+    threads = start_background(hub, stop, workers=2)
     try:
         wait_for(lambda: len(finished(hub)) == 10, timeout=30)
     finally:
-        stop.set()
+        stop_all(stop, threads)
     assert count(hub, Action, Action.status == "done") == 10
     sent = [r.json()["data"]["attributes"]["unique_id"] for r in api.requests]
     assert len(sent) == len(set(sent)) == 10
