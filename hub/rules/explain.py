@@ -1,5 +1,6 @@
 """``hub explain ACTION_ID``: why a planned action exists (rule, file:line, the triggering event, the
-condition's inputs, the rendered parameters) and, if cancelled, what cancelled it."""
+condition's inputs as far as they are still known, the rendered parameters) and, if cancelled, what
+cancelled it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from .planner import context, resolve
 if TYPE_CHECKING:
     from hub.runtime import Hub
 
-_HELPERS = {"days_since", "usage_ratio", "timedelta", "parse_time", "now"}
+_PURE_HELPERS = {"timedelta", "parse_time"}
+_READING_HELPERS = {"days_since", "usage_ratio"}  # their result depended on the clock or the store
 
 
 def _event(row: Any) -> CanonicalEvent:
@@ -32,10 +34,7 @@ def _brief(row: Any) -> dict[str, Any] | None:
 
 def explain(hub: "Hub", action_id: int) -> dict[str, Any] | None:
     """Everything known about why action ``action_id`` exists; None when there is no such action."""
-    from hub import state
-    from hub.store import Action, Event, Subscriber
-
-    from .facts import StoreFacts
+    from hub.store import Action, Event
 
     ruleset = hub.rules
     with hub.store.session() as session:
@@ -67,12 +66,13 @@ def explain(hub: "Hub", action_id: int) -> dict[str, Any] | None:
                 {"id": action.cancelled_by} if action.cancelled_by else None),
                 "reason": action.last_error or (f"cancel_on of rule {action.rule_id}" if action.cancelled_by
                                                 else None)}
-        if rule is not None and event_row is not None:
-            subscriber = session.get(Subscriber, action.subscriber_id) if action.subscriber_id else None
-            profile = state.profile(session, subscriber)
-            facts = StoreFacts(session, action.subscriber_id, action.subject)
-            ctx = context(_event(event_row), profile, action.created_at, variables=ruleset.vars, facts=facts)
-            out["condition"] = _condition(rule.when_source, ctx) if rule.when_source else None
+        if rule is not None and event_row is not None and rule.when_source:
+            # only what is still as it was when the action was planned: the stored event, the
+            # planning time and (if the rules did not change) the vars; never today's profile
+            ctx = context(_event(event_row), None, action.created_at, variables=ruleset.vars)
+            out["condition"] = _condition(rule.when_source, ctx, rules_changed=action.rules_hash != ruleset.hash)
+        else:
+            out["condition"] = None
         return out
 
 
@@ -85,22 +85,28 @@ def _schedule(rule: Any) -> dict[str, Any] | None:
                                                             "unless the subscriber's time zone is known)"}
 
 
-def _condition(source: str, ctx: dict[str, Any]) -> dict[str, Any]:
-    """The condition, the values it reads (from the stored event; the profile as it is now) and
-    whether it holds on them."""
-    exprs = Expressions()
-    inputs = {}
-    for path in exprs.referenced_paths(source, condition=True):
-        if path.split(".")[0] in _HELPERS:
+def _condition(source: str, ctx: dict[str, Any], *, rules_changed: bool) -> dict[str, Any]:
+    """The condition and the values it read that are still known. It held when the action was
+    planned (the action exists). The profile and the helpers' results at that time are not
+    recorded: they are named, never re-read from today's profile and shown as the reason."""
+    inputs: dict[str, Any] = {}
+    not_recorded: list[str] = []
+    for path in Expressions().referenced_paths(source, condition=True):
+        root = path.split(".")[0]
+        if root in _PURE_HELPERS:
+            continue
+        if root in _READING_HELPERS:
+            not_recorded.append(f"{root}(...)")
+            continue
+        if root == "subscriber" or (root == "vars" and rules_changed):
+            not_recorded.append(path)
             continue
         value = resolve(ctx, path)
         inputs[path] = rfc3339(value) if hasattr(value, "tzinfo") else value
-    try:
-        holds: Any = bool(exprs.compile_condition(source)(ctx))
-    except Exception as exc:  # noqa: BLE001
-        holds = f"error: {type(exc).__name__}: {exc}"
-    return {"source": source, "inputs": inputs, "holds": holds,
-            "note": "inputs are read from the stored event and the subscriber profile as it is now"}
+    return {"source": source, "inputs": inputs, "not_recorded": not_recorded, "holds": True,
+            "note": "it held when the action was planned; values from the stored event, the planning time"
+                    + (" (the rules changed since: this is the condition in force now, vars not shown)"
+                       if rules_changed else " and the vars")}
 
 
 def render_text(info: dict[str, Any]) -> str:
@@ -128,9 +134,11 @@ def render_text(info: dict[str, Any]) -> str:
         lines.append("because of an event that is no longer stored")
     cond = info.get("condition")
     if cond:
-        lines.append(f"condition  {cond['source']}  -> {cond['holds']}")
+        lines.append(f"condition  {cond['source']}")
         for path, value in cond["inputs"].items():
             lines.append(f"  {path} = {value!r}")
+        if cond["not_recorded"]:
+            lines.append(f"  not recorded when planned: {', '.join(cond['not_recorded'])}")
         lines.append(f"  ({cond['note']})")
     elif r.get("source"):
         lines.append("condition  (none: the rule runs on every matching event)")

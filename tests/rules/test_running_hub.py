@@ -9,11 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from hub.cli.explain import explain
 from hub.pipeline import record_events
-from hub.store import Action, utcnow
+from hub.store import Action, Subscriber, utcnow
 from hub.values import rfc3339
 
 from ..helpers import drain, stripe_event, stripe_headers
@@ -110,3 +110,23 @@ def test_explain_says_why_an_action_exists_and_who_cancelled_it(hub):
     assert info["event"]["id"] == created.id and info["cancelled"]["by_event"]["id"] == paused.id
     assert info["action"]["params"]["properties"]["renews_at"] == renews
     assert CliRunner().invoke(explain, ["999999"]).exit_code == 1
+
+
+def test_explain_shows_the_inputs_as_planned_not_todays_profile(hub):
+    created = event("subscription.created", rfc3339(utcnow()), customer="cus_y", email="old@example.com",
+                    subscription=subscription("sub_y", period_end=rfc3339(utcnow() + timedelta(days=90))))
+    with hub.store.session() as s:
+        record_events(hub, s, [created], origin="import")
+        [action_id] = s.execute(select(Action.id).where(Action.rule_id == "crm-subscription-hubspot")).scalars()
+        s.execute(update(Subscriber).where(Subscriber.email == "old@example.com")
+                  .values(email="new@example.com"))  # the profile changes later
+
+    info = json.loads(CliRunner().invoke(explain, [str(action_id), "--json"]).output)
+    condition = info["condition"]
+    assert condition["source"] == "vars.crm == 'hubspot' and subscriber.email and subscription.status"
+    assert condition["inputs"] == {"vars.crm": "hubspot", "subscription.status": "active"}
+    assert condition["not_recorded"] == ["subscriber.email"] and condition["holds"] is True
+    assert info["action"]["params"]["email"] == "old@example.com"  # the rendered params, as planned
+    text = CliRunner().invoke(explain, [str(action_id)]).output
+    assert "new@example.com" not in text
+    assert "  not recorded when planned: subscriber.email" in text
