@@ -50,10 +50,10 @@ class Relay:
         self._pid: int | None = None
 
     def submit(self, delivery_id: int) -> None:
-        if self._pid != os.getpid():  # first use in this process (gunicorn forks after import)
-            self._pid = os.getpid()
-            threading.Thread(target=self._run, name="ingest-relay", daemon=True).start()
         with self._wake:
+            if self._pid != os.getpid():  # first use in this process (gunicorn forks after import)
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="ingest-relay", daemon=True).start()
             self._ids.append(delivery_id)
             self._wake.notify()
 
