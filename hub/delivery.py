@@ -73,7 +73,7 @@ class Item:
 class Result:
     """One item's outcome, ready to record."""
 
-    outcome: str  # ok | dry_run | retry | failed | held
+    outcome: str  # ok | dry_run | retry | failed | held (back for ``wait``) | released (back in line)
     status_code: int | None = None
     request: Any = None
     response: Any = None
@@ -112,23 +112,39 @@ class RedisCache:
 def deliver(hub: "Hub", action_id: int) -> str | None:
     """Deliver ``action_id`` and the other due work of its destination.
 
-    Returns the action's new status, or None if another worker had already claimed it.
+    Claims only as many actions as the destination's rate limits have rooms for (now or booked
+    within one window), so the rest wait in the outbox instead of being claimed and put back; after
+    each round of sends it claims again, which hands every room a send frees to the next waiting
+    action at once. Returns the action's new status, or None if another worker had claimed it.
     """
     with hub.store.session() as session:
-        connector_name = session.execute(select(Action.connector).where(Action.id == action_id)).scalar()
-    if connector_name is None:
-        return None
+        lead_row = session.execute(select(Action.connector, Action.key, Action.name, Action.status)
+                                   .where(Action.id == action_id)).one_or_none()
+    if lead_row is None or lead_row.status not in (ActionStatus.QUEUED, ActionStatus.SCHEDULED):
+        return None  # another job delivered it (it claimed it with other due work)
+    connector_name = lead_row.connector
+    connector = connectors.get(connector_name)
+    sender = Sender(hub, connector) if connector is not None else None
     status: str | None = None
     deadline = time.monotonic() + TIME_BUDGET
     lead: int | None = action_id
     while True:
-        items = claim(hub, connector_name, lead)
+        rooms = sender.open_rooms() if sender is not None else None
+        if rooms == 0 and lead is not None and not sender.has_room(lead_row.name, lead_row.key):
+            # every room is booked and none for this action: it waits in the outbox line (queued)
+            # for the job of a send that frees a room; claiming it would only put it back
+            return lead_row.status
+        limit = CLAIM_SIZE if rooms is None else min(CLAIM_SIZE, rooms + (lead is not None))
+        if limit <= 0:
+            break
+        items = claim(hub, connector_name, lead, limit)
         if not items:
             break
-        statuses = deliver_claimed(hub, connector_name, items)
+        statuses, moved = _deliver(hub, connector, items, sender)
         if lead is not None:
             status, lead = statuses.get(action_id), None
-        if len(items) < CLAIM_SIZE or time.monotonic() > deadline:
+        # stop when the due work ran out, the budget is spent, or this round could do nothing
+        if len(items) < limit or time.monotonic() > deadline or not moved:
             break
     return status
 
@@ -139,20 +155,20 @@ def claim(hub: "Hub", connector: str, lead: int | None = None, limit: int = CLAI
     lease = now + timedelta(seconds=hub.settings["HUB_LEASE_SECONDS"])
     pending = or_(Action.status == ActionStatus.QUEUED,
                   and_(Action.status == ActionStatus.SCHEDULED, Action.due_at <= now))
+    order = [Action.due_at, Action.id]
+    if lead is not None:
+        order.insert(0, case((Action.id == lead, 0), else_=1))
+    # one statement: pick (row locks, SKIP LOCKED) and lease
+    picked = (select(Action.id).where(Action.connector == connector, pending).order_by(*order).limit(limit)
+              .with_for_update(skip_locked=True))
     with hub.store.session() as session:
-        order = [Action.due_at, Action.id]
-        if lead is not None:
-            order.insert(0, case((Action.id == lead, 0), else_=1))
-        ids = session.execute(select(Action.id).where(Action.connector == connector, pending)
-                              .order_by(*order).limit(limit).with_for_update(skip_locked=True)).scalars().all()
-        if not ids:
-            return []
-        rows = session.execute(update(Action).where(Action.id.in_(ids), pending).values(
+        rows = session.execute(update(Action).where(Action.id.in_(picked), pending).values(
             status=ActionStatus.SENDING, attempts=Action.attempts + 1, lease_until=lease, updated_at=now,
-        ).returning(Action.id, Action.key, Action.name, Action.params, Action.attempts, Action.subscriber_id)).all()
+        ).returning(Action.id, Action.key, Action.name, Action.params, Action.attempts, Action.subscriber_id,
+                    Action.dispatch_seq, Action.due_at)).all()
         profiles: dict[int, dict[str, Any]] = {}
         items = []
-        for row in sorted(rows, key=lambda r: ids.index(r.id)):
+        for row in sorted(rows, key=lambda r: (r.id != lead, r.due_at, r.id)):
             profile: dict[str, Any] = {}
             if row.subscriber_id is not None:
                 if row.subscriber_id not in profiles:
@@ -161,17 +177,25 @@ def claim(hub: "Hub", connector: str, lead: int | None = None, limit: int = CLAI
             subscriber = {**profile, "external_id": (profile.get("external_ids") or {}).get(connector)}
             items.append(Item(row.id, row.key, row.name, row.params or {}, row.attempts,
                               ActionContext(key=row.key, action_id=row.id, subscriber=subscriber)))
+    outbox.withdraw_jobs(hub, connector, [(row.id, row.dispatch_seq) for row in rows if row.id != lead])
     return items
 
 
 def deliver_claimed(hub: "Hub", connector_name: str, items: list[Item]) -> dict[int, str]:
     """Send claimed actions (gates, batching, concurrency) and record every outcome."""
     connector = connectors.get(connector_name)
+    return _deliver(hub, connector, items, Sender(hub, connector) if connector is not None else None)[0]
+
+
+def _deliver(hub: "Hub", connector: Connector | None, items: list[Item], sender: "Sender | None"
+             ) -> tuple[dict[int, str], bool]:
+    """Returns the new statuses and whether anything moved (a request went or a room was booked)."""
     units, invalid = _units(connector, items)
-    if connector is not None and units:
-        Sender(hub, connector).send(units)
+    if sender is not None and units:
+        sender.send(units)
     results = [(item, result) for unit in units for item, result in zip(unit.items, unit.results)] + invalid
-    return record(hub, results)
+    moved = any(r.outcome != "released" for _, r in results)
+    return record(hub, results), moved
 
 
 def _units(connector: Connector | None, items: list[Item]) -> tuple[list[Unit], list[tuple[Item, Result]]]:
@@ -237,6 +261,31 @@ class Sender:
         for unit in units:
             unit.results = [Result("held", wait=wait, error=reason, decided_at=now) for _ in unit.items]
 
+    def _wait_for_room(self, unit: Unit, wait: float, booked: bool) -> None:
+        if booked:  # a room is kept for it: back in the schedule for exactly that long
+            self._hold_all([unit], wait, f"rate limit {unit.spec.bucket}: room booked in {wait:.2f}s")
+        else:  # every room is booked: back in the outbox line, the next freed room is handed to it
+            reason = f"rate limit {unit.spec.bucket}: waiting in line"
+            unit.results = [Result("released", wait=wait, error=reason) for _ in unit.items]
+
+    def has_room(self, action: str, token: str) -> bool:
+        """Whether the rate limit of ``action`` has booked a room for ``token``."""
+        spec = self.connector.actions.get(action)
+        if spec is None:
+            return True  # not a known action: let the claim record that
+        return self.limiter.has_booking(limit_key(self.connector.name, self.account, spec.bucket), token)
+
+    def open_rooms(self) -> int | None:
+        """Rooms the rate limits of this connector's actions can still give (None: unlimited)."""
+        total = 0
+        for bucket in {spec.bucket for spec in self.connector.actions.values()}:
+            windows = self.limits.get(bucket) or self.limits.get("default") or ()
+            rooms = self.limiter.open_rooms(limit_key(self.connector.name, self.account, bucket), windows)
+            if rooms is None:
+                return None
+            total += rooms
+        return total
+
     def _run(self, unit: Unit) -> None:
         try:
             # dry runs send nothing: no circuit, no rate limit
@@ -253,7 +302,7 @@ class Sender:
                 outcome, per_item = unit.spec.batch.run(client, [(i.params, i.ctx) for i in unit.items])
                 unit.results = _batch_results(outcome, per_item, len(unit.items), self.hub.scrub)
         except Throttled as exc:  # a later request of this action must wait: nothing was lost
-            self._hold_all([unit], exc.wait, f"rate limit {unit.spec.bucket}: waiting {exc.wait:.2f}s")
+            self._wait_for_room(unit, exc.wait, exc.booked)
         except ActionError as exc:
             unit.call_error = exc
             unit.results = [_error(exc, self.hub.scrub) for _ in unit.items]
@@ -288,7 +337,7 @@ class Sender:
             limits = self.limits.get(unit.spec.bucket) or self.limits.get("default") or ()
             decision = self.limiter.acquire(key, limits, unit.items[0].key)
             if not decision.granted:
-                raise Throttled(decision.wait)
+                raise Throttled(decision.wait, decision.booked)
 
         return throttle
 
@@ -297,7 +346,7 @@ class Sender:
         limits = self.limits.get(unit.spec.bucket) or self.limits.get("default") or ()
         decision = self.limiter.acquire(key, limits, unit.items[0].key)
         if not decision.granted:
-            self._hold_all([unit], decision.wait, f"rate limit {unit.spec.bucket}: waiting {decision.wait:.2f}s")
+            self._wait_for_room(unit, decision.wait, decision.booked)
         return decision.granted
 
     def _health(self, units: list[Unit]) -> None:
@@ -358,14 +407,20 @@ def _batch_results(outcome: Outcome, per_item: list[ItemOutcome], n: int, scrub:
 
 
 def record(hub: "Hub", results: list[tuple[Item, Result]]) -> dict[int, str]:
-    """Write every outcome and attempt in one transaction; held items go back without an attempt."""
+    """Write every outcome and attempt in one transaction; held and released items go back
+    without an attempt."""
     settings = hub.settings
     now = utcnow()
     statuses: dict[int, str] = {}
     holds: dict[int, float] = {}
     reasons: dict[int, str] = {}
+    released: dict[str, list[int]] = {}
     with hub.store.session() as session:
         for item, r in results:
+            if r.outcome == "released":
+                released.setdefault(r.error or "waiting in line", []).append(item.id)
+                statuses[item.id] = ActionStatus.QUEUED
+                continue
             if r.outcome == "held":  # exactly as long as it was told, from when it was told
                 holds[item.id] = max(r.wait - (time.time() - r.decided_at), 0.0) if r.decided_at else r.wait
                 reasons[item.id] = r.error or "waiting"
@@ -396,6 +451,10 @@ def record(hub: "Hub", results: list[tuple[Item, Result]]) -> dict[int, str]:
                      f" ({r.error})" if r.error else "")
         for reason in set(reasons.values()):
             outbox.hold(session, {i: w for i, w in holds.items() if reasons[i] == reason}, reason, now)
+        for reason, ids in released.items():
+            outbox.release(session, ids, reason, now)
+    if holds:
+        outbox.wake_scheduler(hub, min(holds.values()))
     return statuses
 
 
@@ -420,15 +479,15 @@ def perform(hub: "Hub", qualified: str, params: dict[str, Any], key: str,
         units[0].results = []
         sender.send(units)
         result = units[0].results[0]
-        if result.outcome != "held" or not wait:
+        if result.outcome not in ("held", "released") or not wait:
             return _as_json(result)
-        time.sleep(min(result.wait, 60.0))
+        time.sleep(min(max(result.wait, 0.01), 60.0))
     return _as_json(result)
 
 
 def _as_json(r: Result) -> dict[str, Any]:
     out = {"outcome": r.outcome, "status_code": r.status_code, "request": r.request, "response": r.response,
            "error": r.error}
-    if r.outcome == "held":
+    if r.outcome in ("held", "released"):
         out["retry_in"] = round(r.wait, 3)
     return {k: v for k, v in out.items() if v is not None}

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from sqlalchemy import and_, select, update
+from rq.exceptions import DuplicateJobError
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 from .rules import Cancellation, PlannedAction
@@ -72,49 +75,72 @@ def job_id(action_id: int, seq: int) -> str:
     return f"a{action_id}-{seq}"
 
 
-#: due actions of one destination handed to one deliver job (it claims them, and any other due
-#: work of that destination, itself: see hub/delivery.py)
-DISPATCH_CHUNK = 50
-
-
 def dispatch(hub: "Hub", action_ids: Sequence[int] | None = None, *, limit: int = 500,
              now: datetime | None = None) -> int:
-    """Move due scheduled actions to ``queued`` (committed first) and enqueue deliver jobs for them.
+    """Move due scheduled actions to ``queued`` (committed first) and enqueue a deliver job for each.
 
-    One job per destination and chunk of ``DISPATCH_CHUNK`` actions, named after its first action:
-    a deliver job claims every due action of its destination, so per-action jobs would mostly be
-    no-ops. If enqueueing fails after the commit, the sweeper finds the queued rows with no live job.
+    A deliver job also claims other due work of its destination (as much as its rate limits have
+    room for) and withdraws the jobs of what it claimed (``withdraw_jobs``), so a backlog is
+    delivered by a few jobs while an action coming back for its booked room always has a job of
+    its own. If enqueueing fails after the commit, the sweeper finds the queued rows with no live job.
     """
     now = now or utcnow()
-    with hub.store.session() as session:
-        query = select(Action.id).where(Action.status == ActionStatus.SCHEDULED, Action.due_at <= now)
-        if action_ids is not None:
-            if not action_ids:
-                return 0
-            query = query.where(Action.id.in_(list(action_ids)))
-        ids = session.execute(query.order_by(Action.due_at).limit(limit).with_for_update(skip_locked=True)
-                              ).scalars().all()
-        if not ids:
+    query = select(Action.id).where(Action.status == ActionStatus.SCHEDULED, Action.due_at <= now)
+    if action_ids is not None:
+        if not action_ids:
             return 0
+        query = query.where(Action.id.in_(list(action_ids)))
+    picked = query.order_by(Action.due_at).limit(limit).with_for_update(skip_locked=True)
+    with hub.store.session() as session:  # one statement: pick (row locks, SKIP LOCKED) and queue
         claimed = session.execute(update(Action).where(
-            and_(Action.id.in_(ids), Action.status == ActionStatus.SCHEDULED)
+            and_(Action.id.in_(picked), Action.status == ActionStatus.SCHEDULED)
         ).values(status=ActionStatus.QUEUED, dispatch_seq=Action.dispatch_seq + 1, queued_at=now,
                  updated_at=now).returning(Action.id, Action.connector, Action.dispatch_seq)).all()
     from .runtime import deliver_queue_name
 
-    by_connector: dict[str, list[tuple[int, int]]] = {}
-    for action_id, connector, seq in sorted(claimed):
-        by_connector.setdefault(connector, []).append((action_id, seq))
-    for connector, items in by_connector.items():
-        for start in range(0, len(items), DISPATCH_CHUNK):
-            action_id, seq = items[start]
-            try:
-                hub.enqueue(deliver_queue_name(connector), "hub.tasks.deliver_action", action_id,
-                            job_id(action_id, seq))
-            except Exception as exc:  # Redis down: the sweeper re-enqueues stranded rows
-                log.warning("could not enqueue action %s (%s); the sweeper will retry", action_id,
-                            type(exc).__name__)
+    for action_id, connector, seq in sorted(claimed, reverse=True):  # at the front: the lowest id first
+        try:
+            # at the front of the destination's queue: what falls due now is the time-critical work
+            # (an action coming back for its booked room), not the jobs of a backlog waiting in line
+            hub.queue(deliver_queue_name(connector)).enqueue(
+                "hub.tasks.deliver_action", action_id, job_id=job_id(action_id, seq), unique=True,
+                at_front=True, result_ttl=0, failure_ttl=7 * 86400, job_timeout=300)
+        except DuplicateJobError:
+            pass
+        except Exception as exc:  # Redis down: the sweeper re-enqueues stranded rows
+            log.warning("could not enqueue action %s (%s); the sweeper will retry", action_id,
+                        type(exc).__name__)
     return len(claimed)
+
+
+# KEYS: queue, job hash 1..n; ARGV: job id 1..n. A job still waiting in the queue is removed with
+# its hash; one a worker already took is left alone (it finds its action claimed and returns).
+_WITHDRAW = """
+local removed = 0
+for i = 1, #ARGV do
+  if redis.call('LREM', KEYS[1], 1, ARGV[i]) > 0 then
+    redis.call('DEL', KEYS[i + 1])
+    removed = removed + 1
+  end
+end
+return removed
+"""
+
+
+def withdraw_jobs(hub: "Hub", connector: str, actions: Sequence[tuple[int, int]]) -> None:
+    """Withdraw the queued deliver jobs of ``(action id, dispatch seq)`` pairs another job claimed."""
+    if not actions:
+        return
+    from rq.job import Job
+
+    from .runtime import deliver_queue_name
+
+    ids = [job_id(a, seq) for a, seq in actions]
+    queue = hub.queue(deliver_queue_name(connector))
+    try:
+        hub.redis.register_script(_WITHDRAW)(keys=[queue.key, *[Job.key_for(i) for i in ids]], args=ids)
+    except Exception as exc:  # only costs no-op jobs later
+        log.warning("could not withdraw %d deliver jobs (%s)", len(ids), type(exc).__name__)
 
 
 def hold(session: Session, holds: dict[int, float], reason: str, now: datetime | None = None) -> None:
@@ -126,6 +152,87 @@ def hold(session: Session, holds: dict[int, float], reason: str, now: datetime |
                         .values(status=ActionStatus.SCHEDULED, due_at=now + timedelta(seconds=wait),
                                 attempts=Action.attempts - 1, lease_until=None, last_error=reason,
                                 updated_at=now))
+
+
+def release(session: Session, action_ids: Sequence[int], reason: str, now: datetime | None = None) -> None:
+    """Put claimed actions back in the outbox line, still queued and due, without using an attempt:
+    every room of their rate limit is booked, and the next claim of their destination (the job of
+    a send that frees a room) takes them in due order. If that never happens (its destination
+    went quiet), the sweeper re-dispatches them like any queued action whose job is gone."""
+    if not action_ids:
+        return
+    session.execute(update(Action)
+                    .where(Action.id.in_(list(action_ids)), Action.status == ActionStatus.SENDING)
+                    .values(status=ActionStatus.QUEUED, attempts=Action.attempts - 1, lease_until=None,
+                            last_error=reason, updated_at=now or utcnow()))
+
+
+#: a worker that puts an action back publishes here (after commit) so a sleeping scheduler wakes
+#: for the new due time: precise returns without a short polling interval
+WAKE_CHANNEL = "hub:scheduler:wake"
+
+
+def wake_scheduler(hub: "Hub", due_in: float) -> None:
+    """Tell sleeping schedulers that an action falls due in ``due_in`` seconds."""
+    if hub.settings.embedded_queue:
+        return
+    try:
+        hub.redis.publish(WAKE_CHANNEL, f"{due_in:.3f}")
+    except Exception as exc:  # the scheduler's own interval still brings the action back
+        log.warning("could not wake the scheduler (%s)", type(exc).__name__)
+
+
+def seconds_to_next_due(hub: "Hub", now: datetime | None = None) -> float | None:
+    """Seconds until the earliest scheduled action falls due (<= 0: due now), or None."""
+    with hub.store.session() as session:
+        soonest = session.execute(select(func.min(Action.due_at)).where(
+            Action.status == ActionStatus.SCHEDULED)).scalar()
+    return None if soonest is None else (soonest - (now or utcnow())).total_seconds()
+
+
+class Alarm:
+    """The scheduler's sleep between ticks: until a given time, a worker's wake-up message, or stop.
+
+    Waits on a Redis pub/sub subscription with a client-side timeout (precise to a millisecond or
+    so; a server-side blocking timeout such as BLPOP's can fire up to 100 ms late).
+    """
+
+    def __init__(self, hub: "Hub", stop: threading.Event):
+        self.hub, self.stop = hub, stop
+        self.pubsub: Any = None
+
+    def _subscribed(self) -> Any:
+        if self.pubsub is None and not self.hub.settings.embedded_queue:
+            pubsub = self.hub.redis.pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(WAKE_CHANNEL)
+            self.pubsub = pubsub
+        return self.pubsub
+
+    def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        deadline = time.monotonic() + seconds
+        try:
+            pubsub = self._subscribed()
+            while pubsub is not None and not self.stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                if pubsub.get_message(timeout=min(left, 1.0)) is not None:
+                    while pubsub.get_message(timeout=0) is not None:  # several wake-ups: one tick
+                        pass
+                    return
+        except Exception:  # Redis away: sleep the pause out and subscribe again next time
+            self.close()
+        self.stop.wait(max(deadline - time.monotonic(), 0.0))
+
+    def close(self) -> None:
+        if self.pubsub is not None:
+            try:
+                self.pubsub.close()
+            except Exception:
+                pass
+            self.pubsub = None
 
 
 def backoff_seconds(attempt: int, base: float, cap: float, jitter: float) -> float:

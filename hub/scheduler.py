@@ -1,5 +1,7 @@
-"""The scheduler process: moves due actions onto the queues every second and sweeps for
-stranded work (Redis flushed or restarted, a worker killed, a crash between commit and enqueue).
+"""The scheduler process: moves due actions onto the queues and sweeps for stranded work (Redis
+flushed or restarted, a worker killed, a crash between commit and enqueue). Between ticks it sleeps
+until the next action falls due (at most ``HUB_SCHEDULER_INTERVAL_SECONDS``), and a worker that puts
+an action back wakes it, so an action waiting for its rate-limit room leaves on time.
 Several schedulers may run at once: claims use row locks with SKIP LOCKED."""
 
 from __future__ import annotations
@@ -82,7 +84,9 @@ def run(hub: "Hub", stop: threading.Event) -> None:
 
     from . import segments
 
+    alarm = outbox.Alarm(hub, stop)
     while not stop.is_set():
+        pause = interval
         try:
             while outbox.dispatch(hub) >= 500:
                 pass
@@ -90,6 +94,10 @@ def run(hub: "Hub", stop: threading.Event) -> None:
                 last_sweep = time.monotonic()
                 sweep(hub)
             segments.sweep_if_due(hub)  # time-based segment transitions, every HUB_SEGMENT_SWEEP_SECONDS
+            soonest = outbox.seconds_to_next_due(hub)
+            if soonest is not None:
+                pause = min(pause, max(soonest, 0.002))
         except Exception:  # the database or Redis is away: keep the loop alive and try again
             log.exception("scheduler tick failed")
-        stop.wait(interval)
+        alarm.sleep(pause)
+    alarm.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import responses
 from click.testing import CliRunner
@@ -35,12 +36,35 @@ def test_rate_limited_actions_wait_without_using_an_attempt(hub, monkeypatch):
     drain(hub)
     assert len(responses.calls) == 2
     by_id = actions(hub, *ids)
-    held = [a for a in by_id.values() if a.status == "scheduled"]
-    assert len(held) == 3
-    for action in held:
+    booked = [a for a in by_id.values() if a.status == "scheduled"]
+    in_line = [a for a in by_id.values() if a.status == "queued"]
+    # one booking per room the two sends free (a window later); the fifth waits in the outbox line
+    assert len(booked) == 2 and len(in_line) == 1
+    for action in booked:
+        assert (action.due_at - by_id[ids[0]].updated_at).total_seconds() > 55
+        assert "room booked" in action.last_error
+    assert "waiting in line" in in_line[0].last_error
+    for action in booked + in_line:
         assert action.attempts == 0 and attempts(hub, action.id) == []
-        assert action.due_at > by_id[ids[0]].updated_at  # back in the schedule for later
-        assert "rate limit" in action.last_error
+
+
+@responses.activate
+def test_a_send_hands_the_room_it_frees_to_the_next_action_in_line(hub, monkeypatch):
+    register(monkeypatch, FakeConnector("fake", URL, limits={"default": (1, 0.3)}))
+    responses.post(f"{URL}/notes", status=201)
+    ids = add_actions(hub, "fake", "note", [{"text": f"n{i}"} for i in range(3)])
+    drain(hub)
+    by_status = {a.status: a for a in actions(hub, *ids).values()}
+    assert sorted(by_status) == ["done", "queued", "scheduled"]  # sent, booked, in line
+    booked, in_line = by_status["scheduled"].id, by_status["queued"].id
+    with hub.store.session() as s:  # the booked room is open now: let it fall due
+        s.get(Action, booked).due_at = by_status["done"].updated_at
+    time.sleep(0.35)
+    outbox.dispatch(hub, [booked])
+    delivery.deliver(hub, booked)  # its job sends it and books the room it frees for the one in line
+    after = actions(hub, booked, in_line)
+    assert after[booked].status == "done" and after[in_line].status == "scheduled"
+    assert "room booked" in after[in_line].last_error and after[in_line].attempts == 0
 
 
 @responses.activate

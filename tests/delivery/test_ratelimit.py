@@ -1,4 +1,4 @@
-"""The shared limiter on real Redis: windows, the waiting line, reservations, 429 pauses."""
+"""The shared limiter on real Redis: windows, booked rooms, the full line, 429 pauses."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 import pytest
 import redis as redis_lib
 
-from hub.ratelimit import LINE_SLACK, MARGIN, RateLimiter
+from hub.ratelimit import MARGIN, RateLimiter
 
 
 @pytest.fixture
@@ -20,38 +20,54 @@ def limiter(redis_url):
     client.close()
 
 
-def test_grants_the_window_then_gives_each_waiter_its_own_slot(limiter):
-    granted = [limiter.acquire("ac", [(5, 1.0)], f"t{i}") for i in range(8)]
-    assert [d.granted for d in granted] == [True] * 5 + [False] * 3
-    waits = [d.wait for d in granted[5:]]
-    # the line: the first waiter when the window frees, the next ones a fifth of a window apart
-    assert 0.9 < waits[0] <= 1.0 * (1 + MARGIN)
-    spacing = 0.2 * (1 + MARGIN) * (1 + LINE_SLACK)
-    assert waits[1] - waits[0] == pytest.approx(spacing, abs=0.01)
-    assert waits[2] - waits[1] == pytest.approx(spacing, abs=0.01)
+def test_grants_the_window_then_books_the_rooms_the_sends_free_then_is_full(limiter):
+    decisions = [limiter.acquire("ac", [(5, 1.0)], f"t{i}") for i in range(12)]
+    assert [d.state for d in decisions] == ["granted"] * 5 + ["booked"] * 5 + ["full"] * 2
+    # each booking is the room one of the five sends frees: one (margin-widened) window after it
+    for d in decisions[5:10]:
+        assert 0.95 < d.wait <= 1.0 * (1 + MARGIN)
+    assert limiter.open_rooms("ac", [(5, 1.0)]) == 0
+    assert limiter.open_rooms("other", [(5, 1.0)]) == 5
+    assert limiter.open_rooms("ac", []) is None  # no limit
 
 
-def test_a_newcomer_queues_behind_waiters_and_a_waiter_gets_its_slot(limiter):
+def test_booked_callers_get_their_rooms_and_a_newcomer_cannot_take_them(limiter):
     for i in range(5):
         assert limiter.acquire("ac", [(5, 1.0)], f"t{i}").granted
-    first = limiter.acquire("ac", [(5, 1.0)], "waiter")
-    time.sleep(first.wait)
-    later = limiter.acquire("ac", [(5, 1.0)], "newcomer")  # the line is not empty: behind it
-    assert not later.granted
-    assert limiter.acquire("ac", [(5, 1.0)], "waiter").granted  # came back for its slot
+    booked = [limiter.acquire("ac", [(5, 1.0)], f"w{i}") for i in range(5)]
+    assert all(d.booked for d in booked) and limiter.has_booking("ac", "w0")
+    early = limiter.acquire("ac", [(5, 1.0)], "w0")  # back too early: keeps its booking
+    assert early.booked and early.wait <= booked[0].wait
+    time.sleep(max(d.wait for d in booked))
+    newcomer = limiter.acquire("ac", [(5, 1.0)], "newcomer")  # every free room is booked: not for it
+    assert not newcomer.granted
+    assert all(limiter.acquire("ac", [(5, 1.0)], f"w{i}").granted for i in range(5))
+    assert not limiter.has_booking("ac", "w0")
+
+
+def test_a_late_caller_takes_any_free_room(limiter):
+    for i in range(5):
+        assert limiter.acquire("ac", [(5, 1.0)], f"t{i}").granted
+    first = limiter.acquire("ac", [(5, 1.0)], "first")
+    second = limiter.acquire("ac", [(5, 1.0)], "second")
+    assert first.booked and second.booked
+    time.sleep(max(first.wait, second.wait) + 0.05)
+    # "second" comes back first: it takes the earliest free room, "first" still finds one
+    assert limiter.acquire("ac", [(5, 1.0)], "second").granted
+    assert limiter.acquire("ac", [(5, 1.0)], "first").granted
 
 
 def test_every_window_must_have_room(limiter):
     assert limiter.acquire("kl", [(10, 1.0), (2, 60.0)], "a").granted
     assert limiter.acquire("kl", [(10, 1.0), (2, 60.0)], "b").granted
     third = limiter.acquire("kl", [(10, 1.0), (2, 60.0)], "c")
-    assert not third.granted and third.wait > 55
+    assert third.booked and third.wait > 55  # the per-second window has room, the per-minute one not
 
 
 def test_a_pause_holds_everyone_for_retry_after(limiter):
     limiter.pause("ac", 30)
     decision = limiter.acquire("ac", [(5, 1.0)], "x")
-    assert not decision.granted and 29 < decision.wait <= 30
+    assert decision.booked and 29 < decision.wait <= 30
     assert 29 < limiter.paused_for("ac") <= 30
 
 
@@ -63,7 +79,7 @@ def test_buckets_and_accounts_are_independent(limiter):
 
 
 def test_concurrent_callers_that_honour_their_waits_never_exceed_the_window(limiter):
-    """Four threads, each coming back exactly when told: grants per sliding second stay <= 5."""
+    """Four threads, each coming back when told (booked or full): grants per sliding second stay <= 5."""
     grants: list[float] = []
     lock = threading.Lock()
     todo = list(range(16))

@@ -64,15 +64,15 @@ class FivePerSecond:
 
 
 def _run_workers(hub, stop: threading.Event, queues: list[str], workers: int) -> list[threading.Thread]:
-    """The scheduler and ``workers`` RQ worker threads (ThreadWorker, as `hub run` uses)."""
+    """The scheduler and ``workers`` RQ worker threads, each waiting on its queues like `hub worker`
+    (a blocking dequeue; it returns after a second idle so the loop can see ``stop``)."""
     threads = [threading.Thread(target=scheduler.run, args=(hub, stop), daemon=True)]
     for _ in range(workers):
         worker = make_worker(hub, queues, ThreadWorker)
 
         def loop(w=worker) -> None:
             while not stop.is_set():
-                w.work(burst=True, logging_level="WARNING")
-                stop.wait(0.005)
+                w.work(max_idle_time=1, logging_level="WARNING")
 
         threads.append(threading.Thread(target=loop, daemon=True))
     for t in threads:
@@ -83,8 +83,8 @@ def _run_workers(hub, stop: threading.Event, queues: list[str], workers: int) ->
 @pytest.mark.slow
 def test_four_workers_stay_within_5_per_second_and_use_at_least_90_percent_of_it(make_hub):
     api = FivePerSecond()
-    hub = make_hub(HUB_ACTIVECAMPAIGN_API_TOKEN="ac-token", HUB_ACTIVECAMPAIGN_API_URL=api.url,
-                   HUB_SCHEDULER_INTERVAL_SECONDS="0.02")
+    # the default scheduler interval (1 s): returns are timed by the scheduler's wake-ups, not polling
+    hub = make_hub(HUB_ACTIVECAMPAIGN_API_TOKEN="ac-token", HUB_ACTIVECAMPAIGN_API_URL=api.url)
     ids = add_actions(hub, "activecampaign", "sync_contact", [{"email": f"p{i}@example.com"} for i in range(200)])
     stop = threading.Event()
     threads = _run_workers(hub, stop, ["deliver-activecampaign"], workers=4)
@@ -107,10 +107,7 @@ def test_four_workers_stay_within_5_per_second_and_use_at_least_90_percent_of_it
     print(f"rate {rate:.2f}/s over {times[-1] - times[0]:.1f}s; 5-apart gaps median {gaps[len(gaps) // 2]}, "
           f"p90 {gaps[int(len(gaps) * 0.9)]}, max {gaps[-1]}")
     assert count(hub, Attempt) == 200  # waiting for the limiter used no attempts
-    if rate < 0.9 * 5:
-        # Known gap (see docs/delivery.md): a held action comes back through the scheduler and a
-        # worker, and the variation of that latency on a busy 2-core machine costs 10-20 %.
-        pytest.xfail(f"within the limit, nothing lost, but only {rate:.2f} requests/s (< 90% of 5/s)")
+    assert rate >= 0.9 * 5
 
 
 def test_a_destination_that_is_down_does_not_hold_up_another(make_hub, monkeypatch):
