@@ -30,7 +30,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from marshmallow import ValidationError
-from sqlalchemy import and_, case, or_, select, update
+from sqlalchemy import and_, case, insert, or_, select, update
 
 import connectors
 from connectors.base import ActionContext, ActionSpec, Connector, ItemOutcome, windows
@@ -125,6 +125,15 @@ def deliver(hub: "Hub", action_id: int) -> str | None:
     connector_name = lead_row.connector
     connector = connectors.get(connector_name)
     sender = Sender(hub, connector) if connector is not None else None
+    try:
+        return _deliver_rounds(hub, connector_name, connector, sender, action_id, lead_row)
+    finally:
+        if sender is not None:
+            sender.close()
+
+
+def _deliver_rounds(hub: "Hub", connector_name: str, connector: Connector | None, sender: "Sender | None",
+                    action_id: int, lead_row: Any) -> str | None:
     status: str | None = None
     deadline = time.monotonic() + TIME_BUDGET
     lead: int | None = action_id
@@ -184,7 +193,12 @@ def claim(hub: "Hub", connector: str, lead: int | None = None, limit: int = CLAI
 def deliver_claimed(hub: "Hub", connector_name: str, items: list[Item]) -> dict[int, str]:
     """Send claimed actions (gates, batching, concurrency) and record every outcome."""
     connector = connectors.get(connector_name)
-    return _deliver(hub, connector, items, Sender(hub, connector) if connector is not None else None)[0]
+    sender = Sender(hub, connector) if connector is not None else None
+    try:
+        return _deliver(hub, connector, items, sender)[0]
+    finally:
+        if sender is not None:
+            sender.close()
 
 
 def _deliver(hub: "Hub", connector: Connector | None, items: list[Item], sender: "Sender | None"
@@ -239,6 +253,7 @@ class Sender:
         self.circuit = Circuit(hub.redis)
         self.credentials = Credentials(hub.redis)
         self._local = threading.local()
+        self._pool: ThreadPoolExecutor | None = None
 
     def client(self) -> ApiClient:
         client = getattr(self._local, "client", None)
@@ -248,13 +263,18 @@ class Sender:
         return client
 
     def send(self, units: list[Unit]) -> None:
-        workers = min(CONCURRENCY, len(units))
-        if workers <= 1:
+        if len(units) <= 1:
             for unit in units:
                 self._run(unit)
-        else:
-            with ThreadPoolExecutor(workers, thread_name_prefix=f"deliver-{self.connector.name}") as pool:
-                list(pool.map(self._run, units))
+            return
+        if self._pool is None:  # kept for the job's rounds: its threads keep their clients' connections
+            self._pool = ThreadPoolExecutor(CONCURRENCY, thread_name_prefix=f"deliver-{self.connector.name}")
+        list(self._pool.map(self._run, units))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def _hold_all(self, units: list[Unit], wait: float, reason: str) -> None:
         now = time.time()
@@ -415,6 +435,8 @@ def record(hub: "Hub", results: list[tuple[Item, Result]]) -> dict[int, str]:
     holds: dict[int, float] = {}
     reasons: dict[int, str] = {}
     released: dict[str, list[int]] = {}
+    finished: dict[tuple[str, int | None, str | None], list[int]] = {}  # one UPDATE per kind of end
+    attempts: list[dict[str, Any]] = []
     with hub.store.session() as session:
         for item, r in results:
             if r.outcome == "released":
@@ -441,14 +463,22 @@ def record(hub: "Hub", results: list[tuple[Item, Result]]) -> dict[int, str]:
                 if r.retry_after is not None:  # the server's hint wins over our backoff
                     delay = r.retry_after + random.uniform(0, 0.5)
                 values["status"], values["due_at"] = ActionStatus.SCHEDULED, now + timedelta(seconds=delay)
-            session.execute(update(Action).where(Action.id == item.id, Action.status == ActionStatus.SENDING)
-                            .values(**values))
-            session.add(Attempt(action_id=item.id, number=item.attempt, started_at=now, finished_at=now,
-                                outcome=outcome, status_code=r.status_code, request=r.request,
-                                response=r.response, error=r.error))
+            if "due_at" in values:
+                session.execute(update(Action).where(Action.id == item.id, Action.status == ActionStatus.SENDING)
+                                .values(**values))
+            else:
+                finished.setdefault((values["status"], r.status_code, r.error), []).append(item.id)
+            attempts.append({"action_id": item.id, "number": item.attempt, "started_at": now, "finished_at": now,
+                             "outcome": outcome, "status_code": r.status_code, "request": r.request,
+                             "response": r.response, "error": r.error})
             statuses[item.id] = values["status"]
             log.info("action %s attempt %s: %s%s", item.id, item.attempt, outcome,
                      f" ({r.error})" if r.error else "")
+        for (status, code, error), ids in finished.items():
+            session.execute(update(Action).where(Action.id.in_(ids), Action.status == ActionStatus.SENDING).values(
+                status=status, lease_until=None, last_status_code=code, last_error=error, updated_at=now))
+        if attempts:
+            session.execute(insert(Attempt), attempts)
         for reason in set(reasons.values()):
             outbox.hold(session, {i: w for i, w in holds.items() if reasons[i] == reason}, reason, now)
         for reason, ids in released.items():
