@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from jinja2 import Undefined
+from jinja2.runtime import Context
 from marshmallow import Schema, ValidationError, fields, validate
 
 from hub.rules.expressions import Expressions, TemplateSyntaxError
@@ -62,7 +63,7 @@ DEFAULT_WEIGHTS = {"message.opened": 1.0, "message.clicked": 3.0, "order.placed"
 @dataclass
 class SegmentDef:
     id: str
-    when: Callable[[dict[str, Any]], Any]
+    when: Condition
     source: str
     lifecycle: bool
     description: str = ""
@@ -99,21 +100,30 @@ class SegmentConfig:
         return found
 
 
-def _condition(expressions: Expressions, source: str) -> Callable[[dict[str, Any]], Any]:
-    """A segment condition, in the rules' sandbox. Evaluated for every subscriber on each sweep, so the
-    context is handed to Jinja as is (shared) instead of copied per call, as ``compile_expression``
-    would; the context carries the helpers itself."""
-    expressions.compile_condition(source)  # the rules' own syntax check and error messages
-    template = expressions.env.compile_expression(source, undefined_to_none=True)._template
+class Condition:
+    """A segment condition, compiled in the rules' sandbox. Evaluated for every subscriber on each
+    sweep, so it runs on a Jinja context the caller builds once per subscriber (``context``) and
+    shares across that subscriber's conditions, instead of one context per call as
+    ``compile_expression`` would; the names dict carries the helpers itself (no Jinja globals)."""
 
-    def run(ctx: dict[str, Any]) -> Any:
-        context = template.new_context(ctx, shared=True)
-        for _ in template.root_render_func(context):
+    def __init__(self, expressions: Expressions, source: str):
+        expressions.compile_condition(source)  # the rules' own syntax check and error messages
+        self.env = expressions.env
+        self._render = self.env.compile_expression(source, undefined_to_none=True)._template.root_render_func
+
+    def context(self, names: dict[str, Any]) -> Context:
+        """A context over ``names`` (not copied: names added later are seen) for ``on``."""
+        return Context(self.env, names, None, {})
+
+    def on(self, context: Context) -> Any:
+        context.vars.clear()  # each condition sees only the names, never another's ``result``
+        for _ in self._render(context):  # the expression's template only assigns ``result``
             pass
-        value = context.vars["result"]
+        value = context.vars.get("result")
         return None if isinstance(value, Undefined) else value
 
-    return run
+    def __call__(self, names: dict[str, Any]) -> Any:
+        return self.on(self.context(names))
 
 
 def load_config(paths: Iterable[str | Path]) -> SegmentConfig:
@@ -154,7 +164,7 @@ def load_config(paths: Iterable[str | Path]) -> SegmentConfig:
                     for index, seg in enumerate(loaded[group]):
                         where = doc.where(("segments", group, index, "when"))
                         try:
-                            compiled = _condition(expressions, seg["when"])
+                            compiled = Condition(expressions, seg["when"])
                         except TemplateSyntaxError as exc:
                             errors.append(f"{where}: segment {seg['id']!r}: {exc.message}")
                             continue

@@ -22,7 +22,7 @@ from hub.store.profile_models import KpiFact, MrrMovement
 from hub.values import parse_time
 
 from . import config as config_mod
-from . import engine, sync
+from . import bulk, engine, sync
 from .engagement import bump
 
 if TYPE_CHECKING:
@@ -148,22 +148,53 @@ def kpi_facts(session: Session, event: CanonicalEvent, subscriber_id: int, appli
     return out
 
 
+_EVENT = (("id", "text"), ("type", "text"), ("time", "timestamptz"), ("subject", "text"), ("provider", "text"),
+          ("pid", "text"), ("ptype", "text"), ("data", "jsonb"), ("sid", "bigint"))
+
+
+def _insert_events_postgres(session: Session, events: Sequence[CanonicalEvent], times: dict[str, datetime],
+                            now: datetime) -> None:
+    """The derived events through a temporary table: one COPY, one INSERT ... ON CONFLICT DO NOTHING."""
+    bulk.apply(session, "sweep_events", _EVENT,
+               ((e.id, e.type, times[e.time], e.subject, e.provider, e.providereventid, e.providertype, e.data,
+                 e.part("subscriber").get("hub_id")) for e in events),
+               "INSERT INTO events (id, delivery_id, type, time, subject, provider, provider_event_id,"
+               " provider_type, origin, data, subscriber_id, recorded_at)"
+               " SELECT id, NULL, type, time, subject, provider, pid, ptype, 'derived', data, sid, %(now)s"
+               " FROM sweep_events ON CONFLICT (id) DO NOTHING", now=now)
+
+
 def record_bulk(hub: "Hub", session: Session, events: Sequence[CanonicalEvent], now: datetime) -> list[int]:
     """Record the sweep's derived events in bulk; plan rules only when a rule listens for them."""
+    insert_events(session, events, now)
+    return plan_rules(hub, session, events, now)
+
+
+def insert_events(session: Session, events: Sequence[CanonicalEvent], now: datetime) -> None:
+    """Insert derived events in bulk (an id already recorded is left alone)."""
     if not events:
-        return []
-    table = Event.__table__
-    rows = [{"id": e.id, "delivery_id": None, "type": e.type, "time": parse_time(e.time), "subject": e.subject,
-             "provider": e.provider, "provider_event_id": e.providereventid, "provider_type": e.providertype,
-             "origin": "derived", "data": e.data, "subscriber_id": e.part("subscriber").get("hub_id"),
-             "recorded_at": now} for e in events]
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        return
+    times: dict[str, datetime] = {}  # a sweep's events share one time: parse it once
+    for e in events:
+        if e.time not in times:
+            times[e.time] = parse_time(e.time)
+    if bulk.is_postgres(session):
+        _insert_events_postgres(session, events, times, now)
     else:
         from sqlalchemy.dialects.sqlite import insert
-    for i in range(0, len(rows), 1000):
-        session.execute(insert(table).on_conflict_do_nothing(index_elements=["id"]), rows[i:i + 1000])
+
+        rows = [{"id": e.id, "delivery_id": None, "type": e.type, "time": times[e.time], "subject": e.subject,
+                 "provider": e.provider, "provider_event_id": e.providereventid, "provider_type": e.providertype,
+                 "origin": "derived", "data": e.data, "subscriber_id": e.part("subscriber").get("hub_id"),
+                 "recorded_at": now} for e in events]
+        for i in range(0, len(rows), 1000):
+            session.execute(insert(Event.__table__).on_conflict_do_nothing(index_elements=["id"]), rows[i:i + 1000])
+
+
+def plan_rules(hub: "Hub", session: Session, events: Sequence[CanonicalEvent], now: datetime) -> list[int]:
+    """Plan the rules that listen for the sweep's derived events (after ``insert_events``)."""
+    if not events:
+        return []
     ruleset = hub.rules
     listened = {e.type for e in events if any(matches(p, e.type) for r in ruleset.rules for p in (*r.on, *r.cancel_on))}
     wanted = [e for e in events if e.type in listened]
