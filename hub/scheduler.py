@@ -29,10 +29,13 @@ def enqueue_delivery(hub: "Hub", delivery_id: int, seq: int = 1) -> None:
     hub.enqueue(INGEST_QUEUE, "hub.tasks.process_delivery", delivery_id, delivery_job_id(delivery_id, seq))
 
 
-def sweep(hub: "Hub") -> dict[str, int]:
-    """Recover stranded work. Returns how many of each kind were recovered."""
+def sweep(hub: "Hub", stranded_after: float | None = None) -> dict[str, int]:
+    """Recover stranded work (older than ``stranded_after`` seconds, by default the setting).
+    Returns how many of each kind were recovered."""
     now = utcnow()
-    stale = now - timedelta(seconds=hub.settings["HUB_STRANDED_AFTER_SECONDS"])
+    if stranded_after is None:
+        stranded_after = hub.settings["HUB_STRANDED_AFTER_SECONDS"]
+    stale = now - timedelta(seconds=stranded_after)
     counts = {"leases": 0, "actions": 0, "deliveries": 0}
     with hub.store.session() as session:
         # 1. a worker died holding an action: take it back, record the lost attempt

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from connectors.stripe import verify as stripe_verify
-from hub import outbox
+from hub import outbox, scheduler
 from hub.cli.processes import all_queue_names, make_worker
 from hub.runtime import Hub
 from rq import SimpleWorker
@@ -20,12 +20,17 @@ def stripe_headers(body: bytes, secret: str = "whsec_test_secret", timestamp: in
 
 
 def drain(hub: Hub, rounds: int = 20) -> None:
-    """Run every queued job in this thread until nothing is due (ingest, dispatch, deliver)."""
+    """Run every queued job in this thread until nothing is due (ingest, dispatch, deliver).
+
+    Between rounds it sweeps with no grace period, so an action left queued without a job (waiting
+    in a rate-limit line) is sent now instead of after HUB_STRANDED_AFTER_SECONDS.
+    """
     hub.relay.flush()
     worker = make_worker(hub, all_queue_names(), SimpleWorker)
     for _ in range(rounds):
         worker.work(burst=True, logging_level="WARNING")
-        if outbox.dispatch(hub) == 0 and all(hub.queue(q).count == 0 for q in all_queue_names()):
+        idle = outbox.dispatch(hub) == 0 and all(hub.queue(q).count == 0 for q in all_queue_names())
+        if idle and not any(scheduler.sweep(hub, stranded_after=0).values()):
             return
 
 

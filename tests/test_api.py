@@ -61,6 +61,7 @@ def test_readiness_fails_when_redis_is_away(make_hub):
 
 def test_prometheus_metrics(hub, client):
     client.post("/webhooks/stripe", data=BODY, headers=stripe_headers(BODY))
+    hub.relay.flush()  # the ingest job is enqueued off the request thread
     text = client.get("/metrics").get_data(as_text=True)
     assert 'hub_deliveries{connector="stripe",status="received"} 1.0' in text
     assert 'hub_queue_jobs{queue="ingest"} 1.0' in text
