@@ -66,3 +66,16 @@ def test_configuration_table_lists_every_setting():
     for name in ("HUB_DATABASE_URL", "HUB_REDIS_URL", "HUB_ADMIN_TOKEN", "HUB_PUBLIC_URL",
                  "HUB_STRIPE_WEBHOOK_SECRET", "HUB_KLAVIYO_API_KEY", "HUB_KLAVIYO_API_URL"):
         assert f"`{name}`" in table
+
+
+def test_processes_refuse_to_start_on_rules_that_do_not_load(tmp_path, monkeypatch):
+    """`hub worker|scheduler|run|serve` exit 2 naming every error with file:line:col."""
+    from hub.cli import main
+
+    (tmp_path / "bad.yaml").write_text("rules:\n  - id: x\n    on: [payment.failedd]\n    actions: []\n")
+    monkeypatch.setenv("HUB_RULES_PATH", str(tmp_path))
+    monkeypatch.setenv("HUB_DATABASE_URL", f"sqlite:///{tmp_path / 'hub.db'}")
+    monkeypatch.setattr("sys.argv", ["hub", "scheduler"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2

@@ -22,10 +22,15 @@ def cli(ctx: click.Context, log_level: str | None) -> None:
 
 
 def main() -> None:
+    from ..rules import LocatedError
+
     try:
         cli(standalone_mode=True)
     except ConfigError as exc:
         click.echo(f"hub: {exc}", err=True)
+        sys.exit(2)
+    except LocatedError as exc:  # rules that do not load at start: nothing to fall back on
+        click.echo(f"hub: the rules do not load ({len(exc.errors)} error(s)):\n{exc}", err=True)
         sys.exit(2)
 
 
@@ -39,3 +44,4 @@ for module in (processes, store, inspect, tools, rules, explain, connectors_cli,
         cli.add_command(command)
 
 logging.getLogger("rq.worker").setLevel(logging.WARNING)
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

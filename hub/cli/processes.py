@@ -59,7 +59,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the web app (webhooks, API, health) under gunicorn."""
     from gunicorn.app.base import BaseApplication
 
-    current()  # validate settings before forking
+    current().rules  # validate settings and rules before forking
 
     class App(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -82,6 +82,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 def worker(queues: tuple[str, ...], burst: bool) -> None:
     """Run an RQ worker on the ingest and deliver-* queues."""
     hub = current()
+    hub.rules  # refuse to start on rules that do not load
     if hub.settings.embedded_queue:
         raise click.ClickException("HUB_REDIS_URL is not set: separate workers need a shared Redis "
                                    "(use `hub run` for the single-process mode)")
@@ -92,6 +93,7 @@ def worker(queues: tuple[str, ...], burst: bool) -> None:
 def scheduler_cmd() -> None:
     """Move due actions onto the queues and recover stranded work."""
     hub = current()
+    hub.rules  # refuse to start on rules that do not load
     stop = threading.Event()
     try:
         scheduler.run(hub, stop)
@@ -111,6 +113,7 @@ def run(host: str, port: int, workers: int) -> None:
     from ..web import create_app
 
     hub = current()
+    hub.rules  # refuse to start on rules that do not load
     upgrade(hub.store)
     stop = threading.Event()
     start_background(hub, stop, workers)
