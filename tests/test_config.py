@@ -68,7 +68,7 @@ def test_configuration_table_lists_every_setting():
         assert f"`{name}`" in table
 
 
-def test_processes_refuse_to_start_on_rules_that_do_not_load(tmp_path, monkeypatch):
+def test_processes_refuse_to_start_on_rules_that_do_not_load(tmp_path, monkeypatch, capsys):
     """`hub worker|scheduler|run|serve` exit 2 naming every error with file:line:col."""
     from hub.cli import main
 
@@ -79,3 +79,4 @@ def test_processes_refuse_to_start_on_rules_that_do_not_load(tmp_path, monkeypat
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 2
+    assert f"{tmp_path / 'bad.yaml'}:3:10: unknown event type 'payment.failedd'" in capsys.readouterr().err
