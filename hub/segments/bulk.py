@@ -5,15 +5,32 @@ the per-event path, use executemany; both write the same rows."""
 
 from __future__ import annotations
 
+import gc
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy.orm import Session
 
 
 def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector for a sweep. A sweep allocates millions of objects
+    (rows, contexts, results, events) that form no reference cycles, and the collector's repeated
+    full passes over them took a quarter of a 100k-subscriber recompute. Reference counting still
+    frees everything as usual; the collector resumes (if it was on) when the block ends."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def apply(session: Session, name: str, columns: Sequence[tuple[str, str]], rows: Iterable[Sequence[Any]],

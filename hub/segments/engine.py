@@ -215,7 +215,10 @@ def evaluate(config: SegmentConfig, rates: Rates, row: Row, now: datetime) -> Re
     lifecycle = None
     if config.lifecycle or config.custom:
         context = (config.lifecycle or config.custom)[0].when.context(ctx)  # shared by the conditions below
-        lifecycle = next((seg.id for seg in config.lifecycle if _holds(seg, context, ctx)), None)
+        for seg in config.lifecycle:  # the first stage that holds
+            if _holds(seg, context, ctx):
+                lifecycle = seg.id
+                break
         ctx["lifecycle"] = lifecycle  # seen by the custom conditions (the context reads ctx itself)
         segments = ([lifecycle] if lifecycle else []) + [seg.id for seg in config.custom
                                                          if _holds(seg, context, ctx)]
@@ -266,7 +269,8 @@ class Change:
         r, row = self.result, self.row
         return bool(self.entered or self.exited or self.tier_changed or r.points != row.points
                     or r.total_paid_minor != row.total_paid_minor or r.mrr_minor != row.mrr_minor
-                    or r.lifecycle != row.lifecycle or sorted(r.segments) != sorted(row.segments))
+                    or r.lifecycle != row.lifecycle
+                    or (r.segments != row.segments and sorted(r.segments) != sorted(row.segments)))
 
 
 def diff(row: Row, result: Result) -> Change:
@@ -386,7 +390,7 @@ def recompute_all(hub: "Hub", *, now: datetime | None = None, sync: bool = True)
     rates = Rates.from_settings(hub.settings)
     counts = {"subscribers": 0, "changed": 0, "entered": 0, "exited": 0, "tier_changes": 0, "actions": 0}
     due: list[int] = []
-    with hub.store.session() as session:
+    with bulk.collector_paused(), hub.store.session() as session:
         rows = list(load_rows(session).values())
         counts["subscribers"] = len(rows)
         changes: list[Change] = []

@@ -173,6 +173,7 @@ def reconcile(hub: "Hub", *, repair: bool = False) -> dict[str, Any]:
     from hub.store import utcnow
 
     from . import config as config_mod
+    from .bulk import collector_paused
     from .engine import diff, evaluate, load_rows
 
     now = utcnow()
@@ -180,7 +181,7 @@ def reconcile(hub: "Hub", *, repair: bool = False) -> dict[str, Any]:
     rates = Rates.from_settings(hub.settings)
     report: dict[str, Any] = {"checked": 0, "in_sync": 0, "pending": 0, "drift": [], "repaired": 0}
     due: list[int] = []
-    with hub.store.session() as session:
+    with collector_paused(), hub.store.session() as session:
         rows = load_rows(session)
         statuses = dict(session.execute(select(Action.key, Action.status).where(Action.rule_id == RULE_ID)).all())
         held: dict[int, dict[str, SyncState]] = {}
