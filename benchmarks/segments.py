@@ -7,6 +7,10 @@ scheduler's sweep runs (nothing or little changed), and (3) a year of monthly KP
 query under 1 s. The baseline in the same run is one sequential scan of the movements ledger
 (``SELECT sum(delta_minor) FROM mrr_movements``), so the KPI figure reads as "N scans".
 
+Both recomputes are ``hub.segments.recompute_all`` as the scheduler and ``hub segments recompute``
+run it: one transaction, wall time including the load, the evaluation, the writes and the commit
+(the shipped rules/segments.yaml; no sync targets configured, so no sync actions are planned).
+
     .venv/bin/python benchmarks/segments.py [--subscribers 100000] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
 """
 

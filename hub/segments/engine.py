@@ -303,9 +303,11 @@ def write(session: Session, changes: Sequence[Change], now: datetime, *, copy: b
         total_paid_minor=bindparam("paid"), mrr_minor=bindparam("mrr"), updated_at=bindparam("now")),
         [{"sid": c.row.id, "segs": c.result.segments, "tier": c.result.tier, "pts": c.result.points,
           "paid": c.result.total_paid_minor, "mrr": c.result.mrr_minor, "now": now} for c in changed])
-    p = ProfileStats.__table__
-    session.execute(p.update().where(p.c.subscriber_id == bindparam("sid")).values(lifecycle=bindparam("lc")),
-                    [{"sid": c.row.id, "lc": c.result.lifecycle} for c in changed])
+    staged = [c for c in changed if c.result.lifecycle != c.row.lifecycle]
+    if staged:
+        p = ProfileStats.__table__
+        session.execute(p.update().where(p.c.subscriber_id == bindparam("sid")).values(lifecycle=bindparam("lc")),
+                        [{"sid": c.row.id, "lc": c.result.lifecycle} for c in staged])
 
 
 _MEMBER = (("sid", "bigint"), ("seg", "text"))
@@ -332,12 +334,15 @@ def _write_by_copy(session: Session, entered: list[tuple[int, str]], exited: lis
                "UPDATE subscribers s SET segments = x.segs, tier = x.tier, points = x.pts,"
                " total_paid_minor = x.paid, mrr_minor = x.mrr, updated_at = %(now)s"
                " FROM sweep_profiles x WHERE s.id = x.sid",
-               "UPDATE profile_stats p SET lifecycle = x.lc FROM sweep_profiles x WHERE p.subscriber_id = x.sid",
+               "UPDATE profile_stats p SET lifecycle = x.lc FROM sweep_profiles x"
+               " WHERE p.subscriber_id = x.sid AND p.lifecycle IS DISTINCT FROM x.lc",
                now=now)
 
 
 def derived_events(change: Change, cause: CanonicalEvent | None, now: datetime, tag: str) -> list[CanonicalEvent]:
     """segment.entered / segment.exited / tier.changed for one change (ids are deterministic)."""
+    if not change.entered and not change.exited and (change.row.tier is None or not change.tier_changed):
+        return []  # figures or stage only: nothing to announce
     when = cause.time if cause else now.isoformat()
     origin = cause.id if cause else f"sweep:{tag}"
     sid = change.row.id

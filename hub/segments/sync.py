@@ -90,13 +90,18 @@ def plan(hub: "Hub", session: Session, config: SegmentConfig, changes: Sequence[
         return []
     dry = {name for name, c in connectors.REGISTRY.items() if c.dry_run(hub.settings)}
     ids: list[int] = []
+    # a sweep's changes: everyone's sync state in a few queries, not one per subscriber
+    held_by = _held(session, [c.row.id for c in changes]) if len(changes) > 1 else None
     for change in changes:
         want = desired(config, change)
         if not want:
             continue
         sid = change.row.id
-        held = {s.target: s for s in session.execute(select(SyncState).where(SyncState.subscriber_id == sid))
-                .scalars()}
+        if held_by is not None:
+            held = held_by.get(sid, {})
+        else:
+            held = {s.target: s for s in session.execute(select(SyncState).where(SyncState.subscriber_id == sid))
+                    .scalars()}
         todo: list[Planned] = []
         for target, value in want.items():
             state = held.get(target)
@@ -127,6 +132,15 @@ def plan(hub: "Hub", session: Session, config: SegmentConfig, changes: Sequence[
         ids.extend(outbox.write_planned(session, [a for a, _ in actions], subscriber_id=sid,
                                         dry_run_connectors=dry, anchored_rules=set()))
     return ids
+
+
+def _held(session: Session, subscriber_ids: Sequence[int], chunk: int = 5000) -> dict[int, dict[str, SyncState]]:
+    out: dict[int, dict[str, SyncState]] = {}
+    for start in range(0, len(subscriber_ids), chunk):
+        for state in session.execute(select(SyncState).where(
+                SyncState.subscriber_id.in_(subscriber_ids[start:start + chunk]))).scalars():
+            out.setdefault(state.subscriber_id, {})[state.target] = state
+    return out
 
 
 def _actions(sid: int, todo: list[Planned], cause: str | None, rules_hash: str, now: datetime
