@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping
 import requests
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from hub.values import parse_time
 from hub.errors import CredentialsError, PermanentError, RetriableError
 
 log = logging.getLogger(__name__)
@@ -196,3 +197,19 @@ class LocalCache:
         self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
+
+
+def form_value(value: Any) -> str:
+    """A form-encoded value as the billing APIs expect it (booleans as true/false)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def unix_seconds(value: Any) -> int | None:
+    """A unix timestamp from an int or an ISO-8601 string."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, (int, float)) or str(value).isdigit():
+        return int(value)
+    return int(parse_time(value).timestamp())

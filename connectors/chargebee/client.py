@@ -14,10 +14,9 @@ from marshmallow import Schema, fields, validate
 
 from hub.config import Settings
 from hub.errors import PermanentError
-from hub.values import parse_time
 
 from ..base import ActionContext, ActionSpec
-from ..http import ApiClient, Outcome
+from ..http import ApiClient, Outcome, form_value, unix_seconds
 
 #: Chargebee does not publish a figure we could confirm (providers.md §3.5); 10/s stays well inside
 #: what live sites allow and can be raised where the limiter accepts overrides.
@@ -41,23 +40,9 @@ class ChargebeeClient(ApiClient):
                    dry_run=dry_run, timeout=settings["HUB_HTTP_TIMEOUT_SECONDS"])
 
     def post(self, path: str, ctx: ActionContext, form: Mapping[str, Any]) -> Outcome:
-        body = {k: _scalar(v) for k, v in form.items() if v is not None}
+        body = {k: form_value(v) for k, v in form.items() if v is not None}
         return self.request("POST", f"/api/v2/{path.lstrip('/')}", form=body or None,
                             headers={"chargebee-idempotency-key": ctx.key})
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _unix(value: Any) -> int | None:
-    if value in (None, ""):
-        return None
-    if isinstance(value, (int, float)) or str(value).isdigit():
-        return int(value)
-    return int(parse_time(value).timestamp())
 
 
 def _chargebee(client: ApiClient) -> ChargebeeClient:
@@ -101,8 +86,8 @@ def collect_payment(client: ApiClient, params: dict[str, Any], ctx: ActionContex
 def pause_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
     """``POST /api/v2/subscriptions/{id}/pause``."""
     return _chargebee(client).post(f"subscriptions/{params['subscription_id']}/pause", ctx, {
-        "pause_option": params["pause_option"], "pause_date": _unix(params.get("pause_date")),
-        "resume_date": _unix(params.get("resume_date")), "skip_billing_cycles": params.get("skip_billing_cycles")})
+        "pause_option": params["pause_option"], "pause_date": unix_seconds(params.get("pause_date")),
+        "resume_date": unix_seconds(params.get("resume_date")), "skip_billing_cycles": params.get("skip_billing_cycles")})
 
 
 def cancel_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:

@@ -16,10 +16,9 @@ from marshmallow import Schema, fields, validate
 
 from hub.config import Settings
 from hub.errors import CredentialsError, PermanentError, RetriableError
-from hub.values import parse_time
 
 from ..base import ActionContext, ActionSpec
-from ..http import ApiClient, Outcome, _body_text, retry_after_seconds
+from ..http import ApiClient, Outcome, _body_text, form_value, retry_after_seconds, unix_seconds
 
 API_VERSION = "2026-06-24.dahlia"
 
@@ -78,25 +77,10 @@ def _encode(form: Mapping[str, Any]) -> dict[str, str]:
         if value is None:
             continue
         if isinstance(value, Mapping):
-            out.update({f"{key}[{k}]": _scalar(v) for k, v in value.items() if v is not None})
+            out.update({f"{key}[{k}]": form_value(v) for k, v in value.items() if v is not None})
         else:
-            out[key] = _scalar(value)
+            out[key] = form_value(value)
     return out
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
-
-
-def _unix(value: Any) -> int | None:
-    """A unix timestamp from an int or an ISO-8601 string."""
-    if value in (None, ""):
-        return None
-    if isinstance(value, (int, float)) or str(value).isdigit():
-        return int(value)
-    return int(parse_time(value).timestamp())
 
 
 # -- schemas ---------------------------------------------------------------------------------
@@ -136,7 +120,7 @@ def retry_payment(client: ApiClient, params: dict[str, Any], ctx: ActionContext)
 
 def pause_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
     """``POST /v1/subscriptions/{id}`` with ``pause_collection[behavior]`` (and ``[resumes_at]``)."""
-    pause = {"behavior": params["behavior"], "resumes_at": _unix(params.get("resumes_at"))}
+    pause = {"behavior": params["behavior"], "resumes_at": unix_seconds(params.get("resumes_at"))}
     return _stripe(client).call("POST", f"/v1/subscriptions/{params['subscription_id']}", ctx,
                                 {"pause_collection": pause})
 
