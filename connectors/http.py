@@ -20,8 +20,8 @@ from typing import Any, Callable, Mapping
 import requests
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from hub.values import parse_time
 from hub.errors import CredentialsError, PermanentError, RetriableError
+from hub.values import parse_time
 
 log = logging.getLogger(__name__)
 
