@@ -11,7 +11,7 @@ from responses import matchers
 from connectors.stripe.client import API_VERSION
 from hub.errors import PermanentError, RetriableError
 
-from .common import ERROR_CASES, KEY, TIMEOUT, ctx, run, settings
+from .common import ERROR_CASES, KEY, TIMEOUT, run, settings
 
 API = "https://stripe.test"
 CONFIG = dict(HUB_STRIPE_API_KEY="sk_test_secret", HUB_STRIPE_API_URL=API)

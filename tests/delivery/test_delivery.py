@@ -101,7 +101,7 @@ def test_batch_coalesces_per_group_and_retries_only_failed_items(hub, monkeypatc
 def test_a_failing_destination_opens_its_circuit_and_its_actions_wait(hub, monkeypatch):
     register(monkeypatch, FakeConnector("fake", URL, failures=3, cooldown=60))
     responses.post(f"{URL}/notes", status=503)
-    ids = add_actions(hub, "fake", "note", [{"text": f"n{i}"} for i in range(3)])
+    add_actions(hub, "fake", "note", [{"text": f"n{i}"} for i in range(3)])
     drain(hub)
     assert len(responses.calls) == 3
     more = add_actions(hub, "fake", "note", [{"text": f"m{i}"} for i in range(4)])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
 
 from hub.segments import recompute_all
 from hub.store import Event, Subscriber, utcnow
