@@ -193,6 +193,12 @@ class Connector:
     def client(self, settings: "Settings") -> "ApiClient":
         raise NotImplementedError(f"{self.name} has no outbound client")
 
+    def members(self, client: "ApiClient", target: str) -> set[str] | None:
+        """Case-folded e-mails the tool holds for a membership target (``klaviyo:list:<id>``, see
+        hub/segments/sync.py), read for ``hub segments reconcile``; None when unknown (dry run, or a
+        target the connector cannot read)."""
+        return None
+
     def rate_limits_for(self, settings: "Settings") -> dict[str, tuple[tuple[int, float], ...]]:
         """bucket -> windows in force: ``rate_limits`` with ``HUB_<NAME>_RATE_LIMIT`` applied.
 

@@ -55,6 +55,7 @@ class ActiveCampaignConnector(Connector):
 
     # -- outbound: 5 requests/s per account, shared by every key --------------------------------
     actions = api.ACTIONS
+    members = staticmethod(api.members)
     rate_limits = api.RATE_LIMITS
 
     def client(self, settings: Settings) -> api.ActiveCampaignClient:

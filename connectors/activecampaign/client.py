@@ -294,3 +294,49 @@ ACTIONS: dict[str, ActionSpec] = {
     "track_event": ActionSpec("track_event", TrackEventParams, track_event,
                               "Record a custom event (Event Tracking must be on in the account)."),
 }
+
+
+# -- reads ------------------------------------------------------------------------------------------
+PAGE = 100  # the API's largest ``limit``
+
+
+def _contacts(client: ApiClient, filters: dict[str, Any]) -> set[str]:
+    """Every e-mail of ``GET /api/3/contacts`` with ``filters``, paged by offset until ``meta.total``
+    (a string in the answer) is reached or a page comes back empty."""
+    emails: set[str] = set()
+    offset = 0
+    while True:
+        body = client.request("GET", f"{API}/contacts", params={**filters, "limit": PAGE, "offset": offset}).data or {}
+        page = body.get("contacts") or []
+        emails.update(str(c["email"]).strip().lower() for c in page if c.get("email"))
+        offset += len(page)
+        try:
+            total = int((body.get("meta") or {}).get("total") or 0)
+        except (TypeError, ValueError):
+            total = 0
+        if not page or offset >= total:
+            return emails
+
+
+def list_members(client: ApiClient, list_id: str) -> set[str] | None:
+    """E-mails of the contacts subscribed (status 1) to a list; None in dry run (unknown)."""
+    if client.dry_run:
+        return None
+    return _contacts(client, {"listid": list_id, "status": 1})
+
+
+def tag_members(client: ApiClient, tag: str) -> set[str] | None:
+    """E-mails of the contacts carrying the tag named ``tag``; None in dry run (unknown). A tag that
+    does not exist yet has no members."""
+    if client.dry_run:
+        return None
+    found = tag_id(client, tag, create=False)
+    return set() if found is None else _contacts(client, {"tagid": found})
+
+
+def members(client: ApiClient, target: str) -> set[str] | None:
+    """The Connector's ``members``: ``activecampaign:list:<id>`` and ``activecampaign:tag:<name>``."""
+    tool, kind, ref = target.split(":", 2)
+    if tool != "activecampaign":
+        return None
+    return list_members(client, ref) if kind == "list" else tag_members(client, ref) if kind == "tag" else None

@@ -58,6 +58,7 @@ class HubSpotConnector(Connector):
 
     # -- outbound ----------------------------------------------------------------------------
     actions = client.ACTIONS
+    members = staticmethod(client.members)
     rate_limits = client.rate_limits(100)
     check_path = "/crm/v3/objects/contacts?limit=1"
 

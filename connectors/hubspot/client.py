@@ -346,3 +346,44 @@ ACTIONS: dict[str, ActionSpec] = {
 def rate_limits(per_ten_seconds: int) -> dict[str, tuple[tuple[int, float], ...]]:
     """One account-wide bucket: 100 per 10 s (Free/Starter, OAuth apps) or 190 (Pro/Enterprise)."""
     return {"default": ((per_ten_seconds, 10.0),)}
+
+
+# -- reads -----------------------------------------------------------------------------------
+MEMBERSHIPS_PAGE = 250  # the memberships endpoint's largest page
+READ_MAX = 100  # batch/read inputs per call
+
+
+def list_members(client: ApiClient, list_id: str) -> set[str] | None:
+    """E-mails of a list's contacts; None in dry run (unknown). ``GET /crm/v3/lists/{listId}/memberships``
+    gives record ids only (paged by ``paging.next.after``); they are turned into e-mails with
+    ``POST /crm/v3/objects/contacts/batch/read`` (properties ``email``), 100 per call. Contacts
+    without an e-mail are not counted."""
+    if client.dry_run:
+        return None
+    record_ids: list[str] = []
+    params: dict[str, Any] = {"limit": MEMBERSHIPS_PAGE}
+    while True:
+        body = client.request("GET", f"/crm/v3/lists/{quote(str(list_id), safe='')}/memberships",
+                              params=params).data or {}
+        record_ids.extend(str(r["recordId"]) for r in body.get("results") or [] if r.get("recordId") is not None)
+        after = ((body.get("paging") or {}).get("next") or {}).get("after")
+        if not after:
+            break
+        params = {"limit": MEMBERSHIPS_PAGE, "after": after}
+    emails: set[str] = set()
+    unique = list(dict.fromkeys(record_ids))
+    for start in range(0, len(unique), READ_MAX):
+        read = client.request("POST", "/crm/v3/objects/contacts/batch/read", json_body={
+            "properties": ["email"], "inputs": [{"id": r} for r in unique[start:start + READ_MAX]]}).data or {}
+        for contact in read.get("results") or []:
+            email = (contact.get("properties") or {}).get("email")
+            if email:
+                emails.add(str(email).strip().lower())
+                _remember(client, str(email), contact.get("id"))
+    return emails
+
+
+def members(client: ApiClient, target: str) -> set[str] | None:
+    """The Connector's ``members``: ``hubspot:list:<listId>`` is readable, nothing else."""
+    tool, kind, ref = target.split(":", 2)
+    return list_members(client, ref) if (tool, kind) == ("hubspot", "list") else None

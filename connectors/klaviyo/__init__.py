@@ -35,6 +35,7 @@ class KlaviyoConnector(Connector):
     kept_headers = ("klaviyo-signature", "klaviyo-timestamp", "klaviyo-webhook-id", "content-type", "user-agent")
     outbound_settings = ("HUB_KLAVIYO_API_KEY",)
     actions = client.ACTIONS
+    members = staticmethod(client.members)
     rate_limits = client.RATE_LIMITS
     check_path = "/api/accounts"
 

@@ -353,3 +353,29 @@ ACTIONS: dict[str, ActionSpec] = {
     "remove_from_list": ActionSpec("remove_from_list", ListMembershipParams, remove_from_list,
                                    "Remove a profile from a list.", bucket="lists", batch=REMOVE_BATCH),
 }
+
+
+# -- reads -----------------------------------------------------------------------------------
+def list_members(client: ApiClient, list_id: str, page_size: int = 100) -> set[str] | None:
+    """E-mails of the profiles in a list (``GET /api/lists/{id}/profiles``, JSON:API pages followed
+    through ``links.next``, which carries ``page[cursor]``); None in dry run (unknown). Profiles
+    without an e-mail (phone-only) are not counted."""
+    if client.dry_run:
+        return None
+    emails: set[str] = set()
+    path: str | None = f"/api/lists/{list_id}/profiles"
+    params: dict[str, Any] | None = {"fields[profile]": "email", "page[size]": page_size}
+    while path:
+        body = client.request("GET", path, params=params).data or {}
+        for profile in body.get("data") or []:
+            email = (profile.get("attributes") or {}).get("email")
+            if email:
+                emails.add(str(email).strip().lower())
+        path, params = (body.get("links") or {}).get("next"), None  # the next link keeps the query
+    return emails
+
+
+def members(client: ApiClient, target: str) -> set[str] | None:
+    """The Connector's ``members``: ``klaviyo:list:<id>`` is readable, nothing else."""
+    tool, kind, ref = target.split(":", 2)
+    return list_members(client, ref) if (tool, kind) == ("klaviyo", "list") else None

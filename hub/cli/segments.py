@@ -50,7 +50,10 @@ def recompute(no_sync: bool) -> None:
 @click.option("--repair", is_flag=True, help="Plan the actions that bring the tools back in line.")
 @click.option("--json", "as_json", is_flag=True)
 def reconcile(repair: bool, as_json: bool) -> None:
-    """Compare what the tools should hold with what the hub sent and had confirmed; report drift."""
+    """Compare what the tools hold with what the hub holds; report drift (exit 1), or --repair it.
+
+    List and tag members are read from each live tool; dry-run tools and property targets are
+    compared with the hub's record of confirmed syncs."""
     from ..segments.sync import reconcile as run
 
     report = run(current(), repair=repair)
@@ -60,9 +63,20 @@ def reconcile(repair: bool, as_json: bool) -> None:
         planned = f", {report['repaired']} actions planned" if repair else ""
         click.echo(f"checked {report['checked']}: {report['in_sync']} in sync, {report['pending']} pending, "
                    f"{len(report['drift'])} drifted{planned}")
+        for t in report.get("targets", []):
+            if t["method"] == "tool":
+                click.echo(f"  {t['target']:<32} read from the tool: {t['in_tool']} held, {t['missing']} missing, "
+                           f"{t['extra']} extra, {t['unknown']} not known to the hub (left alone)")
+            else:
+                click.echo(f"  {t['target']:<32} compared with the sync record ({t['reason']})")
         for d in report["drift"][:200]:
-            click.echo(f"  {d['kind']:<9} subscriber {d['subscriber_id']} {d['target']}: want {d['want']!r}, "
-                       f"last sent {d['last_sent']!r} ({d['action_status'] or 'never sent'})")
+            if d.get("method") == "tool":
+                where = "in the segment, not in the tool" if d["kind"] == "missing" else \
+                    "in the tool, not in the segment"
+                click.echo(f"  {d['kind']:<9} subscriber {d['subscriber_id']} {d['target']}: {where}")
+            else:
+                click.echo(f"  {d['kind']:<9} subscriber {d['subscriber_id']} {d['target']}: want {d['want']!r}, "
+                           f"last sent {d['last_sent']!r} ({d['action_status'] or 'never sent'})")
     raise SystemExit(1 if report["drift"] and not repair else 0)
 
 

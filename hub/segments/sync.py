@@ -175,16 +175,67 @@ def _planned(sid: int, tool: str, name: str, params: dict[str, Any], rows: list[
 
 # -- reconcile ------------------------------------------------------------------------------------
 
-def reconcile(hub: "Hub", *, repair: bool = False) -> dict[str, Any]:
-    """Compare what the tools should hold with what the hub knows was confirmed; optionally repair.
+def membership_targets(config: SegmentConfig) -> dict[str, str]:
+    """Every list/tag target of the segments' sync (target -> segment id)."""
+    out: dict[str, str] = {}
+    for seg in config.segments:
+        for tool, spec in (seg.sync or {}).items():
+            for kind in ("list", "tag"):
+                if spec.get(kind) is not None and (tool, kind) in MEMBERSHIP_ACTIONS:
+                    out.setdefault(f"{tool}:{kind}:{spec[kind]}", seg.id)
+    return out
 
-    The tools' own list reads are not used (the outbound clients offer none yet): "confirmed" is the
-    outcome of the last action sent per subscriber and target. Drift: a desired value never planned or
-    different from the last planned one (``unsynced``), or a last action that failed, died or was
-    cancelled (``failed``). Actions still on their way are counted as ``pending``, not drift.
+
+def read_tools(hub: "Hub", targets: dict[str, str]) -> tuple[dict[str, set[str]], list[dict[str, Any]]]:
+    """What each live tool holds per membership target (case-folded e-mails), and per target the
+    method reconcile uses: ``tool`` when it was read, else ``record`` with the reason."""
+    from hub.errors import ActionError
+
+    held: dict[str, set[str]] = {}
+    methods: list[dict[str, Any]] = []
+    clients: dict[str, Any] = {}
+    for target, segment in targets.items():
+        tool = target.split(":", 1)[0]
+        connector = connectors.REGISTRY.get(tool)
+        info: dict[str, Any] = {"target": target, "segment": segment, "method": "record"}
+        methods.append(info)
+        if connector is None or connector.dry_run(hub.settings):
+            info["reason"] = "dry run"
+            continue
+        try:
+            if tool not in clients:
+                clients[tool] = connector.client(hub.settings)
+            members = connector.members(clients[tool], target)
+        except ActionError as exc:  # the message names the URL and status, never a credential
+            info["reason"] = f"read failed: {exc}"
+            continue
+        if members is None:
+            info["reason"] = "not readable"
+            continue
+        held[target] = members
+        info.update(method="tool", in_tool=len(members), missing=0, extra=0, unknown=0)
+    return held, methods
+
+
+def reconcile(hub: "Hub", *, repair: bool = False) -> dict[str, Any]:
+    """Compare what the tools hold with what the hub holds; optionally repair.
+
+    List and tag targets of live tools are read from the tool (``method: tool``): a segment member
+    the tool lacks is ``missing``; someone the tool holds who is a subscriber the hub knows (by any
+    e-mail seen) but not in the segment is ``extra``. E-mails the hub does not know are only counted
+    (``unknown``), never removed. A difference whose fix is still on its way is ``pending``.
+
+    Other targets (tools in dry run, property and field targets, reads that failed) are compared
+    with the hub's record of confirmed syncs (``method: record``): a desired value never planned or
+    different from the last planned one is ``unsynced``; a last action that failed, died or was
+    cancelled is ``failed``; actions still on their way are ``pending``.
+
+    ``repair`` plans, per drifted subscriber, the same actions the sync plans (same key scheme), so
+    every member's outcome is recorded.
     """
     from hub.metrics import Rates
     from hub.store import utcnow
+    from hub.store.profile_models import ProfileStats
 
     from . import config as config_mod
     from .bulk import collector_paused
@@ -193,7 +244,10 @@ def reconcile(hub: "Hub", *, repair: bool = False) -> dict[str, Any]:
     now = utcnow()
     config = config_mod.current(hub.settings["HUB_RULES_PATH"])
     rates = Rates.from_settings(hub.settings)
-    report: dict[str, Any] = {"checked": 0, "in_sync": 0, "pending": 0, "drift": [], "repaired": 0}
+    in_tool, methods = read_tools(hub, membership_targets(config))
+    by_target = {m["target"]: m for m in methods}
+    report: dict[str, Any] = {"checked": 0, "in_sync": 0, "pending": 0, "drift": [], "repaired": 0,
+                              "targets": methods}
     due: list[int] = []
     with collector_paused(), hub.store.session() as session:
         rows = load_rows(session)
@@ -201,28 +255,52 @@ def reconcile(hub: "Hub", *, repair: bool = False) -> dict[str, Any]:
         held: dict[int, dict[str, SyncState]] = {}
         for s in session.execute(select(SyncState)).scalars():
             held.setdefault(s.subscriber_id, {})[s.target] = s
+        emails: dict[int, set[str]] = {sid: {row.email.lower()} if row.email else set() for sid, row in rows.items()}
+        if in_tool:
+            for sid, seen in session.execute(select(ProfileStats.subscriber_id, ProfileStats.emails)).all():
+                if sid in emails:
+                    emails[sid].update(e.lower() for e in seen or [] if e)
+            known = set().union(*emails.values()) if emails else set()
+            for target, members in in_tool.items():
+                by_target[target]["unknown"] = len(members - known)
         for sid, row in rows.items():
             change = diff(row, evaluate(config, rates, row, now))
             mine = held.get(sid, {})
             force = []
             for target, value in desired(config, change).items():
                 state = mine.get(target)
-                if state is None and not value:
-                    continue
-                report["checked"] += 1
                 status = statuses.get(state.action_key) if state else None
-                if state is None or state.value != value:
-                    kind = "unsynced"
-                elif status in (ActionStatus.FAILED, ActionStatus.DEAD, ActionStatus.CANCELLED) or status is None:
-                    kind = "failed"
-                elif status in ActionStatus.PENDING:
-                    report["pending"] += 1
-                    continue
+                if target in in_tool:
+                    there = bool(emails[sid] & in_tool[target])
+                    if not value and not there:
+                        continue
+                    report["checked"] += 1
+                    if bool(value) == there:
+                        report["in_sync"] += 1
+                        continue
+                    if state is not None and state.value == value and status in ActionStatus.PENDING:
+                        report["pending"] += 1  # the fix is on its way
+                        continue
+                    kind = "missing" if value else "extra"
+                    by_target[target][kind] += 1
+                    method = "tool"
                 else:
-                    report["in_sync"] += 1
-                    continue
+                    if state is None and not value:
+                        continue
+                    report["checked"] += 1
+                    if state is None or state.value != value:
+                        kind = "unsynced"
+                    elif status in (ActionStatus.FAILED, ActionStatus.DEAD, ActionStatus.CANCELLED) or status is None:
+                        kind = "failed"
+                    elif status in ActionStatus.PENDING:
+                        report["pending"] += 1
+                        continue
+                    else:
+                        report["in_sync"] += 1
+                        continue
+                    method = "record"
                 report["drift"].append({"subscriber_id": sid, "email": row.email, "target": target, "kind": kind,
-                                        "want": value, "last_sent": state.value if state else None,
+                                        "method": method, "want": value, "last_sent": state.value if state else None,
                                         "action_status": status})
                 force.append(target)
             if repair and force:
