@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import requests
 
 import connectors
@@ -82,3 +83,15 @@ def run_batch(qualified: str, items: list[tuple[dict[str, Any], ActionContext]],
     assert spec.batch is not None
     loaded = [(spec.schema().load(p), c) for p, c in items]
     return spec.batch.run(client(connector, config), loaded)
+
+
+def expect_classified(action: str, raw: dict[str, Any], config: Settings, *, status: int, error: type,
+                      secret: str) -> None:
+    """Run ``action`` against a mocked failure: the error says what to do next, keeps the status and
+    Retry-After, and never shows the credential."""
+    with pytest.raises(error) as caught:
+        run(action, raw, config)
+    assert type(caught.value) is error and caught.value.status == status
+    if status == 429:
+        assert caught.value.retry_after == 7.0
+    assert secret not in str(caught.value)
