@@ -25,11 +25,12 @@ IDENTIFIERS = ("email", "phone_number", "external_id")
 
 #: Klaviyo's per-endpoint tiers (providers.md §5.2), as the 1-second burst window. The steady
 #: per-minute windows are lower: XL 3500/m, L 700/m, M 150/m; the delivery limiter enforces the burst.
-RATE_LIMITS: dict[str, tuple[int, float]] = {
-    "events": (350, 1.0),         # XL: POST /api/events
-    "profiles": (75, 1.0),        # L: POST /api/profile-import
-    "subscriptions": (75, 1.0),   # L: POST /api/profile-subscription-bulk-create-jobs
-    "lists": (10, 1.0),           # M: /api/lists/{id}/relationships/profiles (and GET /api/profiles)
+# Klaviyo counts a burst (1 s) and a steady (1 min) window per endpoint tier; both are enforced.
+RATE_LIMITS: dict[str, tuple[tuple[int, float], ...]] = {
+    "events": ((350, 1.0), (3500, 60.0)),        # XL: POST /api/events
+    "profiles": ((75, 1.0), (750, 60.0)),        # L: POST /api/profile-import
+    "subscriptions": ((75, 1.0), (750, 60.0)),   # L: POST /api/profile-subscription-bulk-create-jobs
+    "lists": ((10, 1.0), (150, 60.0)),           # M: /api/lists/{id}/relationships/profiles (and GET /api/profiles)
 }
 
 

@@ -164,9 +164,10 @@ def test_buckets_follow_klaviyo_endpoint_tiers():
     from connectors import REGISTRY
 
     limits, actions = REGISTRY["klaviyo"].rate_limits, REGISTRY["klaviyo"].actions
-    assert {name: limits[a.bucket] for name, a in actions.items()} == {
-        "track_event": (350, 1.0), "upsert_profile": (75, 1.0), "subscribe": (75, 1.0),
-        "add_to_list": (10, 1.0), "remove_from_list": (10, 1.0)}
+    assert {name: limits[a.bucket] for name, a in actions.items()} == {  # burst and steady windows
+        "track_event": ((350, 1.0), (3500, 60.0)), "upsert_profile": ((75, 1.0), (750, 60.0)),
+        "subscribe": ((75, 1.0), (750, 60.0)), "add_to_list": ((10, 1.0), (150, 60.0)),
+        "remove_from_list": ((10, 1.0), (150, 60.0))}
 
 
 ACTION_CASES = [
