@@ -100,15 +100,20 @@ def test_each_member_has_its_own_outcome_and_reconcile_repairs_failures(hub):
     assert len(adds) == 2 and {a.status for a in adds} == {"failed"}
     assert all(len(rows(hub, Attempt, Attempt.action_id == a.id)) == 1 for a in adds)
 
+    # reconcile reads the list from Klaviyo: nobody is on it
+    members = responses.get(f"{KLAVIYO}/api/lists/KL1/profiles", json={"data": [], "links": {"next": None}})
     report = CliRunner().invoke(cli, ["segments", "reconcile", "--json"])
     assert report.exit_code == 1
     drift = json.loads(report.output)["drift"]
     assert sorted((d["email"], d["target"], d["kind"]) for d in drift) == [
-        ("one@x.com", "klaviyo:list:KL1", "failed"), ("two@x.com", "klaviyo:list:KL1", "failed")]
+        ("one@x.com", "klaviyo:list:KL1", "missing"), ("two@x.com", "klaviyo:list:KL1", "missing")]
 
     responses.replace(responses.POST, f"{KLAVIYO}/api/lists/KL1/relationships/profiles", status=204)
     repaired = CliRunner().invoke(cli, ["segments", "reconcile", "--repair"])
     assert repaired.exit_code == 0 and "2 actions planned" in repaired.output
     drain(hub)
+    responses.replace(responses.GET, members.url, json={"data": [
+        {"type": "profile", "id": "01A", "attributes": {"email": "one@x.com"}},
+        {"type": "profile", "id": "01B", "attributes": {"email": "two@x.com"}}], "links": {"next": None}})
     clean = json.loads(CliRunner().invoke(cli, ["segments", "reconcile", "--json"]).output)
     assert clean["drift"] == [] and clean["in_sync"] == clean["checked"]
