@@ -1,5 +1,6 @@
-"""``POST /webhooks/<connector>[/<token>]``: verify the raw bytes, commit the delivery, answer 2xx,
-enqueue a thin job. No rule evaluation and no outbound call happen here.
+"""``POST /webhooks/<connector>[/<token>]``: verify the raw bytes, commit the delivery, answer 2xx;
+the process's relay then enqueues a thin job (hub/relay.py). No rule evaluation and no outbound
+call happen here.
 
 Answers: 200 stored (or duplicate: no new work); 401 forged or stale (no detail, nothing stored);
 404 unknown or unconfigured connector (naming the setting); 413 too large; 503 database down (the
