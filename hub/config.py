@@ -83,9 +83,10 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_MAX_BODY_BYTES", "Largest webhook body accepted; larger gets 413.", 1048576, kind="int"),
     Setting("HUB_RULES_PATH", "Rules files or folders (comma-separated).", [str(PROJECT_ROOT / "rules")],
             kind="list"),
-    Setting("HUB_RETRY_MAX_ATTEMPTS", "Delivery attempts before an action is dead-lettered.", 16, kind="int"),
+    Setting("HUB_RETRY_MAX_ATTEMPTS", "Delivery attempts before an action is dead-lettered.", 20, kind="int"),
     Setting("HUB_RETRY_BASE_SECONDS", "First retry delay; doubles each attempt (with jitter).", 30.0, kind="float"),
-    Setting("HUB_RETRY_MAX_SECONDS", "Longest single retry delay (16 attempts reach about two days).", 21600.0,
+    Setting("HUB_RETRY_MAX_SECONDS", "Longest single retry delay (with the defaults the last of 20 attempts comes about two days "
+            "after the first).", 21600.0,
             kind="float"),
     Setting("HUB_LEASE_SECONDS", "How long a worker owns an action it is sending; after that the sweeper "
             "takes it back.", 60, kind="int"),

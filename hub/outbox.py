@@ -239,8 +239,3 @@ def backoff_seconds(attempt: int, base: float, cap: float, jitter: float) -> flo
     """Exponential backoff with jitter: base * 2**(attempt-1), capped, scaled by a factor in [0.5, 1]."""
     delay = min(base * (2 ** max(attempt - 1, 0)), cap)
     return delay * (0.5 + 0.5 * jitter)
-
-
-def retry_horizon(attempts: int, base: float, cap: float) -> timedelta:
-    """Longest time from the first attempt to the last (no jitter): the documented horizon."""
-    return timedelta(seconds=sum(min(base * 2 ** i, cap) for i in range(attempts - 1)))

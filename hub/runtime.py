@@ -80,12 +80,6 @@ class Hub:
             return False
         return job.get_status(refresh=False) in LIVE_JOB_STATES
 
-    def drop_job(self, job_id: str) -> None:
-        try:
-            Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer).delete()
-        except Exception:
-            pass
-
     # -- rules -----------------------------------------------------------------------------
     @property
     def rules(self) -> Any:

@@ -80,3 +80,19 @@ def test_processes_refuse_to_start_on_rules_that_do_not_load(tmp_path, monkeypat
         main()
     assert exit_.value.code == 2
     assert f"{tmp_path / 'bad.yaml'}:3:10: unknown event type 'payment.failedd'" in capsys.readouterr().err
+
+
+def test_default_retries_span_about_two_days():
+    """The default backoff (jittered, doubling, capped) puts the last attempt about two days after
+    the first, as the README and the settings table say."""
+    from hub.outbox import backoff_seconds
+
+    settings = load_settings(environ={})
+    attempts = settings["HUB_RETRY_MAX_ATTEMPTS"]
+
+    def horizon(jitter: float) -> float:  # the waits between attempt 1 and the last attempt
+        return sum(backoff_seconds(n, settings["HUB_RETRY_BASE_SECONDS"], settings["HUB_RETRY_MAX_SECONDS"], jitter)
+                   for n in range(1, attempts)) / 86400
+
+    assert 1.3 < horizon(0.0) < horizon(0.5) < horizon(1.0) < 3.0
+    assert 1.8 < horizon(0.5) < 2.4  # the typical run

@@ -157,10 +157,6 @@ def _forget(client: ApiClient, ids: dict[str, Any]) -> None:
         _cache(client).set(_cache_key(client, key), "", 1)
 
 
-def _error_items(exc: ActionError, n: int) -> list[ItemOutcome]:
-    return [ItemOutcome(ok=False, error=exc) for _ in range(n)]
-
-
 def _single(batch: BatchSpec, client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
     """Run a batchable action for one item; the item's own failure is raised."""
     outcome, items = batch.run(client, [(params, ctx)])
