@@ -119,9 +119,9 @@ def import_(file: str) -> None:
     from ..pipeline import record_events
 
     hub = current()
-    stream = sys.stdin if file == "-" else open(file)
+    lines = sys.stdin.read().splitlines() if file == "-" else Path(file).read_text().splitlines()
     events = []
-    for n, line in enumerate(stream, 1):
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
