@@ -73,3 +73,29 @@ def test_every_inbound_connector_can_sign_a_request_the_hub_accepts(make_hub):
         token = url.rsplit("/", 1)[1] if not url.endswith(f"/webhooks/{name}") else None
         request = InboundRequest("POST", url, {k.lower(): v for k, v in headers.items()}, body, token=token)
         connector.verify(request, hub.settings)  # raises VerificationError if the two disagree
+
+
+def test_normalize_then_import_backfills_once(hub, tmp_path):
+    """`hub normalize` output fed to `hub import` records the events and plans their actions; importing
+    the same file again records nothing and plans nothing (a replay never sends twice)."""
+    from hub.store import Action, Event
+
+    normalized = CliRunner().invoke(
+        cli, ["normalize", "stripe", str(FIXTURES / "stripe" / "invoice.payment_failed.json")])
+    assert normalized.exit_code == 0, normalized.output
+    events = tmp_path / "events.jsonl"
+    events.write_text(normalized.stdout)
+    first = CliRunner().invoke(cli, ["import", str(events)])
+    assert first.exit_code == 0, first.output
+    planned = count(hub, Action)
+    assert count(hub, Event) == 1 and planned >= 1
+    again = CliRunner().invoke(cli, ["import", str(events)])
+    assert again.exit_code == 0 and "0 new actions" in again.output
+    assert count(hub, Event) == 1 and count(hub, Action) == planned
+
+
+def test_import_names_the_line_that_is_not_an_event(hub, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"type": "payment.failed"}\n')
+    result = CliRunner().invoke(cli, ["import", str(bad)])
+    assert result.exit_code != 0 and f"{bad}:1: not a canonical event" in result.output
