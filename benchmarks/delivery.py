@@ -96,8 +96,8 @@ def run_baseline(api: MockApi, n: int) -> float:
 def run_hub(api: MockApi, n: int, db_url: str) -> float:
     from redis import Redis
 
-    from hub import outbox
     from hub.config import load_settings
+    from hub.outbound import outbox
     from hub.runtime import Hub
     from hub.store import Action, insert_ignore, utcnow
     from hub.store.migrate import upgrade

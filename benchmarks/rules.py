@@ -39,7 +39,7 @@ from sqlalchemy.pool import StaticPool
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hub.events import ALL_TYPES, CanonicalEvent  # noqa: E402
+from hub.kernel.events import ALL_TYPES, CanonicalEvent  # noqa: E402
 from hub.rules import Facts, NoFacts, RuleSet, StoreFacts, load_rules, plan  # noqa: E402
 from hub.store import Base, Store  # noqa: E402
 

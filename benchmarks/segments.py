@@ -7,7 +7,7 @@ scheduler's sweep runs (nothing or little changed), and (3) a year of monthly KP
 query under 1 s. The baseline in the same run is one sequential scan of the movements ledger
 (``SELECT sum(delta_minor) FROM mrr_movements``), so the KPI figure reads as "N scans".
 
-Both recomputes are ``hub.segments.recompute_all`` as the scheduler and ``hub segments recompute``
+Both recomputes are ``hub.segments.sweep.recompute_all`` as the scheduler and ``hub segments recompute``
 run it: one transaction, wall time including the load, the evaluation, the writes and the commit
 (the shipped rules/segments.yaml; no sync targets configured, so no sync actions are planned).
 
@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from hub.config import load_settings  # noqa: E402
-from hub.metrics import Rates, report  # noqa: E402
+from hub.kpis import Rates, report  # noqa: E402
 from hub.runtime import Hub  # noqa: E402
-from hub.segments import recompute_all  # noqa: E402
+from hub.segments.sweep import recompute_all  # noqa: E402
 from hub.store import Store  # noqa: E402
 from hub.store.migrate import upgrade  # noqa: E402
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from .activecampaign import connector as activecampaign
-from .base import Connector
-from .chargebee import connector as chargebee
-from .hubspot import connector as hubspot
-from .klaviyo import connector as klaviyo
-from .shopify import connector as shopify
-from .stripe import connector as stripe
-from .webhook import connector as webhook
+from connectors.activecampaign import connector as activecampaign
+from connectors.base import Connector
+from connectors.chargebee import connector as chargebee
+from connectors.hubspot import connector as hubspot
+from connectors.klaviyo import connector as klaviyo
+from connectors.shopify import connector as shopify
+from connectors.stripe import connector as stripe
+from connectors.webhook import connector as webhook
+from hub.kernel.settings import Settings
 
 
 def _registry(*connectors: Connector) -> dict[str, Connector]:
@@ -34,6 +35,16 @@ REGISTRY: dict[str, Connector] = _registry(
 
 def get(name: str) -> Connector | None:
     return REGISTRY.get(name)
+
+
+def senders() -> list[str]:
+    """Connectors that send actions (each has its own deliver queue)."""
+    return [name for name, c in REGISTRY.items() if c.actions]
+
+
+def dry_run_connectors(settings: Settings) -> frozenset[str]:
+    """Senders whose actions are recorded but not sent (no API key set)."""
+    return frozenset(name for name, c in REGISTRY.items() if c.actions and c.dry_run(settings))
 
 
 def action_spec(qualified: str):  # type: ignore[no-untyped-def]

@@ -17,13 +17,12 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 from marshmallow import Schema
 
-from hub.errors import PayloadError
+from hub.kernel.errors import PayloadError
 
 if TYPE_CHECKING:
-    from hub.config import Setting, Settings
-    from hub.events import CanonicalEvent
-
-    from .http import ApiClient, Outcome
+    from connectors.http import ApiClient, Outcome
+    from hub.kernel.events import CanonicalEvent
+    from hub.kernel.settings import Setting, Settings
 
 
 class InboundRequest:
@@ -147,7 +146,7 @@ class Connector:
         var = f"HUB_{name.upper()}_RATE_LIMIT"
         if any(s.name == var for s in cls.settings):
             return
-        from hub.config import Setting
+        from hub.kernel.settings import Setting
 
         cls.settings = tuple(cls.settings) + (Setting(
             var, "Override the vendor rate limit: `5/1s`, or per bucket `events=350/1s,lists=10/1s+150/60s` "
@@ -229,7 +228,7 @@ class Connector:
         Raise CredentialsError (401/403) when the credentials are refused; connectors without a
         ``check_path`` override this or say they cannot be checked.
         """
-        from hub.errors import PermanentError
+        from hub.kernel.errors import PermanentError
 
         if not self.check_path:
             raise PermanentError(f"{self.name} has no credentials check")

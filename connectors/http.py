@@ -20,8 +20,8 @@ from typing import Any, Callable, Mapping
 import requests
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from hub.errors import CredentialsError, PermanentError, RetriableError
-from hub.values import parse_time
+from hub.kernel.errors import CredentialsError, PermanentError, RetriableError
+from hub.kernel.values import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _safe_body(body: Any, secret_fields: frozenset[str]) -> Any:
 class Cache:
     """A small shared key-value cache for provider ids (tag ids, record ids).
 
-    Delivery gives every client a Redis-backed one (``hub.delivery.RedisCache``) so all workers share
+    Delivery gives every client a Redis-backed one (``hub.outbound.deliver.RedisCache``) so all workers share
     it; this in-process default serves tests and one-off calls. Keys must not contain secrets.
     """
 
@@ -139,7 +139,7 @@ class ApiClient:
         self.cache: Any = Cache()
         #: called before every real request; delivery installs one that takes a rate-limit token for
         #: each request after an action's first (lookups count against the vendor limit too) and
-        #: raises hub.ratelimit.Throttled when the action must wait
+        #: raises hub.outbound.ratelimit.Throttled when the action must wait
         self.throttle: Callable[[], None] | None = None
 
     def url(self, path: str) -> str:

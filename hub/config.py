@@ -9,63 +9,14 @@ must never be printed. Connectors declare their own settings next to their code.
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from dotenv import dotenv_values
-from marshmallow import Schema, ValidationError, fields, validate
 
-from .errors import ConfigError
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One ``HUB_*`` variable."""
-
-    name: str
-    help: str
-    default: Any = None
-    kind: str = "str"  # str | int | float | bool | list | url
-    secret: bool = False
-    group: str = "core"
-
-
-def _url(value: str) -> str:
-    if not re.match(r"^[a-z][a-z0-9+.-]*://", value):
-        raise ValidationError("must be a URL such as https://host/path")
-    return value.rstrip("/")
-
-
-class _ListField(fields.Field):
-    """Comma-separated values (for secrets during rotation and for lists of names)."""
-
-    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> list[str]:
-        if isinstance(value, (list, tuple)):
-            return [str(v) for v in value if str(v).strip()]
-        return [part.strip() for part in str(value).split(",") if part.strip()]
-
-
-def _bool(value: Any) -> bool:
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ValidationError("must be true or false (1/0, yes/no, on/off)")
-
-
-_FIELD_FOR_KIND = {
-    "str": lambda: fields.String(validate=validate.Length(min=1)),
-    "int": lambda: fields.Integer(strict=False),
-    "float": lambda: fields.Float(),
-    "bool": lambda: fields.Function(deserialize=_bool),
-    "list": _ListField,
-    "url": lambda: fields.Function(deserialize=_url),
-}
+from hub.kernel.errors import ConfigError
+from hub.kernel.paths import DEFAULT_MAPPINGS_PATH, DEFAULT_RULES_PATH
+from hub.kernel.settings import Setting, Settings, validate_values
 
 CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_ENV", "`development` (embedded defaults allowed) or `production` (database, Redis and "
@@ -81,8 +32,12 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_CONNECTORS", "Inbound connectors that must be configured (start-up fails naming any missing "
             "secret). Unset: every connector whose secret is set.", None, kind="list"),
     Setting("HUB_MAX_BODY_BYTES", "Largest webhook body accepted; larger gets 413.", 1048576, kind="int"),
-    Setting("HUB_RULES_PATH", "Rules files or folders (comma-separated).", [str(PROJECT_ROOT / "rules")],
-            kind="list"),
+    Setting("HUB_RULES_PATH", "Rules files or folders (comma-separated). Unset: the default playbook shipped "
+            "with the hub (`rules/` of the source tree, `hub/defaults/rules` in an installed wheel).",
+            [str(DEFAULT_RULES_PATH)], kind="list"),
+    Setting("HUB_MAPPINGS_PATH", "Folder of provider mapping tables (`<connector>.yaml`). Unset: the tables "
+            "shipped with the hub (`mappings/` of the source tree, `hub/defaults/mappings` in a wheel).",
+            str(DEFAULT_MAPPINGS_PATH)),
     Setting("HUB_RETRY_MAX_ATTEMPTS", "Delivery attempts before an action is dead-lettered.", 20, kind="int"),
     Setting("HUB_RETRY_BASE_SECONDS", "First retry delay; doubles each attempt (with jitter).", 30.0, kind="float"),
     Setting("HUB_RETRY_MAX_SECONDS", "Longest single retry delay (with the defaults the last of 20 attempts comes about two days "
@@ -104,47 +59,6 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_SEGMENT_SWEEP_SECONDS", "How often the scheduler re-evaluates every subscriber's segments for "
             "time-based transitions (0: never).", 3600, kind="int", group="segments"),
 )
-
-
-@dataclass
-class Settings:
-    """Validated settings. Read with ``settings["HUB_NAME"]`` or the properties below."""
-
-    values: dict[str, Any]
-    declared: dict[str, Setting] = field(repr=False)
-
-    def __getitem__(self, name: str) -> Any:
-        return self.values.get(name)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        value = self.values.get(name)
-        return default if value is None else value
-
-    def __repr__(self) -> str:
-        shown = {k: ("***" if self.declared[k].secret and v else v) for k, v in self.values.items()}
-        return f"Settings({shown})"
-
-    @property
-    def database_url(self) -> str:
-        return self.values["HUB_DATABASE_URL"] or f"sqlite:///{Path('var/hub.db').resolve()}"
-
-    @property
-    def embedded_queue(self) -> bool:
-        return not self.values["HUB_REDIS_URL"]
-
-    @property
-    def production(self) -> bool:
-        return self.values["HUB_ENV"] == "production"
-
-    def secrets(self) -> list[str]:
-        """Every secret value in force, longest first (for scrubbing text)."""
-        found: list[str] = []
-        for name, setting in self.declared.items():
-            value = self.values.get(name)
-            if not setting.secret or not value:
-                continue
-            found.extend(value if isinstance(value, list) else [str(value)])
-        return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
 
 
 def declared_settings() -> list[Setting]:
@@ -169,20 +83,7 @@ def load_settings(
     env.update(os.environ if environ is None else environ)
     env.update(overrides or {})
 
-    declared = {s.name: s for s in declared_settings()}
-    schema = Schema.from_dict({name: _FIELD_FOR_KIND[s.kind]() for name, s in declared.items()})()
-    raw = {name: env[name] for name in declared if name in env and env[name] not in ("", None)}
-    problems: list[str] = []
-    try:
-        values = schema.load(raw)
-    except ValidationError as exc:
-        values = dict(exc.valid_data or {})
-        for name, messages in sorted(exc.messages_dict.items()):
-            text = "; ".join(str(m) for m in (messages if isinstance(messages, list) else [messages]))
-            problems.append(f"{name}: {text}")
-    for name, setting in declared.items():
-        values.setdefault(name, setting.default)
-    settings = Settings(values=values, declared=declared)
+    settings, problems = validate_values({s.name: s for s in declared_settings()}, env)
     problems.extend(_missing(settings))
     if problems:
         raise ConfigError(problems)
@@ -210,21 +111,8 @@ def markdown_table() -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for s in declared_settings():
         default = "" if s.default is None else f"`{s.default}`"
-        if s.name == "HUB_RULES_PATH":
-            default = "`./rules`"
+        if s.name in ("HUB_RULES_PATH", "HUB_MAPPINGS_PATH"):
+            default = "(shipped)"
         secret = " (secret)" if s.secret else ""
         rows.append(f"| `{s.name}`{secret} | {default} | {s.help} |")
     return "\n".join(rows)
-
-
-class SecretScrubber:
-    """Replaces secret values in text with ``***`` (used by the log filter and stored errors)."""
-
-    def __init__(self, settings: Settings):
-        self._secrets = settings.secrets()
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return text

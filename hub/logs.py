@@ -8,7 +8,7 @@ import os
 
 class ScrubSecrets(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        from .runtime import _current
+        from hub.runtime import _current
 
         if _current is not None:
             message = record.getMessage()

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 from marshmallow import Schema, fields
 from sqlalchemy import select, update
 
-from . import outbox
-from .scheduler import enqueue_delivery
-from .store import Action, Attempt, Delivery, Event, utcnow
-from .store.models import ActionStatus, DeliveryStatus
+from hub import jobs
+from hub.outbound import outbox
+from hub.store import Action, Attempt, Delivery, Event, utcnow
+from hub.store.models import ActionStatus, DeliveryStatus
 
 if TYPE_CHECKING:
-    from .runtime import Hub
+    from hub.runtime import Hub
 
 
 class DeliveryOut(Schema):
@@ -146,6 +146,6 @@ def replay_deliveries(hub: "Hub", ids: Sequence[int] = (), *, status: str | None
             return 0
         rows = s.execute(q.values(status=DeliveryStatus.RECEIVED, error=None, enqueued=Delivery.enqueued + 1,
                                   enqueued_at=utcnow()).returning(Delivery.id, Delivery.enqueued)).all()
-    for delivery_id, seq in rows:
-        enqueue_delivery(hub, delivery_id, seq)
+    if rows:
+        jobs.enqueue_ingest(hub.redis, [(d, seq) for d, seq in rows])
     return len(rows)

@@ -11,23 +11,15 @@ import threading
 from typing import Any
 
 from redis import Redis
-from rq import Queue
-from rq.exceptions import DuplicateJobError
-from rq.job import Job, JobStatus
-from rq.serializers import JSONSerializer
 
-from .config import SecretScrubber, Settings, load_settings
-from .store import Store
+from hub.config import load_settings
+from hub.kernel import mapping
+from hub.kernel.settings import SecretScrubber, Settings
+from hub.store import Store
 
 log = logging.getLogger(__name__)
 
-INGEST_QUEUE = "ingest"
-LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 _fake_servers: dict[str, Any] = {}
-
-
-def deliver_queue_name(connector: str) -> str:
-    return f"deliver-{connector}"
 
 
 class Hub:
@@ -38,6 +30,7 @@ class Hub:
         self.store = store or Store(settings.database_url)
         self.redis = redis or self._connect_redis()
         self.scrub = SecretScrubber(settings)
+        mapping.use_folder(settings["HUB_MAPPINGS_PATH"])
         self._rules: Any = None
         self._rules_lock = threading.Lock()
         self._relay: Any = None
@@ -46,7 +39,7 @@ class Hub:
     def relay(self) -> Any:
         """This process's ingest relay (hub/relay.py)."""
         if self._relay is None:
-            from .relay import Relay
+            from hub.ingest.relay import Relay
 
             self._relay = Relay(self)
         return self._relay
@@ -60,31 +53,11 @@ class Hub:
         server = _fake_servers.setdefault(self.settings.database_url, fakeredis.FakeServer())
         return fakeredis.FakeRedis(server=server)
 
-    # -- queues ----------------------------------------------------------------------------
-    def queue(self, name: str) -> Queue:
-        return Queue(name, connection=self.redis, serializer=JSONSerializer)
-
-    def enqueue(self, queue: str, func: str, arg: int, job_id: str) -> bool:
-        """Enqueue a job that carries only an id; a second enqueue of the same job id is a no-op."""
-        try:
-            self.queue(queue).enqueue(func, arg, job_id=job_id, unique=True, result_ttl=0,
-                                      failure_ttl=7 * 86400, job_timeout=300)
-            return True
-        except DuplicateJobError:
-            return False
-
-    def job_alive(self, job_id: str) -> bool:
-        try:
-            job = Job.fetch(job_id, connection=self.redis, serializer=JSONSerializer)
-        except Exception:  # NoSuchJobError, or a job hash we cannot read: treat as gone
-            return False
-        return job.get_status(refresh=False) in LIVE_JOB_STATES
-
     # -- rules -----------------------------------------------------------------------------
     @property
     def rules(self) -> Any:
         """The rules in force (reloaded when their files change; a broken file keeps the old set)."""
-        from .rules import RulesRegistry
+        from hub.rules import RulesRegistry
 
         with self._rules_lock:
             if self._rules is None:

@@ -13,20 +13,15 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select, update
 
-from . import outbox
-from .relay import delivery_job_id
-from .runtime import INGEST_QUEUE
-from .store import Action, Attempt, Delivery, utcnow
-from .store.models import ActionStatus, DeliveryStatus
+from hub import jobs
+from hub.outbound import outbox
+from hub.store import Action, Attempt, Delivery, utcnow
+from hub.store.models import ActionStatus, DeliveryStatus
 
 if TYPE_CHECKING:
-    from .runtime import Hub
+    from hub.runtime import Hub
 
 log = logging.getLogger(__name__)
-
-
-def enqueue_delivery(hub: "Hub", delivery_id: int, seq: int = 1) -> None:
-    hub.enqueue(INGEST_QUEUE, "hub.tasks.process_delivery", delivery_id, delivery_job_id(delivery_id, seq))
 
 
 def sweep(hub: "Hub", stranded_after: float | None = None) -> dict[str, int]:
@@ -51,7 +46,7 @@ def sweep(hub: "Hub", stranded_after: float | None = None) -> dict[str, int]:
         # 2. queued actions whose job vanished (Redis flushed, enqueue failed after commit)
         queued = session.execute(select(Action.id, Action.dispatch_seq).where(
             Action.status == ActionStatus.QUEUED, Action.queued_at < stale).with_for_update(skip_locked=True)).all()
-        lost = [a for a, seq in queued if not hub.job_alive(outbox.job_id(a, seq))]
+        lost = [a for a, seq in queued if not jobs.job_alive(hub.redis, jobs.action_job_id(a, seq))]
         if lost:
             session.execute(update(Action).where(Action.id.in_(lost), Action.status == ActionStatus.QUEUED)
                             .values(status=ActionStatus.SCHEDULED, due_at=now, updated_at=now))
@@ -63,14 +58,14 @@ def sweep(hub: "Hub", stranded_after: float | None = None) -> dict[str, int]:
         ).with_for_update(skip_locked=True)).all()
         to_enqueue = []
         for delivery_id, seq in waiting:
-            if not hub.job_alive(delivery_job_id(delivery_id, seq or 1)):
+            if not jobs.job_alive(hub.redis, jobs.delivery_job_id(delivery_id, seq or 1)):
                 to_enqueue.append((delivery_id, (seq or 1) + 1))
         for delivery_id, seq in to_enqueue:
             session.execute(update(Delivery).where(Delivery.id == delivery_id)
                             .values(enqueued=seq, enqueued_at=now))
         counts["deliveries"] = len(to_enqueue)
-    for delivery_id, seq in to_enqueue:
-        enqueue_delivery(hub, delivery_id, seq)
+    if to_enqueue:
+        jobs.enqueue_ingest(hub.redis, to_enqueue)
     if lost or expired:
         outbox.dispatch(hub, lost + [a for a, _ in expired])
     if any(counts.values()):
@@ -85,7 +80,7 @@ def run(hub: "Hub", stop: threading.Event) -> None:
     last_sweep = 0.0
     import time
 
-    from . import segments
+    from hub.segments import sweep as segment_sweep
 
     alarm = outbox.Alarm(hub, stop)
     while not stop.is_set():
@@ -96,7 +91,7 @@ def run(hub: "Hub", stop: threading.Event) -> None:
             if time.monotonic() - last_sweep >= sweep_every:
                 last_sweep = time.monotonic()
                 sweep(hub)
-            segments.sweep_if_due(hub)  # time-based segment transitions, every HUB_SEGMENT_SWEEP_SECONDS
+            segment_sweep.sweep_if_due(hub)  # time-based segment transitions, every HUB_SEGMENT_SWEEP_SECONDS
             soonest = outbox.seconds_to_next_due(hub)
             if soonest is not None:
                 pause = min(pause, max(soonest, 0.002))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from . import delivery, pipeline
-from .runtime import current
+from hub.ingest import pipeline
+from hub.outbound import deliver
+from hub.runtime import current
 
 
 def process_delivery(delivery_id: int) -> None:
@@ -11,4 +12,4 @@ def process_delivery(delivery_id: int) -> None:
 
 
 def deliver_action(action_id: int) -> None:
-    delivery.deliver(current(), action_id)
+    deliver.deliver(current(), action_id)

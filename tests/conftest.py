@@ -16,9 +16,8 @@ from hub.config import load_settings
 from hub.runtime import Hub
 from hub.store import Base, Store
 from hub.store.migrate import upgrade
-
-from . import services
-from .helpers import drain
+from tests import services
+from tests.helpers import drain
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

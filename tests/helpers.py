@@ -6,13 +6,14 @@ import json
 import time
 from typing import Any
 
+from rq import SimpleWorker
 from sqlalchemy import func, select
 
 from connectors.stripe import verify as stripe_verify
-from hub import outbox, scheduler
-from hub.cli.processes import all_queue_names, make_worker
+from hub import jobs, scheduler
+from hub.cli.processes import all_queue_names
+from hub.outbound import outbox
 from hub.runtime import Hub
-from rq import SimpleWorker
 
 
 def stripe_headers(body: bytes, secret: str = "whsec_test_secret", timestamp: int | None = None) -> dict[str, str]:
@@ -26,10 +27,10 @@ def drain(hub: Hub, rounds: int = 20) -> None:
     in a rate-limit line) is sent now instead of after HUB_STRANDED_AFTER_SECONDS.
     """
     hub.relay.flush()
-    worker = make_worker(hub, all_queue_names(), SimpleWorker)
+    worker = jobs.make_worker(hub.redis, all_queue_names(), SimpleWorker)
     for _ in range(rounds):
         worker.work(burst=True, logging_level="WARNING")
-        idle = outbox.dispatch(hub) == 0 and all(hub.queue(q).count == 0 for q in all_queue_names())
+        idle = outbox.dispatch(hub) == 0 and all(jobs.queue(hub.redis, q).count == 0 for q in all_queue_names())
         if idle and not any(scheduler.sweep(hub, stranded_after=0).values()):
             return
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from .conftest import FIXTURES
-from .helpers import drain, stripe_headers
+from tests.conftest import FIXTURES
+from tests.helpers import drain, stripe_headers
 
 BODY = (FIXTURES / "stripe" / "invoice.payment_failed.json").read_bytes()
 AUTH = {"Authorization": "Bearer admin-test-token"}

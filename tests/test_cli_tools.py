@@ -9,9 +9,8 @@ from werkzeug.serving import make_server
 
 from hub.cli import cli
 from hub.store import Delivery
-
-from .conftest import FIXTURES
-from .helpers import count
+from tests.conftest import FIXTURES
+from tests.helpers import count
 
 
 def test_hub_post_sends_a_verified_webhook(hub, monkeypatch):
@@ -51,8 +50,7 @@ def test_hub_config_masks_secrets(monkeypatch):
 
 def test_readme_configuration_table_is_current():
     from hub.config import markdown_table
-
-    from .conftest import ROOT
+    from tests.conftest import ROOT
 
     assert markdown_table() in (ROOT / "README.md").read_text()
 

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from hub.config import load_settings, markdown_table
-from hub.errors import ConfigError
+from hub.kernel.errors import ConfigError
 
 
 def test_production_names_every_missing_variable_at_once():
@@ -85,7 +85,7 @@ def test_processes_refuse_to_start_on_rules_that_do_not_load(tmp_path, monkeypat
 def test_default_retries_span_about_two_days():
     """The default backoff (jittered, doubling, capped) puts the last attempt about two days after
     the first, as the README and the settings table say."""
-    from hub.outbox import backoff_seconds
+    from hub.outbound.outbox import backoff_seconds
 
     settings = load_settings(environ={})
     attempts = settings["HUB_RETRY_MAX_ATTEMPTS"]

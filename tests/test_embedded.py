@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from .conftest import FIXTURES, ROOT
-from .helpers import stripe_headers
-from .mockapi import wait_for
+from tests.conftest import FIXTURES, ROOT
+from tests.helpers import stripe_headers
+from tests.mockapi import wait_for
 
 
 def _free_port() -> int:

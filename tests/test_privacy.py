@@ -17,15 +17,14 @@ from sqlalchemy import select
 
 from connectors.klaviyo import verify as klaviyo_verify
 from connectors.shopify import verify as shopify_verify
-from hub import privacy
-from hub.events import CanonicalEvent, EventType
-from hub.pipeline import record_events
+from hub.ingest.pipeline import record_events
+from hub.kernel.events import CanonicalEvent, EventType
 from hub.store import Action, Attempt, Base, Delivery, Event, ExternalId, Subscriber
 from hub.store.models import ActionStatus, DeliveryStatus
 from hub.store.privacy_models import DataExport, Redaction
-
-from .conftest import FIXTURES
-from .helpers import drain, rows
+from hub.subscribers import privacy
+from tests.conftest import FIXTURES
+from tests.helpers import drain, rows
 
 # Maya is the person who asks; Bob shares a Klaviyo batch with her and must be left alone.
 MAYA = ("maya.lin@example.com", "maya", "+14155550142", "7062102134962")

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
+from hub import jobs
 from hub.store import Delivery
-
-from .conftest import FIXTURES
-from .helpers import count, stripe_headers
+from tests.conftest import FIXTURES
+from tests.helpers import count, stripe_headers
 
 BODY = (FIXTURES / "stripe" / "invoice.payment_failed.json").read_bytes()
 
@@ -52,7 +52,7 @@ def test_duplicate_delivery_is_acknowledged_without_new_work(hub, client):
     assert second.json == {"ok": True, "duplicate": True}
     assert count(hub, Delivery) == 1
     hub.relay.flush()
-    assert hub.queue("ingest").count == 1
+    assert jobs.queue(hub.redis, "ingest").count == 1
 
 
 def test_oversized_body_gets_413(make_hub):
@@ -101,9 +101,8 @@ def test_database_stopped_gets_503_and_the_provider_retries():
     from hub.runtime import Hub
     from hub.store.migrate import upgrade
     from hub.web import create_app
-
-    from . import services
-    from .conftest import BASE_ENV
+    from tests import services
+    from tests.conftest import BASE_ENV
 
     with services.throwaway_postgres_server() as server:
         hub = Hub(load_settings(environ={**BASE_ENV, "HUB_DATABASE_URL": server.url}))
@@ -125,8 +124,7 @@ def test_a_verified_payload_we_cannot_read_is_stored_flagged_and_replayable(hub,
     from click.testing import CliRunner
 
     from hub.cli import cli
-
-    from .helpers import drain
+    from tests.helpers import drain
 
     broken = json.dumps({"id": "evt_broken", "object": "event", "type": "invoice.payment_failed",
                          "created": int(time.time()), "data": {}}).encode()
@@ -143,7 +141,7 @@ def test_a_verified_payload_we_cannot_read_is_stored_flagged_and_replayable(hub,
         raise RuntimeError("rule bug")
 
     with monkeypatch.context() as patched:
-        patched.setattr("hub.pipeline.plan", boom)
+        patched.setattr("hub.outbound.outbox.plan", boom)
         drain(hub)
     with hub.store.session() as s:
         row = s.query(Delivery).filter(Delivery.dedup_key == "evt_1QpayFailed").one()

@@ -23,11 +23,9 @@ from click.testing import CliRunner
 from hub.cli import cli
 from hub.cli.processes import start_background
 from hub.store import Action, Attempt
-
-from .helpers import count, rows, stripe_event, stripe_headers
-from .mockapi import MockApi, always, sequence, wait_for
-
-from .conftest import FIXTURES
+from tests.conftest import FIXTURES
+from tests.helpers import count, rows, stripe_event, stripe_headers
+from tests.mockapi import MockApi, always, sequence, wait_for
 
 FAST = {"HUB_RULES_PATH": str(FIXTURES / "rules" / "payment_failed_only.yaml"),
         "HUB_SCHEDULER_INTERVAL_SECONDS": "0.2", "HUB_SWEEP_INTERVAL_SECONDS": "1",
@@ -167,13 +165,14 @@ def test_worker_killed_mid_delivery_is_recovered_once(make_hub, api):
 
 
 def test_redis_flushed_mid_run_loses_nothing(make_hub, api):
-    from hub.cli.processes import make_worker
     from rq import SimpleWorker
+
+    from hub.jobs import make_worker
 
     hub = make_hub(HUB_KLAVIYO_API_URL=api.url, **FAST)
     for n in range(10, 15):
         post(hub, payment_failed(n))
-    make_worker(hub, ["ingest"], SimpleWorker).work(burst=True)  # planned and queued, not yet sent
+    make_worker(hub.redis, ["ingest"], SimpleWorker).work(burst=True)  # planned and queued, not yet sent
     assert count(hub, Action, Action.status == "queued") == 5
     hub.redis.flushdb()
     for n in range(15, 20):

@@ -9,9 +9,8 @@ import responses
 from sqlalchemy import select
 
 from hub.store import Action, Delivery, Event
-
-from .conftest import FIXTURES
-from .helpers import count, drain, stripe_headers
+from tests.conftest import FIXTURES
+from tests.helpers import count, drain, stripe_headers
 
 PAYMENT_FAILED = (FIXTURES / "stripe" / "invoice.payment_failed.json").read_bytes()
 

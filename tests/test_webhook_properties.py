@@ -26,13 +26,12 @@ from hypothesis import strategies as st
 
 import connectors
 from connectors.base import RawDelivery
-from hub.errors import PayloadError
+from hub.kernel.errors import PayloadError
 from hub.runtime import Hub
 from hub.store import Delivery
-
-from . import connectors as contract_tests
-from .connectors.contract import Signed, WebhookContract
-from .helpers import count
+from tests import connectors as contract_tests
+from tests.connectors.contract import Signed, WebhookContract
+from tests.helpers import count
 
 INBOUND = sorted(name for name, c in connectors.REGISTRY.items() if c.receives)
 IMPORT_PROBLEMS: dict[str, str] = {}
@@ -159,7 +158,7 @@ def test_damaged_authentication_is_refused(name: str, make_hub: Callable[..., Hu
 
 def _samples(name: str) -> list[tuple[bytes, dict[str, str]]]:
     """Payloads to perturb: the connector's fixtures (stripe, chargebee) or its contract's sample."""
-    from .conftest import FIXTURES
+    from tests.conftest import FIXTURES
 
     samples = []
     if name in ("stripe", "chargebee"):

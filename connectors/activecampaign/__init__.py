@@ -3,14 +3,13 @@ contact actions."""
 
 from __future__ import annotations
 
-from hub.config import Setting, Settings
-from hub.errors import PayloadError
-from hub.mapping import table
-
-from ..base import Connector, InboundRequest, RawDelivery
-from ..http import ApiClient, Outcome
-from . import client as api
-from . import normalize, verify
+from connectors.activecampaign import client as api
+from connectors.activecampaign import normalize, verify
+from connectors.base import Connector, InboundRequest, RawDelivery
+from connectors.http import ApiClient, Outcome
+from hub.kernel.errors import PayloadError
+from hub.kernel.mapping import table
+from hub.kernel.settings import Setting, Settings
 
 
 class ActiveCampaignConnector(Connector):

@@ -20,11 +20,10 @@ from urllib.parse import urlparse
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from hub.config import Settings
-from hub.errors import PermanentError
-
-from ..base import ActionContext, ActionSpec
-from ..http import ApiClient, Outcome
+from connectors.base import ActionContext, ActionSpec
+from connectors.http import ApiClient, Outcome
+from hub.kernel.errors import PermanentError
+from hub.kernel.settings import Settings
 
 API = "/api/3"
 RATE_LIMITS: dict[str, tuple[int, float]] = {"default": (5, 1.0)}  # per account, every key shares it

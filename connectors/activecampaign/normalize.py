@@ -14,12 +14,11 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
-from hub.errors import PayloadError
-from hub.events import CanonicalEvent, EventType
-from hub.mapping import MappingTable, Source
-from hub.values import rfc3339
-
-from ..base import RawDelivery
+from connectors.base import RawDelivery
+from hub.kernel.errors import PayloadError
+from hub.kernel.events import CanonicalEvent, EventType
+from hub.kernel.mapping import MappingTable, Source
+from hub.kernel.values import rfc3339
 
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 

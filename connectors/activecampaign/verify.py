@@ -8,7 +8,7 @@ from __future__ import annotations
 import hmac
 from typing import Iterable
 
-from hub.errors import VerificationError
+from hub.kernel.errors import VerificationError
 
 
 def verify(token: str | None, tokens: Iterable[str]) -> None:

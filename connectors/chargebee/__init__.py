@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from hub.config import Setting, Settings
-from hub.mapping import table
-
-from ..base import Connector, InboundRequest, RawDelivery
-from . import client, normalize, verify
+from connectors.base import Connector, InboundRequest, RawDelivery
+from connectors.chargebee import client, normalize, verify
+from hub.kernel.mapping import table
+from hub.kernel.settings import Setting, Settings
 
 
 class ChargebeeConnector(Connector):

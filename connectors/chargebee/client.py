@@ -12,11 +12,10 @@ from typing import Any, Mapping
 
 from marshmallow import Schema, fields, validate
 
-from hub.config import Settings
-from hub.errors import PermanentError
-
-from ..base import ActionContext, ActionSpec
-from ..http import ApiClient, Outcome, form_value, unix_seconds
+from connectors.base import ActionContext, ActionSpec
+from connectors.http import ApiClient, Outcome, form_value, unix_seconds
+from hub.kernel.errors import PermanentError
+from hub.kernel.settings import Settings
 
 #: Chargebee does not publish a figure we could confirm (providers.md §3.5); 10/s stays well inside
 #: what live sites allow and can be raised where the limiter accepts overrides.

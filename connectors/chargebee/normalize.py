@@ -16,12 +16,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from hub.errors import PayloadError
-from hub.events import CanonicalEvent, EventType
-from hub.mapping import MappingTable, Source
-from hub.values import money, monthly
-
-from ..base import RawDelivery
+from connectors.base import RawDelivery
+from hub.kernel.errors import PayloadError
+from hub.kernel.events import CanonicalEvent, EventType
+from hub.kernel.mapping import MappingTable, Source
+from hub.kernel.values import money, monthly
 
 _RECURRING_ITEM_TYPES = ("plan", "addon")
 

@@ -13,7 +13,7 @@ import binascii
 import hmac
 from typing import Sequence
 
-from hub.errors import VerificationError
+from hub.kernel.errors import VerificationError
 
 
 def header(username: str, password: str) -> str:

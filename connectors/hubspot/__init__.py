@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import time
 
-from hub.config import Setting, Settings
-from hub.errors import PayloadError
-from hub.events import CanonicalEvent
-from hub.mapping import table
-
-from ..base import Connector, InboundRequest, RawDelivery
-from . import client
-from . import normalize as normalizer
-from . import verify as verifier
+from connectors.base import Connector, InboundRequest, RawDelivery
+from connectors.hubspot import client
+from connectors.hubspot import normalize as normalizer
+from connectors.hubspot import verify as verifier
+from hub.kernel.errors import PayloadError
+from hub.kernel.events import CanonicalEvent
+from hub.kernel.mapping import table
+from hub.kernel.settings import Setting, Settings
 
 
 class HubSpotConnector(Connector):

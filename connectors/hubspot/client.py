@@ -18,11 +18,10 @@ from urllib.parse import quote
 
 from marshmallow import Schema, fields, validate
 
-from hub.config import Settings
-from hub.errors import ActionError, PermanentError, RetriableError
-
-from ..base import ActionContext, ActionSpec, BatchSpec, ItemOutcome
-from ..http import ID_TTL, ApiClient, LocalCache, Outcome
+from connectors.base import ActionContext, ActionSpec, BatchSpec, ItemOutcome
+from connectors.http import ID_TTL, ApiClient, LocalCache, Outcome
+from hub.kernel.errors import ActionError, PermanentError, RetriableError
+from hub.kernel.settings import Settings
 
 UPSERT_MAX = 100  # HubSpot's batch input limit (providers.md §4.4)
 EVENTS_MAX = 500

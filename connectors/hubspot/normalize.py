@@ -11,11 +11,10 @@ import hashlib
 from dataclasses import replace
 from typing import Any, Iterable
 
-from hub.errors import PayloadError
-from hub.events import CanonicalEvent
-from hub.mapping import MappingTable, Source
-
-from ..base import RawDelivery
+from connectors.base import RawDelivery
+from hub.kernel.errors import PayloadError
+from hub.kernel.events import CanonicalEvent
+from hub.kernel.mapping import MappingTable, Source
 
 PROPERTY_CHANGE = ".propertyChange"
 _TYPE_OPTOUT_PREFIX = "hs_email_optout_"

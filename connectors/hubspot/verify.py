@@ -23,7 +23,7 @@ import re
 import time
 from typing import Iterable, Mapping
 
-from hub.errors import VerificationError
+from hub.kernel.errors import VerificationError
 
 TOLERANCE_MS = 5 * 60 * 1000
 

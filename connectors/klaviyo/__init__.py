@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 
-from hub.config import Setting, Settings
-from hub.errors import PayloadError
-from hub.mapping import table
-from hub.values import now_utc, rfc3339
-
-from ..base import Connector, InboundRequest, RawDelivery
-from . import client, normalize, verify
+from connectors.base import Connector, InboundRequest, RawDelivery
+from connectors.klaviyo import client, normalize, verify
+from hub.kernel.errors import PayloadError
+from hub.kernel.mapping import table
+from hub.kernel.settings import Setting, Settings
+from hub.kernel.values import now_utc, rfc3339
 
 
 class KlaviyoConnector(Connector):

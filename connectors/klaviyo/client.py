@@ -13,12 +13,11 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from hub.config import Settings
-from hub.errors import ActionError, PermanentError
-from hub.values import to_major
-
-from ..base import ActionContext, ActionSpec, BatchSpec, ItemOutcome
-from ..http import ID_TTL, ApiClient, LocalCache, Outcome
+from connectors.base import ActionContext, ActionSpec, BatchSpec, ItemOutcome
+from connectors.http import ID_TTL, ApiClient, LocalCache, Outcome
+from hub.kernel.errors import ActionError, PermanentError
+from hub.kernel.settings import Settings
+from hub.kernel.values import to_major
 
 JSONAPI = "application/vnd.api+json"
 IDENTIFIERS = ("email", "phone_number", "external_id")

@@ -14,11 +14,10 @@ import hashlib
 import json
 from typing import Any
 
-from hub.errors import PayloadError
-from hub.events import CanonicalEvent
-from hub.mapping import MappingTable, Source
-
-from ..base import RawDelivery
+from connectors.base import RawDelivery
+from hub.kernel.errors import PayloadError
+from hub.kernel.events import CanonicalEvent
+from hub.kernel.mapping import MappingTable, Source
 
 
 def elements(payload: Any) -> list[dict[str, Any]]:

@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 from hashlib import sha256
 from typing import Iterable
 
-from hub.errors import VerificationError
-from hub.values import parse_time
+from hub.kernel.errors import VerificationError
+from hub.kernel.values import parse_time
 
 TOLERANCE = 300
 SIGNATURE_HEADER = "klaviyo-signature"

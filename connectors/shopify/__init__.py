@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from hub.config import Setting, Settings
-from hub.events import CanonicalEvent
-from hub.mapping import table
-from hub.values import now_utc, rfc3339
-
-from ..base import Connector, InboundRequest, RawDelivery
-from . import normalize, verify
+from connectors.base import Connector, InboundRequest, RawDelivery
+from connectors.shopify import normalize, verify
+from hub.kernel.events import CanonicalEvent
+from hub.kernel.mapping import table
+from hub.kernel.settings import Setting, Settings
+from hub.kernel.values import now_utc, rfc3339
 
 
 class ShopifyConnector(Connector):

@@ -11,12 +11,11 @@ import hashlib
 from dataclasses import replace
 from typing import Any
 
-from hub.errors import PayloadError
-from hub.events import CanonicalEvent
-from hub.mapping import MappingTable, Source
-from hub.values import from_iso, money_from_decimal, rfc3339
-
-from ..base import RawDelivery
+from connectors.base import RawDelivery
+from hub.kernel.errors import PayloadError
+from hub.kernel.events import CanonicalEvent
+from hub.kernel.mapping import MappingTable, Source
+from hub.kernel.values import from_iso, money_from_decimal, rfc3339
 
 #: the unprefixed header names of Shopify's "Events" delivery, and the X-Shopify-* name each stands for
 _UNPREFIXED = ("topic", "webhook-id", "event-id", "triggered-at", "shop-domain", "api-version", "sub-topic",

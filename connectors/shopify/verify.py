@@ -13,7 +13,7 @@ import hmac
 from hashlib import sha256
 from typing import Iterable, Mapping
 
-from hub.errors import VerificationError
+from hub.kernel.errors import VerificationError
 
 HMAC_HEADERS = ("x-shopify-hmac-sha256", "shopify-hmac-sha256")
 

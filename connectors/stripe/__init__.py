@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from hub.config import Setting, Settings
-from hub.errors import VerificationError
-from hub.mapping import table
-
-from ..base import Connector, InboundRequest, RawDelivery
-from . import client, normalize, verify
+from connectors.base import Connector, InboundRequest, RawDelivery
+from connectors.stripe import client, normalize, verify
+from hub.kernel.errors import VerificationError
+from hub.kernel.mapping import table
+from hub.kernel.settings import Setting, Settings
 
 
 class StripeConnector(Connector):

@@ -14,11 +14,10 @@ from typing import Any, Mapping
 import requests
 from marshmallow import Schema, fields, validate
 
-from hub.config import Settings
-from hub.errors import CredentialsError, PermanentError, RetriableError
-
-from ..base import ActionContext, ActionSpec
-from ..http import ApiClient, Outcome, _body_text, form_value, retry_after_seconds, unix_seconds
+from connectors.base import ActionContext, ActionSpec
+from connectors.http import ApiClient, Outcome, _body_text, form_value, retry_after_seconds, unix_seconds
+from hub.kernel.errors import CredentialsError, PermanentError, RetriableError
+from hub.kernel.settings import Settings
 
 API_VERSION = "2026-06-24.dahlia"
 

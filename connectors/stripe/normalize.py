@@ -17,12 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.errors import PayloadError
-from hub.events import CanonicalEvent, EventType
-from hub.mapping import MappingTable, Source, extract
-from hub.values import money, monthly
-
-from ..base import RawDelivery
+from connectors.base import RawDelivery
+from hub.kernel.errors import PayloadError
+from hub.kernel.events import CanonicalEvent, EventType
+from hub.kernel.mapping import MappingTable, Source, extract
+from hub.kernel.values import money, monthly
 
 #: subscription statuses Stripe announces with their own event besides customer.subscription.updated
 _ANNOUNCED = {"paused": EventType.SUBSCRIPTION_PAUSED}

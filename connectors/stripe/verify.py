@@ -11,7 +11,7 @@ import time
 from hashlib import sha256
 from typing import Iterable
 
-from hub.errors import VerificationError
+from hub.kernel.errors import VerificationError
 
 TOLERANCE = 300
 

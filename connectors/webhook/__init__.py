@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from hub.config import Setting, Settings
-
-from ..base import Connector
-from ..http import ApiClient, Outcome
-from . import client
+from connectors.base import Connector
+from connectors.http import ApiClient, Outcome
+from connectors.webhook import client
+from hub.kernel.settings import Setting, Settings
 
 
 class WebhookConnector(Connector):

@@ -16,12 +16,11 @@ from typing import Any
 import requests
 from marshmallow import Schema, ValidationError, fields, validates
 
-from hub.config import Settings
-from hub.errors import PermanentError
-
-from ..base import ActionContext, ActionSpec
-from ..http import ApiClient, Outcome
-from . import guard, signature
+from connectors.base import ActionContext, ActionSpec
+from connectors.http import ApiClient, Outcome
+from connectors.webhook import guard, signature
+from hub.kernel.errors import PermanentError
+from hub.kernel.settings import Settings
 
 
 class WebhookClient(ApiClient):

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from requests.adapters import HTTPAdapter
 
-from hub.errors import PermanentError, RetriableError
+from hub.kernel.errors import PermanentError, RetriableError
 
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 

@@ -16,7 +16,7 @@ import time
 from hashlib import sha256
 from typing import Iterable, Mapping
 
-from hub.errors import VerificationError
+from hub.kernel.errors import VerificationError
 
 PREFIX = "whsec_"
 TOLERANCE = 300

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ..errors import ConfigError
+from hub.kernel.errors import ConfigError
 
 
 @click.group()
@@ -15,14 +15,14 @@ from ..errors import ConfigError
 @click.pass_context
 def cli(ctx: click.Context, log_level: str | None) -> None:
     """The subscriber hub: webhooks in, canonical events, rules, actions out."""
-    from ..logs import configure_logging
+    from hub.logs import configure_logging
 
     ctx.ensure_object(dict)
     configure_logging(log_level)
 
 
 def main() -> None:
-    from ..rules import LocatedError
+    from hub.rules import LocatedError
 
     try:
         cli(standalone_mode=True)
@@ -35,8 +35,8 @@ def main() -> None:
 
 
 # Every command group, registered explicitly (click lists them alphabetically in --help).
-from . import connectors as connectors_cli  # noqa: E402
-from . import explain, inspect, metrics, privacy, processes, rules, segments, store, subscribers, tools  # noqa: E402
+from hub.cli import connectors as connectors_cli  # noqa: E402
+from hub.cli import explain, inspect, metrics, privacy, processes, rules, segments, store, subscribers, tools  # noqa: E402
 
 for module in (processes, store, inspect, tools, rules, explain, connectors_cli, privacy, subscribers, segments,
                metrics):

@@ -11,12 +11,11 @@ import click
 
 import connectors
 from connectors.base import Connector
-
-from .. import delivery
-from ..circuit import Circuit, Credentials
-from ..errors import ActionError, CredentialsError
-from ..ratelimit import RateLimiter, describe, limit_key
-from ..runtime import Hub, current
+from hub.kernel.errors import ActionError, CredentialsError
+from hub.outbound import deliver
+from hub.outbound.circuit import Circuit, Credentials
+from hub.outbound.ratelimit import RateLimiter, describe, limit_key
+from hub.runtime import Hub, current
 
 
 def connector_status(hub: Hub, connector: Connector) -> dict[str, Any]:
@@ -140,7 +139,7 @@ def send(action: str, params_json: str, key: str | None, no_wait: bool) -> None:
         raise click.BadParameter("must be a JSON object", param_hint="--params")
     hub = current()
     try:
-        result = delivery.perform(hub, action, params, key or f"send:{uuid.uuid4()}", wait=not no_wait)
+        result = deliver.perform(hub, action, params, key or f"send:{uuid.uuid4()}", wait=not no_wait)
     except ActionError as exc:
         raise click.ClickException(hub.scrub(str(exc)))
     click.echo(json.dumps(result, indent=2, sort_keys=True, default=str))

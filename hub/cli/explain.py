@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ..runtime import current
+from hub.runtime import current
 
 
 @click.command()
@@ -14,7 +14,8 @@ from ..runtime import current
 @click.option("--json", "as_json", is_flag=True, help="The explanation as one JSON object.")
 def explain(action_id: int, as_json: bool) -> None:
     """Why action ACTION_ID exists: rule and file:line, the event, the condition's inputs, the params."""
-    from ..rules.explain import explain as build, render_text
+    from hub.rules.explain import explain as build
+    from hub.rules.explain import render_text
 
     info = build(current(), action_id)
     if info is None:

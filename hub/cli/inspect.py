@@ -11,11 +11,10 @@ import click
 
 import connectors
 from connectors.base import RawDelivery
-
-from .. import queries
-from ..errors import PayloadError
-from ..runtime import current
-from ..store import utcnow
+from hub import queries
+from hub.kernel.errors import PayloadError
+from hub.runtime import current
+from hub.store import utcnow
 
 
 def _print(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
@@ -38,7 +37,7 @@ def _print(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> Non
 @click.option("--json", "as_json", is_flag=True)
 def events(type_: str | None, subscriber: int | None, since: str | None, limit: int, as_json: bool) -> None:
     """List canonical events, newest first."""
-    from ..rules import parse_duration
+    from hub.rules import parse_duration
 
     since_at = utcnow() - parse_duration(since) if since else None
     rows = queries.list_events(current(), type_=type_, subscriber_id=subscriber, since=since_at, limit=limit)
@@ -114,9 +113,9 @@ def import_(file: str) -> None:
     """Record canonical events from JSON lines (replays and backfills); known ids are skipped."""
     from marshmallow import ValidationError
 
-    from .. import outbox
-    from ..events import CanonicalEvent
-    from ..pipeline import record_events
+    from hub.ingest.pipeline import record_events
+    from hub.kernel.events import CanonicalEvent
+    from hub.outbound import outbox
 
     hub = current()
     lines = sys.stdin.read().splitlines() if file == "-" else Path(file).read_text().splitlines()

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from ..runtime import current
+from hub.runtime import current
 
 
 @click.command()
@@ -19,7 +19,7 @@ from ..runtime import current
 @click.option("--json", "as_json", is_flag=True)
 def metrics(start: str | None, end: str | None, interval: str, as_json: bool) -> None:
     """Subscription KPIs: MRR/ARR and movements, churn, NRR, ARPA, CLV, trials, dunning."""
-    from .. import metrics as m
+    from hub import kpis as m
 
     hub = current()
     try:

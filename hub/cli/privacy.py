@@ -8,12 +8,13 @@ import uuid
 import click
 from sqlalchemy import select
 
-from .. import outbox, privacy
-from ..events import CanonicalEvent, EventType
-from ..runtime import current
-from ..store import utcnow
-from ..store.privacy_models import DataExport, Redaction
-from ..values import rfc3339
+from hub.kernel.events import CanonicalEvent, EventType
+from hub.kernel.values import rfc3339
+from hub.outbound import outbox
+from hub.runtime import current
+from hub.store import utcnow
+from hub.store.privacy_models import DataExport, Redaction
+from hub.subscribers import privacy
 
 
 def _subscriber_id(session, ref: str) -> int:  # type: ignore[no-untyped-def]
@@ -52,7 +53,7 @@ def export_(ref: str, stored: bool) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def redact(ref: str, yes: bool) -> None:
     """Erase a subscriber's personal data everywhere (as a provider's erasure request would)."""
-    from ..pipeline import record_events
+    from hub.ingest.pipeline import record_events
 
     hub = current()
     with hub.store.session() as session:

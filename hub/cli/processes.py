@@ -6,40 +6,23 @@ import threading
 from typing import Any
 
 import click
-from rq import SimpleWorker, Worker
-from rq.serializers import JSONSerializer
-from rq.timeouts import TimerDeathPenalty
 
 import connectors
-
-from .. import scheduler
-from ..runtime import INGEST_QUEUE, Hub, current, deliver_queue_name
+from hub import jobs, scheduler
+from hub.runtime import Hub, current
 
 
 def all_queue_names() -> list[str]:
-    return [INGEST_QUEUE] + [deliver_queue_name(n) for n, c in connectors.REGISTRY.items() if c.actions]
-
-
-class ThreadWorker(SimpleWorker):
-    """An RQ worker that runs jobs in its own thread (the embedded, single-process mode)."""
-
-    death_penalty_class = TimerDeathPenalty
-
-    def _install_signal_handlers(self) -> None:  # only the main thread may install handlers
-        pass
-
-
-def make_worker(hub: Hub, queues: list[str], cls: type[Worker] = Worker, **kwargs: Any) -> Worker:
-    return cls([hub.queue(q) for q in queues], connection=hub.redis, serializer=JSONSerializer, **kwargs)
+    return jobs.all_queue_names(connectors.senders())
 
 
 def start_background(hub: Hub, stop: threading.Event, workers: int = 2) -> list[threading.Thread]:
     """Scheduler and worker threads for ``hub run``."""
     threads = [threading.Thread(target=scheduler.run, args=(hub, stop), name="scheduler", daemon=True)]
     for i in range(workers):
-        worker = make_worker(hub, all_queue_names(), ThreadWorker)
+        worker = jobs.make_worker(hub.redis, all_queue_names(), jobs.ThreadWorker)
 
-        def loop(w: Worker = worker) -> None:
+        def loop(w: Any = worker) -> None:
             while not stop.is_set():
                 w.work(burst=True, logging_level="WARNING")
                 stop.wait(0.2)
@@ -69,7 +52,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("threads", threads)
 
         def load(self) -> Any:
-            from ..web import create_app
+            from hub.web import create_app
 
             return create_app()
 
@@ -86,7 +69,7 @@ def worker(queues: tuple[str, ...], burst: bool) -> None:
     if hub.settings.embedded_queue:
         raise click.ClickException("HUB_REDIS_URL is not set: separate workers need a shared Redis "
                                    "(use `hub run` for the single-process mode)")
-    make_worker(hub, list(queues) or all_queue_names()).work(burst=burst, with_scheduler=False)
+    jobs.make_worker(hub.redis, list(queues) or all_queue_names()).work(burst=burst, with_scheduler=False)
 
 
 @click.command("scheduler")
@@ -109,8 +92,8 @@ def run(host: str, port: int, workers: int) -> None:
     """Web app, workers and scheduler in one process (development and the embedded default)."""
     from werkzeug.serving import run_simple
 
-    from ..store.migrate import upgrade
-    from ..web import create_app
+    from hub.store.migrate import upgrade
+    from hub.web import create_app
 
     hub = current()
     hub.rules  # refuse to start on rules that do not load

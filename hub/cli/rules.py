@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from ..events import CanonicalEvent
+from hub.kernel.events import CanonicalEvent
 
 
 @click.group()
@@ -18,9 +18,8 @@ def rules() -> None:
 
 
 def _default_paths() -> list[str]:
-    from ..config import load_settings
-
-    from ..rules.loader import as_paths
+    from hub.config import load_settings
+    from hub.rules.loader import as_paths
 
     return as_paths(load_settings()["HUB_RULES_PATH"])
 
@@ -29,7 +28,7 @@ def _default_paths() -> list[str]:
 @click.argument("paths", nargs=-1, type=click.Path())
 def check(paths: tuple[str, ...]) -> None:
     """Validate rules files (default: HUB_RULES_PATH). Exit 1 listing every error as path:line:col."""
-    from ..rules import LocatedError, load_rules
+    from hub.rules import LocatedError, load_rules
 
     try:
         ruleset = load_rules(list(paths) or _default_paths())
@@ -71,9 +70,10 @@ def _read_events(file: str) -> list[CanonicalEvent]:
 def simulate(events_file: str | None, rules_paths: tuple[str, ...], now_text: str | None, table: bool,
              from_store: bool, since: str) -> None:
     """Dry-run: every action the rules would plan for these events (nothing is sent or stored)."""
-    from ..rules import LocatedError, load_rules, parse_duration
-    from ..rules.simulate import simulate as run, stored_events
-    from ..values import parse_time
+    from hub.kernel.values import parse_time
+    from hub.rules import LocatedError, load_rules, parse_duration
+    from hub.rules.simulate import simulate as run
+    from hub.rules.simulate import stored_events
 
     if bool(events_file) == from_store:
         raise click.UsageError("give --events FILE or --from-store")
@@ -88,8 +88,8 @@ def simulate(events_file: str | None, rules_paths: tuple[str, ...], now_text: st
         except ValueError:
             raise click.BadParameter(f"not an RFC 3339 time: {now_text!r}", param_hint="--now")
     if from_store:
-        from ..runtime import current
-        from ..store import utcnow
+        from hub.runtime import current
+        from hub.store import utcnow
 
         try:
             window = parse_duration(since)

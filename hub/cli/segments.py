@@ -7,7 +7,7 @@ import json
 import click
 from sqlalchemy import func, select
 
-from ..runtime import current
+from hub.runtime import current
 
 
 @click.group()
@@ -19,8 +19,8 @@ def segments() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def list_(as_json: bool) -> None:
     """Each segment with its definition and member count."""
-    from ..segments import config as config_mod
-    from ..store.profile_models import SegmentMembership
+    from hub.segments import config as config_mod
+    from hub.store.subscriber_models import SegmentMembership
 
     hub = current()
     config = config_mod.current(hub.settings["HUB_RULES_PATH"])
@@ -40,7 +40,7 @@ def list_(as_json: bool) -> None:
 @click.option("--no-sync", is_flag=True, help="Update memberships only; plan no tool updates.")
 def recompute(no_sync: bool) -> None:
     """Re-evaluate every subscriber now (what the scheduler's sweep does)."""
-    from ..segments import recompute_all
+    from hub.segments.sweep import recompute_all
 
     counts = recompute_all(current(), sync=not no_sync)
     click.echo(json.dumps(counts))
@@ -54,7 +54,7 @@ def reconcile(repair: bool, as_json: bool) -> None:
 
     List and tag members are read from each live tool; dry-run tools and property targets are
     compared with the hub's record of confirmed syncs."""
-    from ..segments.sync import reconcile as run
+    from hub.segments.sync import reconcile as run
 
     report = run(current(), repair=repair)
     if as_json:

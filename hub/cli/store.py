@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..runtime import current
+from hub.runtime import current
 
 
 @click.group()
@@ -15,7 +15,7 @@ def db() -> None:
 @db.command()
 def upgrade() -> None:
     """Apply the migrations (creates the SQLite file in embedded mode)."""
-    from ..store.migrate import upgrade as run_upgrade
+    from hub.store.migrate import upgrade as run_upgrade
 
     hub = current()
     run_upgrade(hub.store)

@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from .. import profiles
-from ..runtime import current
+from hub.runtime import current
+from hub.subscribers import identity, profile
 
 
 @click.group()
@@ -24,7 +24,7 @@ def subscribers() -> None:
 def show(key: str, timeline: int, as_json: bool) -> None:
     """Show a subscriber's profile by id or e-mail, with a timeline of events."""
     with current().store.session() as session:
-        found = profiles.show(session, key, timeline=timeline)
+        found = profile.show(session, key, timeline=timeline)
     if found is None:
         click.echo(f"no subscriber {key!r}", err=True)
         sys.exit(1)
@@ -68,7 +68,7 @@ def _print_profile(p: dict[str, Any]) -> None:
 def conflicts(include_resolved: bool, as_json: bool) -> None:
     """List subscribers that look like one person but were not merged (and why)."""
     with current().store.session() as session:
-        found = profiles.conflicts(session, include_resolved)
+        found = identity.conflicts(session, include_resolved)
     if as_json:
         click.echo(json.dumps(found, indent=2))
         return
@@ -87,8 +87,8 @@ def merge(keep: int, other: int, reason: str) -> None:
     """Merge subscriber OTHER into KEEP (recorded; undo with ``unmerge``)."""
     from sqlalchemy import update
 
-    from ..store import Subscriber
-    from ..store.profile_models import IdentityConflict
+    from hub.store import Subscriber
+    from hub.store.subscriber_models import IdentityConflict
 
     with current().store.session() as session:
         winner, loser = session.get(Subscriber, keep), session.get(Subscriber, other)
@@ -99,7 +99,7 @@ def merge(keep: int, other: int, reason: str) -> None:
         session.execute(update(IdentityConflict).where(IdentityConflict.subscriber_id == low,
                                                        IdentityConflict.other_id == high)
                         .values(resolved_at=_now()))
-        profiles.merge(session, winner, loser, reason)
+        identity.merge(session, winner, loser, reason)
     _refresh(keep)
     click.echo(f"merged {other} into {keep}")
 
@@ -110,8 +110,8 @@ def unmerge(merge_id: int) -> None:
     """Undo merge MERGE_ID: the two subscribers are separated again and kept apart."""
     with current().store.session() as session:
         try:
-            winner, loser = profiles.unmerge(session, merge_id)
-        except profiles.ProfileError as exc:
+            winner, loser = identity.unmerge(session, merge_id)
+        except identity.ProfileError as exc:
             click.echo(str(exc), err=True)
             sys.exit(1)
         ids = (winner.id, loser.id)
@@ -120,17 +120,17 @@ def unmerge(merge_id: int) -> None:
 
 
 def _now() -> Any:
-    from ..store import utcnow
+    from hub.store import utcnow
 
     return utcnow()
 
 
 def _refresh(*ids: int) -> None:
     """Re-evaluate segments and tiers for subscribers whose records changed hands."""
-    from ..metrics import Rates
-    from ..segments import config as config_mod
-    from ..segments.engine import refresh_one
-    from ..store import Subscriber
+    from hub.kpis import Rates
+    from hub.segments import config as config_mod
+    from hub.segments.engine import refresh_one
+    from hub.store import Subscriber
 
     hub = current()
     config = config_mod.current(hub.settings["HUB_RULES_PATH"])

@@ -9,8 +9,7 @@ import click
 import requests
 
 import connectors
-
-from ..config import load_settings, markdown_table
+from hub.config import load_settings, markdown_table
 
 
 @click.command()

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hub.events import CanonicalEvent
-from hub.values import rfc3339
-
-from .expressions import Expressions
-from .planner import context, resolve
+from hub.kernel.events import CanonicalEvent
+from hub.kernel.values import rfc3339
+from hub.rules.expressions import Expressions
+from hub.rules.planner import context, resolve
 
 if TYPE_CHECKING:
     from hub.runtime import Hub

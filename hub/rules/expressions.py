@@ -15,7 +15,7 @@ from jinja2 import TemplateSyntaxError, Undefined, nodes
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from hub.values import parse_time, rfc3339
+from hub.kernel.values import parse_time, rfc3339
 
 _WHOLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 _PATH = re.compile(r"^\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*$")
@@ -206,7 +206,7 @@ def _plain(value: Any) -> Any:
 
 
 def _duration_filter(value: Any) -> timedelta:
-    from .model import parse_duration
+    from hub.rules.model import parse_duration
 
     return parse_duration(value)
 

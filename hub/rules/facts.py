@@ -10,7 +10,7 @@ from typing import Any, Iterable, Protocol
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from hub.events import EventType
+from hub.kernel.events import EventType
 
 
 class Facts(Protocol):

@@ -15,11 +15,10 @@ import yaml
 from jinja2 import nodes
 from marshmallow import ValidationError
 
-from hub.events import ALL_TYPES, matches
-
-from .expressions import Expressions, TemplateSyntaxError
-from .model import CancelOn, CompiledAction, Rule, RuleSet, SendAt, Step, Throttle, parse_duration
-from .yamlpos import Located, LocatedError, load
+from hub.kernel.events import ALL_TYPES, matches
+from hub.rules.expressions import Expressions, TemplateSyntaxError
+from hub.rules.model import CancelOn, CompiledAction, Rule, RuleSet, SendAt, Step, Throttle, parse_duration
+from hub.rules.yamlpos import Located, LocatedError, load
 
 RULE_KEYS = {"id", "description", "enabled", "on", "when", "actions", "schedule", "send_at", "cancel_on",
              "throttle", "missed"}
@@ -440,7 +439,7 @@ class _Compiler:
 
 def _stored_names(exprs: Expressions, source: Any) -> set[str]:
     """Names a template assigns itself (``{% for item in ... %}``, ``{% set x = ... %}``)."""
-    from .expressions import _strings
+    from hub.rules.expressions import _strings
 
     out: set[str] = set()
     for text in _strings(source):

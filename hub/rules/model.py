@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any, Callable
 
-from hub.events import ALL_TYPES, matches
+from hub.kernel.events import ALL_TYPES, matches
 
 _KEY_NAMESPACE = uuid.UUID("0b6c9f0e-8c5b-4a8e-a4c3-7f2d9e6b1a55")
 _NAMESPACE_BYTES = _KEY_NAMESPACE.bytes

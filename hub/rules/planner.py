@@ -10,12 +10,11 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from hub.events import CanonicalEvent
-from hub.values import parse_time, rfc3339
-
-from .expressions import Scope, days_since
-from .facts import Facts, NoFacts
-from .model import MISSED_GRACE, PlannedAction, Rule, RuleSet, Step, action_key
+from hub.kernel.events import CanonicalEvent
+from hub.kernel.values import parse_time, rfc3339
+from hub.rules.expressions import Scope, days_since
+from hub.rules.facts import Facts, NoFacts
+from hub.rules.model import MISSED_GRACE, PlannedAction, Rule, RuleSet, Step, action_key
 
 log = logging.getLogger(__name__)
 _NO_FACTS = NoFacts()

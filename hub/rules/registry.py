@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 from typing import Iterable
 
-from .loader import as_paths, load_rules, rule_files
-from .model import RuleSet
-from .yamlpos import LocatedError
+from hub.rules.loader import as_paths, load_rules, rule_files
+from hub.rules.model import RuleSet
+from hub.rules.yamlpos import LocatedError
 
 log = logging.getLogger(__name__)
 

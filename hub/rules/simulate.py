@@ -15,10 +15,9 @@ from typing import Any, Iterable
 from sqlalchemy import select, update
 from sqlalchemy.pool import StaticPool
 
-from hub.events import CanonicalEvent
-from hub.values import parse_time, rfc3339
-
-from .model import RuleSet
+from hub.kernel.events import CanonicalEvent
+from hub.kernel.values import parse_time, rfc3339
+from hub.rules.model import RuleSet
 
 SIM_SENT = "done"  # the outbox status a simulated step takes when its time comes
 
@@ -63,7 +62,7 @@ def simulate(events: Iterable[CanonicalEvent], ruleset: RuleSet, *, now: datetim
              settings: Any = None) -> list[SimulatedAction]:
     """Every action the rules would plan for ``events``, in due-time order."""
     from hub.config import load_settings
-    from hub.pipeline import record_events
+    from hub.ingest.pipeline import record_events
     from hub.store import Action
     from hub.store.models import ActionStatus
 

@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hub import state
-from hub.events import CanonicalEvent, EventType, matches
-from hub.metrics import Rates
+from hub.kernel.events import CanonicalEvent, EventType, matches
+from hub.kernel.values import parse_time
+from hub.kpis import Rates
+from hub.outbound import outbox
+from hub.segments import bulk, engine, sync
+from hub.segments import config as config_mod
+from hub.segments.engagement import bump
 from hub.store import Event, Subscriber, insert_ignore, utcnow
-from hub.store.profile_models import KpiFact, MrrMovement
-from hub.values import parse_time
-
-from . import config as config_mod
-from . import bulk, engine, sync
-from .engagement import bump
+from hub.store.subscriber_models import KpiFact, MrrMovement
+from hub.subscribers import profile, state
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -200,19 +200,11 @@ def plan_rules(hub: "Hub", session: Session, events: Sequence[CanonicalEvent], n
     wanted = [e for e in events if e.type in listened]
     if not wanted:
         return []
-    import connectors
-    from hub import outbox
-    from hub.rules import plan
-
-    anchored = {r.id for r in ruleset.rules if r.anchor}
-    dry = {name for name, c in connectors.REGISTRY.items() if c.dry_run(hub.settings)}
+    planning = outbox.Planning.of(hub)
     due: list[int] = []
     for event in wanted:
         sid = event.part("subscriber").get("hub_id")
         subscriber = session.get(Subscriber, sid) if sid else None
-        subject = event.subject or event.id
-        planned, cancels = plan(ruleset, event, state.profile(session, subscriber), now, subject)
-        outbox.cancel(session, cancels, subscriber_id=sid, subject=subject)
-        due.extend(outbox.write_planned(session, planned, subscriber_id=sid, dry_run_connectors=dry,
-                                        anchored_rules=anchored))
+        due.extend(outbox.plan_event(session, planning, event, profile.for_rules(session, subscriber), sid,
+                                     event.subject or event.id, now))
     return due

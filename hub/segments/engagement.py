@@ -6,11 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Iterable
 
-from hub.events import CanonicalEvent, EventType
-from hub.store.profile_models import ProfileStats
-from hub.values import parse_time
-
-from .config import DEFAULT_WEIGHTS, SegmentConfig
+from hub.kernel.events import CanonicalEvent, EventType
+from hub.kernel.values import parse_time
+from hub.segments.config import DEFAULT_WEIGHTS, SegmentConfig
+from hub.store.subscriber_models import ProfileStats
 
 ACTIVITY = {EventType.PAYMENT_SUCCEEDED}  # counts toward "regular activity", not engagement
 
@@ -54,8 +53,7 @@ def replay(stats: ProfileStats, events: Iterable[CanonicalEvent], config: Segmen
 
 def _current_config() -> SegmentConfig | None:
     from hub.runtime import current
-
-    from .config import current as current_config
+    from hub.segments.config import current as current_config
 
     try:
         return current_config(current().settings["HUB_RULES_PATH"])

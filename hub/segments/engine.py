@@ -14,15 +14,14 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from sqlalchemy import Text, bindparam, cast, delete, select, true, update
 from sqlalchemy.orm import Session
 
-from hub.events import CanonicalEvent, EventType
-from hub.metrics import Rates, floor_points
-from hub.store import Subscriber, Subscription, utcnow
-from hub.store.profile_models import ProfileStats, SegmentMembership
-from hub.values import exponent, parse_time
-
-from . import bulk
-from .config import SegmentConfig
-from .engagement import decayed
+from hub.kernel.events import CanonicalEvent, EventType
+from hub.kernel.values import exponent, parse_time
+from hub.kpis import Rates, floor_points
+from hub.segments import bulk
+from hub.segments.config import SegmentConfig
+from hub.segments.engagement import decayed
+from hub.store import Subscriber, Subscription
+from hub.store.subscriber_models import ProfileStats, SegmentMembership
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
@@ -378,51 +377,6 @@ def refresh_one(hub: "Hub", session: Session, subscriber: Subscriber, config: Se
     if stats is not None:
         session.expire(stats, ["lifecycle"])
     return change, derived_events(change, cause, now, "event")
-
-
-def recompute_all(hub: "Hub", *, now: datetime | None = None, sync: bool = True) -> dict[str, Any]:
-    """Evaluate every subscriber (the sweep): write changes in bulk, record the derived events and plan
-    the syncs for those who changed. Returns counts.
-
-    One transaction. Subscribers are evaluated in batches; each batch's writes go to the database
-    on a background thread (``bulk.Writer``) while the next batch is evaluated."""
-    from . import config as config_mod
-    from . import derive, sync as sync_mod
-
-    now = now or utcnow()
-    tag = now.isoformat()
-    config = config_mod.current(hub.settings["HUB_RULES_PATH"])
-    rates = Rates.from_settings(hub.settings)
-    counts = {"subscribers": 0, "changed": 0, "entered": 0, "exited": 0, "tier_changes": 0, "actions": 0}
-    due: list[int] = []
-    with bulk.collector_paused(), hub.store.session() as session:
-        rows = list(load_rows(session).values())
-        counts["subscribers"] = len(rows)
-        changes: list[Change] = []
-        events: list[CanonicalEvent] = []
-        postgres = bulk.is_postgres(session)  # writes by COPY and set-based statements
-        with bulk.Writer(session) as writes:
-            for start in range(0, len(rows), BATCH):
-                found = [c for c in (diff(r, evaluate(config, rates, r, now)) for r in rows[start:start + BATCH])
-                         if c.profile_changed]
-                derived = [e for c in found for e in derived_events(c, None, now, tag)]
-                writes.submit(write, session, found, now, copy=postgres)
-                writes.submit(derive.insert_events, session, derived, now)
-                changes.extend(found)
-                events.extend(derived)
-        for c in changes:
-            counts["entered"] += len(c.entered)
-            counts["exited"] += len(c.exited)
-            counts["tier_changes"] += int(c.tier_changed)
-        counts["changed"] = len(changes)
-        due.extend(derive.plan_rules(hub, session, events, now))
-        if sync:
-            due.extend(sync_mod.plan(hub, session, config, changes, None, now))
-        counts["actions"] = len(due)
-    from hub import outbox
-
-    outbox.dispatch(hub, due)
-    return counts
 
 
 def delete_memberships(session: Session, subscriber_id: int) -> None:

@@ -20,18 +20,16 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 import connectors
-from hub import outbox
+from hub.outbound import outbox
 from hub.rules import PlannedAction
+from hub.segments.config import SegmentConfig
 from hub.store import Action
 from hub.store.models import ActionStatus
-from hub.store.profile_models import SyncState
-
-from .config import SegmentConfig
+from hub.store.subscriber_models import SyncState
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
-
-    from .engine import Change
+    from hub.segments.engine import Change
 
 RULE_ID = "segment-sync"
 _KEY_NAMESPACE = uuid.UUID("3f0c1b1e-5d0a-4c36-9a0e-7c2f4e1d8b20")
@@ -189,7 +187,7 @@ def membership_targets(config: SegmentConfig) -> dict[str, str]:
 def read_tools(hub: "Hub", targets: dict[str, str]) -> tuple[dict[str, set[str]], list[dict[str, Any]]]:
     """What each live tool holds per membership target (case-folded e-mails), and per target the
     method reconcile uses: ``tool`` when it was read, else ``record`` with the reason."""
-    from hub.errors import ActionError
+    from hub.kernel.errors import ActionError
 
     held: dict[str, set[str]] = {}
     methods: list[dict[str, Any]] = []
@@ -233,13 +231,12 @@ def reconcile(hub: "Hub", *, repair: bool = False) -> dict[str, Any]:
     ``repair`` plans, per drifted subscriber, the same actions the sync plans (same key scheme), so
     every member's outcome is recorded.
     """
-    from hub.metrics import Rates
+    from hub.kpis import Rates
+    from hub.segments import config as config_mod
+    from hub.segments.bulk import collector_paused
+    from hub.segments.engine import diff, evaluate, load_rows
     from hub.store import utcnow
-    from hub.store.profile_models import ProfileStats
-
-    from . import config as config_mod
-    from .bulk import collector_paused
-    from .engine import diff, evaluate, load_rows
+    from hub.store.subscriber_models import ProfileStats
 
     now = utcnow()
     config = config_mod.current(hub.settings["HUB_RULES_PATH"])

@@ -1,7 +1,7 @@
 """Persistence: SQLAlchemy models, the engine and session helpers."""
 
-from .db import Store, insert_ignore, utcnow
-from .models import (
+from hub.store.db import Store, insert_ignore, utcnow
+from hub.store.models import (
     Action,
     Attempt,
     Base,
@@ -26,5 +26,5 @@ __all__ = [
     "utcnow",
 ]
 
-from . import profile_models  # noqa: E402,F401  (registers the profile, segment and KPI tables)
-from . import privacy_models  # noqa: E402,F401  (registers the redactions and data_exports tables)
+from hub.store import privacy_models  # noqa: E402,F401  (registers the redactions and data_exports tables)
+from hub.store import subscriber_models as profile_models  # noqa: E402,F401  (registers the profile, segment and KPI tables)

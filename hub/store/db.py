@@ -13,7 +13,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from .types import JsonDoc
+from hub.store.types import JsonDoc
 
 
 class StoreUnavailable(Exception):

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from .types import BigId, JsonDoc, UTCDateTime
+from hub.store.types import BigId, JsonDoc, UTCDateTime
 
 
 class Base(DeclarativeBase):

@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base
-from .types import BigId, JsonDoc, UTCDateTime
+from hub.store.models import Base
+from hub.store.types import BigId, JsonDoc, UTCDateTime
 
 
 class Redaction(Base):

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from ..runtime import Hub, current
+from hub.runtime import Hub, current
 
 
 def create_app(hub: Hub | None = None) -> Flask:
@@ -16,11 +16,11 @@ def create_app(hub: Hub | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = hub.settings["HUB_MAX_BODY_BYTES"]
     app.extensions["hub"] = hub
 
-    from .api import bp as api_bp
-    from .health import bp as health_bp
-    from .prometheus import bp as prometheus_bp
-    from .subscribers import bp as subscribers_bp
-    from .webhooks import bp as webhooks_bp
+    from hub.web.api import bp as api_bp
+    from hub.web.health import bp as health_bp
+    from hub.web.prometheus import bp as prometheus_bp
+    from hub.web.subscribers import bp as subscribers_bp
+    from hub.web.webhooks import bp as webhooks_bp
 
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(api_bp)

@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 
-from .. import queries
-from .auth import require_admin
-from ..values import parse_time
+from hub import queries
+from hub.kernel.values import parse_time
+from hub.web.auth import require_admin
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

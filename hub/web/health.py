@@ -40,8 +40,7 @@ def readyz() -> Any:
 
 def _destinations(hub: Any) -> dict[str, Any]:
     import connectors
-
-    from ..circuit import Circuit, Credentials
+    from hub.outbound.circuit import Circuit, Credentials
 
     out: dict[str, Any] = {}
     for name, connector in connectors.REGISTRY.items():

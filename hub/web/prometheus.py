@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
-from ..store import Action, Delivery
+from hub.store import Action, Delivery
 
 bp = Blueprint("prometheus", __name__)
 
@@ -34,10 +34,11 @@ class HubCollector:
         yield deliveries
         yield actions
         queued = GaugeMetricFamily("hub_queue_jobs", "Jobs waiting in each RQ queue", labels=["queue"])
-        from ..cli.processes import all_queue_names
+        import connectors
+        from hub import jobs
 
-        for name in all_queue_names():
-            queued.add_metric([name], self.hub.queue(name).count)
+        for name in jobs.all_queue_names(connectors.senders()):
+            queued.add_metric([name], jobs.queue(self.hub.redis, name).count)
         yield queued
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request
 
-from .. import metrics as m
-from .. import profiles
-from .auth import require_admin
+from hub import kpis as m
+from hub.subscribers import profile
+from hub.web.auth import require_admin
 
 bp = Blueprint("subscribers", __name__, url_prefix="/api")
 bp.before_request(require_admin)
@@ -21,7 +21,7 @@ def show(key: str) -> Any:
     hub = current_app.extensions["hub"]
     timeline = max(1, min(request.args.get("timeline", 50, type=int), 1000))
     with hub.store.session() as session:
-        found = profiles.show(session, key, timeline=timeline)
+        found = profile.show(session, key, timeline=timeline)
     if found is None:
         abort(404, f"no subscriber {key!r}")
     return jsonify(found)

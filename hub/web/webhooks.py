@@ -16,11 +16,10 @@ from flask import Blueprint, current_app, jsonify, request
 
 import connectors
 from connectors.base import InboundRequest
-
-from ..errors import VerificationError
-from ..store import Delivery, utcnow
-from ..store.db import StoreUnavailable
-from ..store.models import DeliveryStatus
+from hub.kernel.errors import VerificationError
+from hub.store import Delivery, utcnow
+from hub.store.db import StoreUnavailable
+from hub.store.models import DeliveryStatus
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)

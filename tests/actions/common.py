@@ -11,8 +11,9 @@ import requests
 import connectors
 from connectors.base import ActionContext, ItemOutcome
 from connectors.http import Outcome
-from hub.config import Settings, load_settings
-from hub.errors import CredentialsError, PermanentError, RetriableError
+from hub.config import load_settings
+from hub.kernel.errors import CredentialsError, PermanentError, RetriableError
+from hub.kernel.settings import Settings
 
 KEY = "7d0f6a2e-3b1c-5e8f-9a4d-2c6b8e1f0a37"  # planned action keys are UUIDs
 

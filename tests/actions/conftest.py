@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from . import common
+from tests.actions import common
 
 
 @pytest.fixture(autouse=True)

@@ -9,9 +9,8 @@ import pytest
 import responses
 from responses import matchers
 
-from hub.errors import CredentialsError, PermanentError, RetriableError
-
-from .common import ERROR_CASES, TIMEOUT, ctx, run, settings
+from hub.kernel.errors import CredentialsError, PermanentError, RetriableError
+from tests.actions.common import ERROR_CASES, TIMEOUT, ctx, run, settings
 
 API = "https://acme.api-us1.com"
 TRACK = "https://track.test/event"

@@ -8,9 +8,8 @@ from urllib.parse import parse_qsl
 import pytest
 import responses
 
-from hub.errors import PermanentError, RetriableError
-
-from .common import ERROR_CASES, KEY, TIMEOUT, expect_classified, run, settings
+from hub.kernel.errors import PermanentError, RetriableError
+from tests.actions.common import ERROR_CASES, KEY, TIMEOUT, expect_classified, run, settings
 
 CONFIG = dict(HUB_CHARGEBEE_API_KEY="test_cbkey", HUB_CHARGEBEE_SITE="acme-test")
 API = "https://acme-test.chargebee.com/api/v2"

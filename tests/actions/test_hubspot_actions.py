@@ -11,9 +11,8 @@ from responses import matchers
 
 from connectors import REGISTRY
 from connectors.hubspot import client as hubspot
-from hub.errors import PermanentError, RetriableError
-
-from .common import ERROR_CASES, KEY, TIMEOUT, ctx, expect_classified, run, run_batch, settings
+from hub.kernel.errors import PermanentError, RetriableError
+from tests.actions.common import ERROR_CASES, KEY, TIMEOUT, ctx, expect_classified, run, run_batch, settings
 
 API = "https://hubspot.test"
 CONFIG = dict(HUB_HUBSPOT_ACCESS_TOKEN="pat-na1-secret", HUB_HUBSPOT_API_URL=API)

@@ -9,9 +9,8 @@ import responses
 from responses import matchers
 
 from connectors.klaviyo import client as klaviyo
-from hub.errors import PermanentError, RetriableError
-
-from .common import ERROR_CASES, KEY, TIMEOUT, ctx, expect_classified, run, run_batch, settings
+from hub.kernel.errors import PermanentError, RetriableError
+from tests.actions.common import ERROR_CASES, KEY, TIMEOUT, ctx, expect_classified, run, run_batch, settings
 
 API = "https://klaviyo.test"
 CONFIG = dict(HUB_KLAVIYO_API_KEY="pk_live_secret", HUB_KLAVIYO_API_URL=API)

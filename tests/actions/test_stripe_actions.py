@@ -9,9 +9,8 @@ import responses
 from responses import matchers
 
 from connectors.stripe.client import API_VERSION
-from hub.errors import PermanentError, RetriableError
-
-from .common import ERROR_CASES, KEY, TIMEOUT, expect_classified, run, settings
+from hub.kernel.errors import PermanentError, RetriableError
+from tests.actions.common import ERROR_CASES, KEY, TIMEOUT, expect_classified, run, settings
 
 API = "https://stripe.test"
 CONFIG = dict(HUB_STRIPE_API_KEY="sk_test_secret", HUB_STRIPE_API_URL=API)

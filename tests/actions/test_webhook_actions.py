@@ -17,9 +17,8 @@ import responses
 from standardwebhooks import Webhook
 
 from connectors.webhook import guard, signature
-from hub.errors import PermanentError, RetriableError, VerificationError
-
-from .common import ERROR_CASES, KEY, TIMEOUT, ctx, run, settings
+from hub.kernel.errors import PermanentError, RetriableError, VerificationError
+from tests.actions.common import ERROR_CASES, KEY, TIMEOUT, ctx, run, settings
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 NEW_SECRET = "whsec_c2Vjb25kIHNlY3JldCBmb3Igcm90YXRpb24="

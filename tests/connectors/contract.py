@@ -2,7 +2,7 @@
 
 A connector's test module points the suite at its scheme and gets every check below:
 
-    from .contract import Signed, WebhookContract
+    from tests.connectors.contract import Signed, WebhookContract
 
     class TestStripeWebhookContract(WebhookContract):
         connector = "stripe"
@@ -52,8 +52,7 @@ import pytest
 
 from hub.runtime import Hub
 from hub.store import Delivery
-
-from ..helpers import count
+from tests.helpers import count
 
 BASE_URL = "http://localhost"
 

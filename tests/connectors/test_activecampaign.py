@@ -16,10 +16,9 @@ from connectors.activecampaign.normalize import parse_date_time, parse_form
 from connectors.base import InboundRequest, RawDelivery
 from hub.store import Delivery, Subscriber
 from hub.store.models import DeliveryStatus
-
-from ..conftest import FIXTURES
-from ..helpers import count, drain, rows
-from .contract import Signed, WebhookContract
+from tests.conftest import FIXTURES
+from tests.connectors.contract import Signed, WebhookContract
+from tests.helpers import count, drain, rows
 
 AC = FIXTURES / "activecampaign"
 RECEIVED = datetime(2026, 2, 1, 12, 0, tzinfo=timezone.utc)

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from connectors.chargebee import verify
-
-from ..conftest import FIXTURES
-from .contract import Signed, WebhookContract
+from tests.conftest import FIXTURES
+from tests.connectors.contract import Signed, WebhookContract
 
 
 class TestChargebeeWebhookContract(WebhookContract):

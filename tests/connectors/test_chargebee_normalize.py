@@ -9,10 +9,9 @@ import pytest
 
 import connectors
 from connectors.base import RawDelivery
-from hub.errors import PayloadError
-from hub.events import CanonicalEvent, event_id
-
-from ..conftest import FIXTURES
+from hub.kernel.errors import PayloadError
+from hub.kernel.events import CanonicalEvent, event_id
+from tests.conftest import FIXTURES
 
 CHARGEBEE = connectors.get("chargebee")
 

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from connectors.chargebee.verify import credentials, header, verify
-from hub.errors import VerificationError
+from hub.kernel.errors import VerificationError
 
 
 def test_appendix_vector_9() -> None:

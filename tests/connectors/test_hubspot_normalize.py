@@ -14,13 +14,12 @@ import connectors
 from connectors.base import InboundRequest, RawDelivery
 from connectors.hubspot.normalize import delivery_key
 from hub.cli import cli
-from hub.errors import PayloadError
-from hub.events import CanonicalEvent
+from hub.kernel.errors import PayloadError
+from hub.kernel.events import CanonicalEvent
 from hub.store import Delivery, Event, ExternalId
-
-from ..conftest import FIXTURES
-from ..helpers import count, drain, rows
-from .test_hubspot_verify import v3_headers
+from tests.conftest import FIXTURES
+from tests.connectors.test_hubspot_verify import v3_headers
+from tests.helpers import count, drain, rows
 
 HUBSPOT = FIXTURES / "hubspot"
 HS = connectors.get("hubspot")

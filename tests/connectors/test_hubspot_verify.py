@@ -10,12 +10,11 @@ import pytest
 from hubspot.utils.signature import Signature
 
 from connectors.hubspot import verify
-from hub.errors import VerificationError
+from hub.kernel.errors import VerificationError
 from hub.store import Delivery
-
-from ..conftest import FIXTURES
-from ..helpers import count
-from .contract import Signed, WebhookContract
+from tests.conftest import FIXTURES
+from tests.connectors.contract import Signed, WebhookContract
+from tests.helpers import count
 
 SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
 V1_DOC_BODY = (b'[{"eventId":1,"subscriptionId":12345,"portalId":62515,"occurredAt":1564113600000,'

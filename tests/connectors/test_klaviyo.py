@@ -11,13 +11,12 @@ import pytest
 
 from connectors.base import RawDelivery
 from connectors.klaviyo import connector, verify
-from hub.errors import VerificationError
+from hub.kernel.errors import VerificationError
 from hub.store import Delivery, Event, Subscriber
 from hub.store.models import DeliveryStatus
-
-from ..conftest import FIXTURES
-from ..helpers import count, drain, rows
-from .contract import Signed, WebhookContract
+from tests.conftest import FIXTURES
+from tests.connectors.contract import Signed, WebhookContract
+from tests.helpers import count, drain, rows
 
 KL = FIXTURES / "klaviyo"
 

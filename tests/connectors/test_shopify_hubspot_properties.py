@@ -19,8 +19,8 @@ import connectors
 from connectors.base import RawDelivery
 from connectors.hubspot import verify as hubspot_verify
 from connectors.shopify import verify as shopify_verify
-from hub.errors import PayloadError
-from hub.mapping import table
+from hub.kernel.errors import PayloadError
+from hub.kernel.mapping import table
 
 SECRET = "prop-secret"
 URL = "http://localhost/webhooks/hubspot"

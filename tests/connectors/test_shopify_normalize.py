@@ -13,13 +13,12 @@ from click.testing import CliRunner
 import connectors
 from connectors.base import RawDelivery
 from hub.cli import cli
-from hub.errors import PayloadError
-from hub.events import CanonicalEvent
+from hub.kernel.errors import PayloadError
+from hub.kernel.events import CanonicalEvent
 from hub.store import Delivery, Event, ExternalId, Subscriber, Subscription
-
-from ..conftest import FIXTURES
-from ..helpers import count, drain, rows
-from .test_shopify_verify import shopify_headers
+from tests.conftest import FIXTURES
+from tests.connectors.test_shopify_verify import shopify_headers
+from tests.helpers import count, drain, rows
 
 SHOPIFY = FIXTURES / "shopify"
 RECEIVED = datetime(2026, 4, 1, 12, 0, tzinfo=timezone.utc)

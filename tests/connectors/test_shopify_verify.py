@@ -9,12 +9,11 @@ from typing import Any, Sequence
 import pytest
 
 from connectors.shopify import verify
-from hub.errors import VerificationError
+from hub.kernel.errors import VerificationError
 from hub.store import Delivery
-
-from ..conftest import FIXTURES
-from ..helpers import count
-from .contract import Signed, WebhookContract
+from tests.conftest import FIXTURES
+from tests.connectors.contract import Signed, WebhookContract
+from tests.helpers import count
 
 SHOPIFY = FIXTURES / "shopify"
 
@@ -104,6 +103,6 @@ def test_dedup_key_is_the_webhook_id_in_either_flavour(make_hub: Any) -> None:
 
 
 def _deliveries(hub: Any) -> list[Delivery]:
-    from ..helpers import rows
+    from tests.helpers import rows
 
     return rows(hub, Delivery)

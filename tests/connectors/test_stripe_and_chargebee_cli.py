@@ -8,8 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from hub.cli import cli
-
-from ..conftest import FIXTURES
+from tests.conftest import FIXTURES
 
 
 @pytest.mark.parametrize("connector, fixture, expected", [

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from connectors.stripe import verify
-
-from ..helpers import stripe_event
-from .contract import Signed, WebhookContract
+from tests.connectors.contract import Signed, WebhookContract
+from tests.helpers import stripe_event
 
 
 class TestStripeWebhookContract(WebhookContract):

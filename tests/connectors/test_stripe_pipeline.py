@@ -6,9 +6,8 @@ from pathlib import Path
 
 from connectors.chargebee.verify import header as basic_header
 from hub.store import Delivery, Event
-
-from ..conftest import FIXTURES
-from ..helpers import count, drain, rows, stripe_headers
+from tests.conftest import FIXTURES
+from tests.helpers import count, drain, rows, stripe_headers
 
 
 def _post_stripe(client, name: str) -> None:  # type: ignore[no-untyped-def]

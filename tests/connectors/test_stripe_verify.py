@@ -8,7 +8,7 @@ import pytest
 import stripe
 
 from connectors.stripe.verify import header, sign, verify
-from hub.errors import VerificationError
+from hub.kernel.errors import VerificationError
 
 SECRET = "whsec_test_secret"
 BODY = b'{"id": "evt_oracle",  "object":"event", "type": "customer.created"}'  # odd spacing: raw bytes are signed

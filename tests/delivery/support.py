@@ -11,7 +11,7 @@ from marshmallow import Schema, fields
 import connectors
 from connectors.base import ActionContext, ActionSpec, BatchSpec, Connector, ItemOutcome
 from connectors.http import ApiClient, Outcome
-from hub.errors import PermanentError, RetriableError
+from hub.kernel.errors import PermanentError, RetriableError
 from hub.runtime import Hub
 from hub.store import Action, insert_ignore, utcnow
 

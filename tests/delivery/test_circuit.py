@@ -7,7 +7,7 @@ import time
 import pytest
 import redis as redis_lib
 
-from hub.circuit import Circuit, Credentials
+from hub.outbound.circuit import Circuit, Credentials
 
 
 @pytest.fixture

@@ -10,13 +10,12 @@ from click.testing import CliRunner
 from rq import SimpleWorker
 from sqlalchemy import select
 
-from hub import delivery, outbox
 from hub.cli import cli
-from hub.cli.processes import make_worker
+from hub.jobs import make_worker
+from hub.outbound import deliver, outbox
 from hub.store import Action, Attempt
-
-from ..helpers import drain, rows
-from .support import FakeConnector, add_actions, register
+from tests.delivery.support import FakeConnector, add_actions, register
+from tests.helpers import drain, rows
 
 URL = "https://dest.test"
 
@@ -56,7 +55,7 @@ def test_a_send_hands_the_room_it_frees_to_the_next_action_in_line(hub, monkeypa
     responses.post(f"{URL}/notes", status=201)
     ids = add_actions(hub, "fake", "note", [{"text": f"n{i}"} for i in range(3)])
     outbox.dispatch(hub)  # one pass, as a worker runs it (drain would also sweep the one in line)
-    make_worker(hub, ["deliver-fake"], SimpleWorker).work(burst=True)
+    make_worker(hub.redis, ["deliver-fake"], SimpleWorker).work(burst=True)
     by_status = {a.status: a for a in actions(hub, *ids).values()}
     assert sorted(by_status) == ["done", "queued", "scheduled"]  # sent, booked, in line
     booked, in_line = by_status["scheduled"].id, by_status["queued"].id
@@ -64,7 +63,7 @@ def test_a_send_hands_the_room_it_frees_to_the_next_action_in_line(hub, monkeypa
         s.get(Action, booked).due_at = by_status["done"].updated_at
     time.sleep(0.35)
     outbox.dispatch(hub, [booked])
-    delivery.deliver(hub, booked)  # its job sends it and books the room it frees for the one in line
+    deliver.deliver(hub, booked)  # its job sends it and books the room it frees for the one in line
     after = actions(hub, booked, in_line)
     assert after[booked].status == "done" and after[in_line].status == "scheduled"
     assert "room booked" in after[in_line].last_error and after[in_line].attempts == 0
@@ -78,7 +77,7 @@ def test_batch_coalesces_per_group_and_retries_only_failed_items(hub, monkeypatc
         {"text": "a"}, {"text": "b", "fail": "retry"}, {"text": "c", "fail": "permanent"},
         {"text": "d", "group": "g2"}, {"text": "e", "group": "g2"}])
     outbox.dispatch(hub)
-    delivery.deliver(hub, ids[0])
+    deliver.deliver(hub, ids[0])
     sent = sorted(json.loads(c.request.body)["items"] for c in responses.calls)
     assert sent == [["a", "b", "c"], ["d", "e"]]  # one call per group
     by_id = actions(hub, *ids)
@@ -90,7 +89,7 @@ def test_batch_coalesces_per_group_and_retries_only_failed_items(hub, monkeypatc
         s.get(Action, ids[1]).due_at = s.get(Action, ids[0]).created_at
     responses.post(f"{URL}/notes", status=201)  # one item left: the single endpoint
     outbox.dispatch(hub)
-    delivery.deliver(hub, ids[1])
+    deliver.deliver(hub, ids[1])
     assert len(responses.calls) == 3
     assert json.loads(responses.calls[2].request.body)["text"] == "b"
     assert actions(hub, ids[1])[ids[1]].status == "done"
@@ -116,7 +115,7 @@ def test_a_failing_destination_opens_its_circuit_and_its_actions_wait(hub, monke
 
 @responses.activate
 def test_half_open_sends_one_probe_and_its_outcome_decides(hub, monkeypatch):
-    from hub.circuit import Circuit
+    from hub.outbound.circuit import Circuit
 
     register(monkeypatch, FakeConnector("fake", URL, failures=1, cooldown=60))
     circuit = Circuit(hub.redis)
@@ -124,7 +123,7 @@ def test_half_open_sends_one_probe_and_its_outcome_decides(hub, monkeypatch):
     responses.post(f"{URL}/notes", status=503)
     ids = add_actions(hub, "fake", "note", [{"text": f"n{i}"} for i in range(3)])
     outbox.dispatch(hub)
-    delivery.deliver(hub, ids[0])
+    deliver.deliver(hub, ids[0])
     assert len(responses.calls) == 1  # only the probe went; it failed: open again, the others wait
     assert sorted(a.status for a in actions(hub, *ids).values()) == ["scheduled"] * 3
     assert sum(a.attempts for a in actions(hub, *ids).values()) == 1
@@ -132,7 +131,7 @@ def test_half_open_sends_one_probe_and_its_outcome_decides(hub, monkeypatch):
     responses.replace(responses.POST, f"{URL}/notes", status=201)
     [again] = add_actions(hub, "fake", "note", [{"text": "probe"}])
     outbox.dispatch(hub, [again])
-    delivery.deliver(hub, again)
+    deliver.deliver(hub, again)
     assert actions(hub, again)[again].status == "done"
     assert circuit.state("fake")["state"] == "closed"
 

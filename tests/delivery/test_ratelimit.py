@@ -8,7 +8,7 @@ import time
 import pytest
 import redis as redis_lib
 
-from hub.ratelimit import MARGIN, RateLimiter
+from hub.outbound.ratelimit import MARGIN, RateLimiter
 
 
 @pytest.fixture

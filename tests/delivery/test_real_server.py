@@ -16,12 +16,11 @@ from typing import Any
 import pytest
 
 from hub import scheduler
-from hub.cli.processes import ThreadWorker, make_worker
+from hub.jobs import ThreadWorker, make_worker
 from hub.store import Action, Attempt
-
-from ..helpers import count, rows
-from ..mockapi import MockApi, always, wait_for
-from .support import FakeConnector, add_actions, register
+from tests.delivery.support import FakeConnector, add_actions, register
+from tests.helpers import count, rows
+from tests.mockapi import MockApi, always, wait_for
 
 
 class FivePerSecond:
@@ -68,7 +67,7 @@ def _run_workers(hub, stop: threading.Event, queues: list[str], workers: int) ->
     (a blocking dequeue; it returns after a second idle so the loop can see ``stop``)."""
     threads = [threading.Thread(target=scheduler.run, args=(hub, stop), daemon=True)]
     for _ in range(workers):
-        worker = make_worker(hub, queues, ThreadWorker)
+        worker = make_worker(hub.redis, queues, ThreadWorker)
 
         def loop(w=worker) -> None:
             while not stop.is_set():

@@ -6,9 +6,9 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from hub import outbox
-from hub.events import CanonicalEvent
-from hub.pipeline import record_events
+from hub.ingest.pipeline import record_events
+from hub.kernel.events import CanonicalEvent
+from hub.outbound import outbox
 from hub.runtime import Hub
 
 _seq = itertools.count(1)

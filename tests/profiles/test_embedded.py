@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from hub import profiles
-from hub.metrics import Rates, report
-
-from .support import ev, feed, sub, who
+from hub.kpis import Rates, report
+from hub.subscribers import profile
+from tests.profiles.support import ev, feed, sub, who
 
 
 def test_profiles_segments_and_kpis_on_sqlite(sqlite_hub, tmp_path):
@@ -17,7 +16,7 @@ def test_profiles_segments_and_kpis_on_sqlite(sqlite_hub, tmp_path):
          ev("subscription.changed", "2025-02-05T00:00:00Z", subscriber=a, subscription=sub("s1", "active", 1500)),
          ev("subscription.cancelled", "2025-03-05T00:00:00Z", subscriber=a, subscription=sub("s1", "cancelled", 0)))
     with hub.store.session() as s:
-        shown = profiles.show(s, "a@x.com")
+        shown = profile.show(s, "a@x.com")
         result = report(s, date(2025, 1, 1), date(2025, 3, 31), "month", Rates(None, {}))
     assert shown["subscriptions"][0]["status"] == "cancelled" and shown["segments"] == []
     usd = result["per_currency"]["USD"]

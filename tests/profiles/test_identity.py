@@ -9,13 +9,12 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from hub import profiles
 from hub.cli import cli
 from hub.store import Event, ExternalId, Subscriber, Subscription
-from hub.store.profile_models import IdentityConflict, Merge
-
-from ..helpers import count, rows
-from .support import ev, feed, money, rules_dir, sub, who
+from hub.store.subscriber_models import IdentityConflict, Merge
+from hub.subscribers import profile
+from tests.helpers import count, rows
+from tests.profiles.support import ev, feed, money, rules_dir, sub, who
 
 
 @pytest.fixture
@@ -44,7 +43,7 @@ def test_provider_id_wins_over_email(hub):
     (ann,) = live(hub)
     assert ann.email == "ann@new.com"
     with hub.store.session() as s:
-        assert profiles.show(s, "ann@new.com")["emails"] == ["ann@x.com", "ann@new.com"]
+        assert profile.show(s, "ann@new.com")["emails"] == ["ann@x.com", "ann@new.com"]
 
 
 def test_records_proven_one_person_are_merged_and_can_be_unmerged(hub):
@@ -71,7 +70,7 @@ def test_records_proven_one_person_are_merged_and_can_be_unmerged(hub):
     assert result.exit_code == 0, result.output
     assert len(live(hub)) == 2
     with hub.store.session() as s:
-        both = [profiles.show(s, merge.winner_id), profiles.show(s, merge.loser_id)]
+        both = [profile.show(s, merge.winner_id), profile.show(s, merge.loser_id)]
     by_provider = {tuple(p["external_ids"]): p for p in both}
     assert set(by_provider) == {("stripe",), ("chargebee",)}
     assert [p["email"] for p in both] == ["bo@x.com", "bo@x.com"]  # both providers said so; kept apart

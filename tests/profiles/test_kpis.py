@@ -9,8 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from hub.cli import cli
-
-from .support import ev, feed, money, rules_dir, sub, who
+from tests.profiles.support import ev, feed, money, rules_dir, sub, who
 
 A, B = who("stripe", "cus_A", "a@x.com"), who("stripe", "cus_B", "b@x.com")
 C, D = who("chargebee", "cb_C", "c@x.com"), who("chargebee", "cb_D", "d@x.com")

@@ -6,9 +6,8 @@ from __future__ import annotations
 import pytest
 
 from hub.store import Event, Subscription
-
-from ..helpers import count, rows
-from .support import ev, feed, rules_dir, sub, who
+from tests.helpers import count, rows
+from tests.profiles.support import ev, feed, rules_dir, sub, who
 
 
 @pytest.fixture

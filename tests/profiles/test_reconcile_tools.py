@@ -16,12 +16,11 @@ from responses import matchers
 from sqlalchemy import update
 
 from hub.cli import cli
+from hub.kernel.values import rfc3339
 from hub.store import Action, utcnow
 from hub.store.models import ActionStatus
-from hub.values import rfc3339
-
-from ..helpers import drain, rows
-from .support import ev, feed, rules_dir, sub, who
+from tests.helpers import drain, rows
+from tests.profiles.support import ev, feed, rules_dir, sub, who
 
 KLAVIYO = "https://klaviyo.test"
 HUBSPOT = "https://hubspot.test"

@@ -6,13 +6,12 @@ from datetime import timedelta
 
 import pytest
 
-from hub.segments import recompute_all
+from hub.kernel.values import rfc3339
+from hub.segments.sweep import recompute_all
 from hub.store import Event, Subscriber, utcnow
-from hub.store.profile_models import SegmentMembership
-from hub.values import rfc3339
-
-from ..helpers import rows
-from .support import ev, feed, money, rules_dir, sub, who
+from hub.store.subscriber_models import SegmentMembership
+from tests.helpers import rows
+from tests.profiles.support import ev, feed, money, rules_dir, sub, who
 
 
 @pytest.fixture
@@ -128,7 +127,7 @@ def test_the_sweep_catches_time_based_transitions(hub):
 
 
 def test_scheduler_sweeps_once_per_interval_across_schedulers(make_hub, tmp_path, monkeypatch):
-    import hub.segments as segments
+    import hub.segments.sweep as segments
 
     hub = make_hub(HUB_RULES_PATH=rules_dir(tmp_path), HUB_SEGMENT_SWEEP_SECONDS=3600)
     monkeypatch.setattr(segments, "_last_sweep", None)

@@ -13,14 +13,14 @@ from sqlalchemy import delete, select, update
 
 from hub import runtime
 from hub.config import load_settings
+from hub.kernel.values import rfc3339
 from hub.runtime import Hub
-from hub.segments import engine, recompute_all
+from hub.segments import engine
+from hub.segments.sweep import recompute_all
 from hub.store import Event, Subscriber, utcnow
 from hub.store.migrate import upgrade
-from hub.store.profile_models import ProfileStats, SegmentMembership
-from hub.values import rfc3339
-
-from .support import ev, feed, money, rules_dir, sub, who
+from hub.store.subscriber_models import ProfileStats, SegmentMembership
+from tests.profiles.support import ev, feed, money, rules_dir, sub, who
 
 
 def ago(**delta: float) -> str:

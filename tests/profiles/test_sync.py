@@ -13,12 +13,11 @@ import responses
 from click.testing import CliRunner
 
 from hub.cli import cli
-from hub.segments import recompute_all
+from hub.kernel.values import rfc3339
+from hub.segments.sweep import recompute_all
 from hub.store import Action, Attempt, utcnow
-from hub.values import rfc3339
-
-from ..helpers import drain, rows
-from .support import ev, feed, rules_dir, sub, who
+from tests.helpers import drain, rows
+from tests.profiles.support import ev, feed, rules_dir, sub, who
 
 KLAVIYO = "https://klaviyo.test"
 LIST_CALLS = re.compile(r"/api/lists/KL1/relationships/profiles$")

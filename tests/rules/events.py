@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from hub.events import CanonicalEvent
+from hub.kernel.events import CanonicalEvent
 from hub.rules.simulate import SimulatedAction
 
 _seq = itertools.count(1)

@@ -10,9 +10,8 @@ import pytest
 
 from hub.rules import load_rules
 from hub.rules.simulate import SimulatedAction, simulate
-
-from ..conftest import ROOT
-from .events import event, subscription
+from tests.conftest import ROOT
+from tests.rules.events import event, subscription
 
 
 def _steps(results: list[SimulatedAction], rule: str, subject: str) -> list[tuple[str, str, str]]:

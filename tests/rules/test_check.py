@@ -10,8 +10,7 @@ from click.testing import CliRunner
 
 from hub.cli.rules import rules
 from hub.rules import LocatedError, load_rules
-
-from ..conftest import ROOT
+from tests.conftest import ROOT
 
 BROKEN = """\
 vars:
@@ -83,7 +82,7 @@ def test_vars_come_from_the_environment_with_defaults(tmp_path: Path):
 
 
 def test_simulate_prints_one_json_object_per_action(tmp_path: Path):
-    from .events import event, subscription
+    from tests.rules.events import event, subscription
 
     created = event("subscription.created", "2026-02-27T18:30:00Z",
                     subscription=subscription(period_end="2027-02-27T18:30:00Z"))

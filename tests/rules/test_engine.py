@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from hub.events import CanonicalEvent
+from hub.kernel.events import CanonicalEvent
 from hub.rules.expressions import Expressions
 from hub.rules.model import _KEY_NAMESPACE, action_key
 from hub.rules.planner import context

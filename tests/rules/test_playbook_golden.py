@@ -8,9 +8,8 @@ import pytest
 
 from hub.rules import load_rules
 from hub.rules.simulate import simulate
-
-from ..conftest import ROOT
-from .events import by_rule, event, subscription
+from tests.conftest import ROOT
+from tests.rules.events import by_rule, event, subscription
 
 
 @pytest.fixture(scope="module")

@@ -12,16 +12,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from hub import outbox, state
 from hub.config import load_settings
-from hub.events import CanonicalEvent
-from hub.pipeline import record_events
+from hub.ingest.pipeline import record_events
+from hub.kernel.events import CanonicalEvent
+from hub.kernel.values import rfc3339
+from hub.outbound import outbox
 from hub.rules import StoreFacts, load_rules, plan
 from hub.rules.simulate import _sim_hub
 from hub.store import Action, Event, Subscriber
-from hub.values import rfc3339
-
-from ..conftest import ROOT
+from hub.subscribers import identity, profile
+from tests.conftest import ROOT
 
 RULES = load_rules([ROOT / "rules"], environ={})
 SETTINGS = load_settings(environ={"HUB_RULES_PATH": str(ROOT / "rules")}, dotenv_path=None)
@@ -88,10 +88,10 @@ def _run(events: list[CanonicalEvent], *, twice: bool) -> list[tuple[Any, ...]]:
                 record_events(hub, s, [e], now=now)
             if twice:  # plan the same event again, past the events table's own duplicate check
                 with hub.store.session() as s:
-                    subscriber = state.resolve_subscriber(s, e)
+                    subscriber = identity.resolve_subscriber(s, e)
                     sid = subscriber.id if subscriber else None
                     subject = str(e.part("subscription").get("id") or f"subscriber:{sid}")
-                    planned, cancels = plan(RULES, e, state.profile(s, subscriber), now, subject,
+                    planned, cancels = plan(RULES, e, profile.for_rules(s, subscriber), now, subject,
                                             StoreFacts(s, sid, subject))
                     outbox.cancel(s, cancels, subscriber_id=sid, subject=subject)
                     outbox.write_planned(s, planned, subscriber_id=sid, dry_run_connectors=set(),

@@ -12,12 +12,11 @@ from click.testing import CliRunner
 from sqlalchemy import select, update
 
 from hub.cli.explain import explain
-from hub.pipeline import record_events
+from hub.ingest.pipeline import record_events
+from hub.kernel.values import rfc3339
 from hub.store import Action, Subscriber, utcnow
-from hub.values import rfc3339
-
-from ..helpers import drain, stripe_event, stripe_headers
-from .events import event, subscription
+from tests.helpers import drain, stripe_event, stripe_headers
+from tests.rules.events import event, subscription
 
 NOTIFY = """\
 rules:

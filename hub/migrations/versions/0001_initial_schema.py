@@ -4,10 +4,11 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-21 19:24:27.857501
 """
-from alembic import op
 import sqlalchemy as sa
-import hub.store.types
+from alembic import op
 from sqlalchemy.dialects import postgresql
+
+import hub.store.types
 
 revision = '0001'
 down_revision = None

@@ -3,10 +3,11 @@
 Revision ID: 0002_privacy
 Revises: 0001
 """
-from alembic import op
 import sqlalchemy as sa
-import hub.store.types
+from alembic import op
 from sqlalchemy.dialects import postgresql
+
+import hub.store.types
 
 revision = "0002_privacy"
 down_revision = "0001"

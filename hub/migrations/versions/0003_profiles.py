@@ -4,10 +4,11 @@ Revision ID: 0003_profiles
 Revises: 0001
 Create Date: 2026-11-21 19:28:29.570677
 """
-from alembic import op
 import sqlalchemy as sa
-import hub.store.types
+from alembic import op
 from sqlalchemy.dialects import postgresql
+
+import hub.store.types
 
 revision = '0003_profiles'
 down_revision = '0001'

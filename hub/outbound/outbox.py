@@ -5,25 +5,52 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from rq.exceptions import DuplicateJobError
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
-from .rules import Cancellation, PlannedAction
-from .store import Action, insert_ignore, utcnow
-from .store.models import ActionStatus
+import connectors
+from hub import jobs
+from hub.kernel.events import CanonicalEvent
+from hub.rules import Cancellation, Facts, PlannedAction, RuleSet, plan
+from hub.store import Action, insert_ignore, utcnow
+from hub.store.models import ActionStatus
 
 if TYPE_CHECKING:
-    from .runtime import Hub
+    from hub.runtime import Hub
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Planning:
+    """What planning reads, once per transaction: the rules in force, which of them are anchored to a
+    date, and which destinations run dry."""
+
+    ruleset: RuleSet
+    anchored: frozenset[str]
+    dry_run: frozenset[str]
+
+    @classmethod
+    def of(cls, hub: "Hub") -> "Planning":
+        ruleset = hub.rules
+        return cls(ruleset, frozenset(ruleset.anchored), connectors.dry_run_connectors(hub.settings))
+
+
+def plan_event(session: Session, planning: Planning, event: CanonicalEvent, profile: dict[str, Any],
+               subscriber_id: int | None, subject: str, now: datetime, facts: Facts | None = None) -> list[int]:
+    """Plan one event's rules into the outbox: cancel what it cancels, insert what it plans; new ids."""
+    planned, cancels = plan(planning.ruleset, event, profile, now, subject, facts)
+    cancel(session, cancels, subscriber_id=subscriber_id, subject=subject)
+    return write_planned(session, planned, subscriber_id=subscriber_id, dry_run_connectors=planning.dry_run,
+                         anchored_rules=planning.anchored)
+
+
 def write_planned(session: Session, planned: Sequence[PlannedAction], *, subscriber_id: int | None,
-                  dry_run_connectors: set[str], anchored_rules: set[str]) -> list[int]:
+                  dry_run_connectors: frozenset[str], anchored_rules: frozenset[str]) -> list[int]:
     """Insert planned actions (a key seen before is left alone); return the new rows' ids.
 
     For scheduled rules, pending steps planned from an older anchor date (the renewal moved)
@@ -71,16 +98,12 @@ def cancel(session: Session, cancellations: Iterable[Cancellation], *, subscribe
     return total
 
 
-def job_id(action_id: int, seq: int) -> str:
-    return f"a{action_id}-{seq}"
-
-
 def dispatch(hub: "Hub", action_ids: Sequence[int] | None = None, *, limit: int = 500,
              now: datetime | None = None) -> int:
     """Move due scheduled actions to ``queued`` (committed first) and enqueue a deliver job for each.
 
     A deliver job also claims other due work of its destination (as much as its rate limits have
-    room for) and withdraws the jobs of what it claimed (``withdraw_jobs``), so a backlog is
+    room for) and withdraws the jobs of what it claimed (``jobs.withdraw_deliver_jobs``), so a backlog is
     delivered by a few jobs while an action coming back for its booked room always has a job of
     its own. If enqueueing fails after the commit, the sweeper finds the queued rows with no live job.
     """
@@ -96,51 +119,15 @@ def dispatch(hub: "Hub", action_ids: Sequence[int] | None = None, *, limit: int 
             and_(Action.id.in_(picked), Action.status == ActionStatus.SCHEDULED)
         ).values(status=ActionStatus.QUEUED, dispatch_seq=Action.dispatch_seq + 1, queued_at=now,
                  updated_at=now).returning(Action.id, Action.connector, Action.dispatch_seq)).all()
-    from .runtime import deliver_queue_name
-
     for action_id, connector, seq in sorted(claimed, reverse=True):  # at the front: the lowest id first
         try:
             # at the front of the destination's queue: what falls due now is the time-critical work
             # (an action coming back for its booked room), not the jobs of a backlog waiting in line
-            hub.queue(deliver_queue_name(connector)).enqueue(
-                "hub.tasks.deliver_action", action_id, job_id=job_id(action_id, seq), unique=True,
-                at_front=True, result_ttl=0, failure_ttl=7 * 86400, job_timeout=300)
-        except DuplicateJobError:
-            pass
+            jobs.enqueue_deliver(hub.redis, connector, action_id, seq)
         except Exception as exc:  # Redis down: the sweeper re-enqueues stranded rows
             log.warning("could not enqueue action %s (%s); the sweeper will retry", action_id,
                         type(exc).__name__)
     return len(claimed)
-
-
-# KEYS: queue, job hash 1..n; ARGV: job id 1..n. A job still waiting in the queue is removed with
-# its hash; one a worker already took is left alone (it finds its action claimed and returns).
-_WITHDRAW = """
-local removed = 0
-for i = 1, #ARGV do
-  if redis.call('LREM', KEYS[1], 1, ARGV[i]) > 0 then
-    redis.call('DEL', KEYS[i + 1])
-    removed = removed + 1
-  end
-end
-return removed
-"""
-
-
-def withdraw_jobs(hub: "Hub", connector: str, actions: Sequence[tuple[int, int]]) -> None:
-    """Withdraw the queued deliver jobs of ``(action id, dispatch seq)`` pairs another job claimed."""
-    if not actions:
-        return
-    from rq.job import Job
-
-    from .runtime import deliver_queue_name
-
-    ids = [job_id(a, seq) for a, seq in actions]
-    queue = hub.queue(deliver_queue_name(connector))
-    try:
-        hub.redis.register_script(_WITHDRAW)(keys=[queue.key, *[Job.key_for(i) for i in ids]], args=ids)
-    except Exception as exc:  # only costs no-op jobs later
-        log.warning("could not withdraw %d deliver jobs (%s)", len(ids), type(exc).__name__)
 
 
 def hold(session: Session, holds: dict[int, float], reason: str, now: datetime | None = None) -> None:

@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import case, func, literal, select
 from sqlalchemy.orm import Session
 
-from .config import Settings
-from .store.profile_models import KpiFact, MrrMovement
-from .values import exponent
+from hub.kernel.settings import Settings
+from hub.kernel.values import exponent
+from hub.store.subscriber_models import KpiFact, MrrMovement
 
 MOVEMENTS = ("new", "expansion", "contraction", "churn", "reactivation")
 INTERVALS = ("day", "week", "month")

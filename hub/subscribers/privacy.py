@@ -33,10 +33,10 @@ from urllib.parse import parse_qsl, quote, urlencode
 from sqlalchemy import JSON, Column, LargeBinary, String, Text, cast, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from .events import CanonicalEvent, EventType
-from .store import Action, Attempt, Base, Delivery, Event, ExternalId, Subscriber, Subscription, utcnow
-from .store.models import ActionStatus, DeliveryStatus
-from .store.privacy_models import DataExport, Redaction
+from hub.kernel.events import CanonicalEvent, EventType
+from hub.store import Action, Attempt, Base, Delivery, Event, ExternalId, Subscriber, Subscription, utcnow
+from hub.store.models import ActionStatus, DeliveryStatus
+from hub.store.privacy_models import DataExport, Redaction
 
 REDACTED = "[redacted]"
 #: keys whose value is personal whatever it is (names of fields in provider payloads and our parts)
@@ -460,7 +460,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    from .values import rfc3339
+    from hub.kernel.values import rfc3339
 
     return rfc3339(moment) if moment else None
 

@@ -1,10 +1,5 @@
-"""Apply canonical events to subscriber state: identity, subscriptions, consent, totals.
-
-Identity: a subscriber is found by a provider's customer id first, then by case-folded e-mail;
-events that carry only a subscription id attach to that subscription's subscriber. Two records
-that turn out to be one person are merged (recorded in ``merges``, undoable); two that cannot
-both be right (the same e-mail, different customer ids at one provider) are recorded in
-``identity_conflicts`` and left apart.
+"""Apply canonical events to subscriber state: subscriptions, consent, totals (who an event is about
+is decided first, in ``identity.py``).
 
 Ordering: providers deliver out of order and repeat themselves. A subscription update older
 than the state we hold (by the provider's version where both carry one, else by occurrence
@@ -21,10 +16,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from .events import CanonicalEvent, EventType
-from .store import Event, ExternalId, Subscriber, Subscription, insert_ignore, utcnow
-from .store.profile_models import ProfileStats
-from .values import parse_time, rfc3339
+from hub.kernel.events import CanonicalEvent, EventType
+from hub.kernel.values import parse_time, rfc3339
+from hub.store import Event, Subscriber, Subscription, utcnow
+from hub.store.subscriber_models import ProfileStats
 
 ENGAGEMENT = {EventType.MESSAGE_OPENED, EventType.MESSAGE_CLICKED, EventType.ORDER_PLACED, EventType.ORDER_PAID,
               EventType.USAGE_RECORDED}
@@ -46,149 +41,6 @@ class Applied:
     stale: bool = False  # an older update: recorded, state left alone
 
 
-# -- identity -------------------------------------------------------------------------------------
-
-def canonical(session: Session, subscriber: Subscriber | None) -> Subscriber | None:
-    """Follow ``merged_into_id`` to the record that stands for the person now."""
-    seen = set()
-    while subscriber is not None and subscriber.merged_into_id and subscriber.id not in seen:
-        seen.add(subscriber.id)
-        subscriber = session.get(Subscriber, subscriber.merged_into_id)
-    return subscriber
-
-
-_canonical = canonical  # older name
-
-
-def by_external_ids(session: Session, external_ids: dict[str, Any]) -> list[Subscriber]:
-    """The distinct (canonical) subscribers these provider ids belong to, in the order given."""
-    out: list[Subscriber] = []
-    for provider, ext in external_ids.items():
-        if not ext:
-            continue
-        row = session.execute(select(ExternalId.subscriber_id).where(
-            ExternalId.provider == provider, ExternalId.external_id == str(ext))).scalar()
-        found = canonical(session, session.get(Subscriber, row)) if row is not None else None
-        if found is not None and found not in out:
-            out.append(found)
-    return out
-
-
-def by_email(session: Session, email: str | None) -> Subscriber | None:
-    if not email:
-        return None
-    return session.execute(select(Subscriber).where(
-        Subscriber.email == email.strip().casefold(), Subscriber.merged_into_id.is_(None)).order_by(Subscriber.id)
-    ).scalars().first()
-
-
-def find_subscriber(session: Session, external_ids: dict[str, Any], email: str | None) -> Subscriber | None:
-    """By a provider's customer id first, then by case-folded e-mail."""
-    found = by_external_ids(session, external_ids)
-    return found[0] if found else by_email(session, email)
-
-
-def external_ids_of(session: Session, subscriber_id: int) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for provider, ext in session.execute(select(ExternalId.provider, ExternalId.external_id)
-                                         .where(ExternalId.subscriber_id == subscriber_id)).all():
-        out.setdefault(provider, set()).add(ext)
-    return out
-
-
-def identity_clash(mine: dict[str, set[str]], theirs: dict[str, set[str]]) -> str | None:
-    """Why two sets of provider ids cannot be one person (a different id at the same provider)."""
-    for provider in sorted(mine.keys() & theirs.keys()):
-        if not (mine[provider] & theirs[provider]):
-            return (f"different {provider} customer ids ({', '.join(sorted(mine[provider]))} vs "
-                    f"{', '.join(sorted(theirs[provider]))})")
-    return None
-
-
-def resolve_subscriber(session: Session, event: CanonicalEvent) -> Subscriber | None:
-    """Find or create the subscriber an event is about, merge records proven to be one person,
-    record conflicts, and remember the event's provider ids and e-mail."""
-    from . import profiles  # merges and conflicts live there; imported late (profiles reads state)
-
-    part = event.part("subscriber")
-    if part.get("hub_id"):  # derived events name the hub's own record
-        return canonical(session, session.get(Subscriber, int(part["hub_id"])))
-    external_ids = {k: str(v) for k, v in (part.get("external_ids") or {}).items() if v}
-    email = (part.get("email") or "").strip().casefold() or None
-    event_ids = {p: {e} for p, e in external_ids.items()}
-
-    matched = by_external_ids(session, external_ids)
-    subscriber = matched[0] if matched else None
-    for other in matched[1:]:  # one event names ids of two records: they are one person
-        clash = identity_clash(external_ids_of(session, subscriber.id), external_ids_of(session, other.id))
-        if clash:
-            profiles.record_conflict(session, subscriber.id, other.id, clash, event.id)
-        else:
-            subscriber = profiles.merge(session, subscriber, other, "provider ids arrived together on one event "
-                                        f"({', '.join(f'{p}:{e}' for p, e in sorted(external_ids.items()))})",
-                                        event.id)
-    by_mail = by_email(session, email)
-    if subscriber is None and by_mail is not None:
-        clash = identity_clash(external_ids_of(session, by_mail.id), event_ids)
-        if clash:  # same e-mail, but a different customer at the same provider: a new record + a conflict
-            subscriber = _new_subscriber(session, event, email)
-            profiles.record_conflict(session, by_mail.id, subscriber.id, f"same e-mail {email}, {clash}", event.id)
-        else:
-            subscriber = by_mail
-    elif subscriber is not None and by_mail is not None and by_mail.id != subscriber.id \
-            and not profiles.kept_apart(session, by_mail.id, subscriber.id):
-        clash = identity_clash(external_ids_of(session, by_mail.id), external_ids_of(session, subscriber.id))
-        if clash:
-            profiles.record_conflict(session, by_mail.id, subscriber.id, f"same e-mail {email}, {clash}", event.id)
-        else:
-            winner, loser = sorted((by_mail, subscriber), key=lambda s: s.id)
-            subscriber = profiles.merge(session, winner, loser, f"same e-mail {email}", event.id)
-    if subscriber is None:
-        sub_id = event.part("subscription").get("id")
-        if sub_id:  # e.g. Shopify contract events that carry only ids
-            row = session.execute(select(Subscription).where(Subscription.provider == event.provider,
-                                                              Subscription.external_id == str(sub_id))).scalar()
-            if row is not None and row.subscriber_id:
-                subscriber = canonical(session, session.get(Subscriber, row.subscriber_id))
-    if subscriber is None:
-        if not external_ids and not email:
-            return None
-        subscriber = _new_subscriber(session, event, email)
-    for provider, ext in external_ids.items():
-        insert_ignore(session, ExternalId.__table__,
-                      {"provider": provider, "external_id": ext, "subscriber_id": subscriber.id,
-                       "created_at": utcnow()}, ["provider", "external_id"])
-    _remember_identity(session, subscriber, event, part, email)
-    return subscriber
-
-
-def _new_subscriber(session: Session, event: CanonicalEvent, email: str | None) -> Subscriber:
-    now = utcnow()
-    subscriber = Subscriber(email=email, created_at=now, updated_at=now, consent={}, attributes={},
-                            segments=[], first_seen_at=parse_time(event.time))
-    session.add(subscriber)
-    session.flush()
-    return subscriber
-
-
-def _remember_identity(session: Session, subscriber: Subscriber, event: CanonicalEvent, part: dict[str, Any],
-                       email: str | None) -> None:
-    stats = stats_for(session, subscriber.id)
-    if email:
-        if email not in (stats.emails or []):
-            stats.emails = [*(stats.emails or []), email]
-        # a provider's own customer record may change the address; other events only fill a gap
-        if not subscriber.email or (event.type in (EventType.SUBSCRIBER_CREATED, EventType.SUBSCRIBER_UPDATED)
-                                    and subscriber.email != email and by_email(session, email) is None):
-            subscriber.email = email
-    for name in ("first_name", "last_name", "phone"):
-        if part.get(name) and not getattr(subscriber, name):
-            setattr(subscriber, name, part[name])
-    if part.get("name") and not subscriber.first_name:
-        first, _, last = str(part["name"]).partition(" ")
-        subscriber.first_name, subscriber.last_name = first, last or subscriber.last_name
-
-
 def stats_for(session: Session, subscriber_id: int) -> ProfileStats:
     stats = session.get(ProfileStats, subscriber_id)
     if stats is None:
@@ -198,8 +50,6 @@ def stats_for(session: Session, subscriber_id: int) -> ProfileStats:
         session.flush()
     return stats
 
-
-# -- applying an event -----------------------------------------------------------------------------
 
 def apply(session: Session, event: CanonicalEvent, subscriber: Subscriber | None) -> Applied:
     """Update subscription state and the profile from one (new) event; say what changed."""
@@ -365,26 +215,3 @@ def mrr_by_currency(session: Session, subscriber_id: int) -> dict[str, int]:
         if currency:
             out[currency] = out.get(currency, 0) + (mrr or 0)
     return out
-
-
-def profile(session: Session, subscriber: Subscriber | None) -> dict[str, Any]:
-    """The profile rules and templates see as ``subscriber``."""
-    if subscriber is None:
-        return {}
-    ext = dict(session.execute(select(ExternalId.provider, ExternalId.external_id)
-                               .where(ExternalId.subscriber_id == subscriber.id)).all())
-    stats = session.get(ProfileStats, subscriber.id)
-    return {
-        "id": subscriber.id, "email": subscriber.email, "first_name": subscriber.first_name,
-        "last_name": subscriber.last_name, "phone": subscriber.phone, "timezone": subscriber.timezone,
-        "emails": (stats.emails if stats else None) or ([subscriber.email] if subscriber.email else []),
-        "consent": subscriber.consent or {}, "external_ids": ext, "tier": subscriber.tier,
-        "segments": subscriber.segments or [], "points": subscriber.points,
-        "lifecycle": stats.lifecycle if stats else None,
-        "mrr": {"minor": subscriber.mrr_minor, "currency": subscriber.currency} if subscriber.currency else None,
-        "total_paid": {"minor": subscriber.total_paid_minor, "currency": subscriber.currency}
-        if subscriber.currency else None,
-        "first_seen": subscriber.first_seen_at.isoformat() if subscriber.first_seen_at else None,
-        "last_engaged": subscriber.last_engaged_at.isoformat() if subscriber.last_engaged_at else None,
-        "attributes": subscriber.attributes or {},
-    }

@@ -13,18 +13,18 @@ from sqlalchemy.orm import Session
 
 import connectors
 from connectors.base import RawDelivery
-
-from . import outbox, privacy, state
-from .errors import PayloadError
-from .events import CanonicalEvent
-from .segments import derive
-from .rules import StoreFacts, plan
-from .store import Delivery, Event, insert_ignore, utcnow
-from .store.models import DeliveryStatus
-from .values import parse_time
+from hub.kernel.errors import PayloadError
+from hub.kernel.events import CanonicalEvent
+from hub.kernel.values import parse_time
+from hub.outbound import outbox
+from hub.rules import StoreFacts
+from hub.segments import derive
+from hub.store import Delivery, Event, insert_ignore, utcnow
+from hub.store.models import DeliveryStatus
+from hub.subscribers import identity, privacy, profile, state
 
 if TYPE_CHECKING:
-    from .runtime import Hub
+    from hub.runtime import Hub
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +75,14 @@ def _fail(delivery: Delivery, reason: str) -> None:
 
 def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent], *,
                   delivery_id: int | None = None, origin: str = "provider",
-                  now: datetime | None = None, _depth: int = 0) -> list[int]:
+                  now: datetime | None = None, planning: outbox.Planning | None = None,
+                  _depth: int = 0) -> list[int]:
     """Store new events, apply them and plan their actions; return the new actions' ids.
 
     An event already stored (a replay or a duplicate delivery) is skipped entirely. ``now`` is the
     planning clock (``hub rules simulate`` replays events at their own time).
     """
-    ruleset = hub.rules
-    anchored = ruleset.anchored
-    dry = {name for name, c in connectors.REGISTRY.items() if c.dry_run(hub.settings)}
+    planning = planning or outbox.Planning.of(hub)
     now = now or utcnow()
     due: list[int] = []
     for event in events:
@@ -95,7 +94,7 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
         if not inserted:
             continue
         privacy.before_apply(session, event, delivery_id=delivery_id)  # a redact request erases, then forgets
-        subscriber = state.resolve_subscriber(session, event)
+        subscriber = identity.resolve_subscriber(session, event)
         applied = state.apply(session, event, subscriber)
         privacy.after_apply(session, event, subscriber)  # a data request stores an export
         if subscriber is not None:
@@ -106,11 +105,10 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
         subject = str(event.part("subscription").get("id") or (f"subscriber:{subscriber.id}" if subscriber
                                                                 else event.subject or event.id))
         facts = StoreFacts(session, subscriber.id if subscriber else None, subject)
-        planned, cancels = plan(ruleset, event, state.profile(session, subscriber), now, subject, facts)
-        outbox.cancel(session, cancels, subscriber_id=subscriber.id if subscriber else None, subject=subject)
-        new_ids = outbox.write_planned(session, planned, subscriber_id=subscriber.id if subscriber else None,
-                                       dry_run_connectors=dry, anchored_rules=anchored)
+        new_ids = outbox.plan_event(session, planning, event, profile.for_rules(session, subscriber),
+                                    subscriber.id if subscriber else None, subject, now, facts)
         due.extend(new_ids)  # dispatch() queues only those already due
         if derived:
-            due.extend(record_events(hub, session, derived, origin="derived", now=now, _depth=_depth + 1))
+            due.extend(record_events(hub, session, derived, origin="derived", now=now, planning=planning,
+                                     _depth=_depth + 1))
     return due

@@ -24,9 +24,10 @@ from typing import Any, Callable, Mapping
 import yaml
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
-from . import values
-from .errors import ConfigError, PayloadError
-from .events import ALL_TYPES, CanonicalEvent, EventType
+from hub.kernel import values
+from hub.kernel.errors import ConfigError, PayloadError
+from hub.kernel.events import ALL_TYPES, CanonicalEvent, EventType
+from hub.kernel.paths import DEFAULT_MAPPINGS_PATH
 
 _MISSING = object()
 
@@ -213,13 +214,18 @@ class MappingTable:
 
 
 _TABLES: dict[tuple[str, str], MappingTable] = {}
+_folder: Path = DEFAULT_MAPPINGS_PATH
+
+
+def use_folder(folder: str | Path | None) -> None:
+    """Read tables from ``folder`` (``HUB_MAPPINGS_PATH``) from now on; None: the shipped tables."""
+    global _folder
+    _folder = Path(folder) if folder else DEFAULT_MAPPINGS_PATH
 
 
 def table(provider: str, folder: str | Path | None = None) -> MappingTable:
-    """The provider's table from ``HUB_MAPPINGS_PATH`` (cached after the first load)."""
-    from .config import PROJECT_ROOT
-
-    base = Path(folder) if folder else PROJECT_ROOT / "mappings"
+    """The provider's table from ``folder`` or the configured folder (cached after the first load)."""
+    base = Path(folder) if folder else _folder
     key = (str(base), provider)
     if key not in _TABLES:
         _TABLES[key] = MappingTable.load(base / f"{provider}.yaml")

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base
-from .types import BigId, JsonDoc, UTCDateTime
+from hub.store.models import Base
+from hub.store.types import BigId, JsonDoc, UTCDateTime
 
 
 class Merge(Base):

@@ -15,30 +15,14 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
-from rq import Queue
-
-from .runtime import INGEST_QUEUE
+from hub import jobs
 
 if TYPE_CHECKING:
-    from .runtime import Hub
+    from hub.runtime import Hub
 
 log = logging.getLogger(__name__)
 
 BATCH = 200
-
-
-def delivery_job_id(delivery_id: int, seq: int) -> str:
-    return f"d{delivery_id}-{seq}"
-
-
-def enqueue_deliveries(hub: "Hub", ids: list[int], seq: int = 1) -> None:
-    """One ingest job per delivery (ids only), all in one pipeline."""
-    queue = hub.queue(INGEST_QUEUE)
-    jobs = [Queue.prepare_data("hub.tasks.process_delivery", (i,), job_id=delivery_job_id(i, seq), result_ttl=0,
-                               failure_ttl=7 * 86400, timeout=300) for i in ids]
-    with hub.redis.pipeline() as pipe:
-        queue.enqueue_many(jobs, pipeline=pipe)
-        pipe.execute()
 
 
 class Relay:
@@ -69,7 +53,7 @@ class Relay:
                 batch = [self._ids.popleft() for _ in range(min(len(self._ids), BATCH))]
                 self._busy = True
             try:
-                enqueue_deliveries(self.hub, batch)
+                jobs.enqueue_ingest(self.hub.redis, [(d, 1) for d in batch])
             except Exception as exc:  # Redis away: the sweeper enqueues these deliveries later
                 log.warning("%d deliveries stored but not enqueued (%s); the sweeper will pick them up",
                             len(batch), type(exc).__name__)

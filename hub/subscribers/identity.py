@@ -1,5 +1,12 @@
-"""Subscriber profiles: merging two records of one person (recorded, undoable), identity conflicts,
-rebuilding a profile's figures from its events, and the profile view with a timeline."""
+"""Who an event is about: find or create the subscriber, merge two records of one person
+(recorded, undoable), record identity conflicts, and rebuild a profile's figures from its events.
+
+A subscriber is found by a provider's customer id first, then by case-folded e-mail; events that
+carry only a subscription id attach to that subscription's subscriber. Two records that turn out to
+be one person are merged (recorded in ``merges``, undoable); two that cannot both be right (the
+same e-mail, different customer ids at one provider) are recorded in ``identity_conflicts`` and
+left apart.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,11 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import state
-from .events import CanonicalEvent
-from .store import Event, ExternalId, Subscriber, Subscription, insert_ignore, utcnow
-from .values import exponent, to_major
-from .store.profile_models import IdentityConflict, Merge, MrrMovement, ProfileStats, SegmentMembership
+from hub.kernel.events import CanonicalEvent, EventType
+from hub.kernel.values import parse_time
+from hub.store import Event, ExternalId, Subscriber, Subscription, insert_ignore, utcnow
+from hub.store.subscriber_models import IdentityConflict, Merge, MrrMovement, SegmentMembership
+from hub.subscribers import state
 
 FILLED_FIELDS = ("email", "first_name", "last_name", "phone", "timezone")
 
@@ -21,7 +28,142 @@ class ProfileError(Exception):
     """An operator request that cannot be done as asked (unknown id, merge already undone)."""
 
 
-# -- conflicts --------------------------------------------------------------------------------------
+def canonical(session: Session, subscriber: Subscriber | None) -> Subscriber | None:
+    """Follow ``merged_into_id`` to the record that stands for the person now."""
+    seen = set()
+    while subscriber is not None and subscriber.merged_into_id and subscriber.id not in seen:
+        seen.add(subscriber.id)
+        subscriber = session.get(Subscriber, subscriber.merged_into_id)
+    return subscriber
+
+
+def by_external_ids(session: Session, external_ids: dict[str, Any]) -> list[Subscriber]:
+    """The distinct (canonical) subscribers these provider ids belong to, in the order given."""
+    out: list[Subscriber] = []
+    for provider, ext in external_ids.items():
+        if not ext:
+            continue
+        row = session.execute(select(ExternalId.subscriber_id).where(
+            ExternalId.provider == provider, ExternalId.external_id == str(ext))).scalar()
+        found = canonical(session, session.get(Subscriber, row)) if row is not None else None
+        if found is not None and found not in out:
+            out.append(found)
+    return out
+
+
+def by_email(session: Session, email: str | None) -> Subscriber | None:
+    if not email:
+        return None
+    return session.execute(select(Subscriber).where(
+        Subscriber.email == email.strip().casefold(), Subscriber.merged_into_id.is_(None)).order_by(Subscriber.id)
+    ).scalars().first()
+
+
+def find_subscriber(session: Session, external_ids: dict[str, Any], email: str | None) -> Subscriber | None:
+    """By a provider's customer id first, then by case-folded e-mail."""
+    found = by_external_ids(session, external_ids)
+    return found[0] if found else by_email(session, email)
+
+
+def external_ids_of(session: Session, subscriber_id: int) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for provider, ext in session.execute(select(ExternalId.provider, ExternalId.external_id)
+                                         .where(ExternalId.subscriber_id == subscriber_id)).all():
+        out.setdefault(provider, set()).add(ext)
+    return out
+
+
+def identity_clash(mine: dict[str, set[str]], theirs: dict[str, set[str]]) -> str | None:
+    """Why two sets of provider ids cannot be one person (a different id at the same provider)."""
+    for provider in sorted(mine.keys() & theirs.keys()):
+        if not (mine[provider] & theirs[provider]):
+            return (f"different {provider} customer ids ({', '.join(sorted(mine[provider]))} vs "
+                    f"{', '.join(sorted(theirs[provider]))})")
+    return None
+
+
+def resolve_subscriber(session: Session, event: CanonicalEvent) -> Subscriber | None:
+    """Find or create the subscriber an event is about, merge records proven to be one person,
+    record conflicts, and remember the event's provider ids and e-mail."""
+
+    part = event.part("subscriber")
+    if part.get("hub_id"):  # derived events name the hub's own record
+        return canonical(session, session.get(Subscriber, int(part["hub_id"])))
+    external_ids = {k: str(v) for k, v in (part.get("external_ids") or {}).items() if v}
+    email = (part.get("email") or "").strip().casefold() or None
+    event_ids = {p: {e} for p, e in external_ids.items()}
+
+    matched = by_external_ids(session, external_ids)
+    subscriber = matched[0] if matched else None
+    for other in matched[1:]:  # one event names ids of two records: they are one person
+        clash = identity_clash(external_ids_of(session, subscriber.id), external_ids_of(session, other.id))
+        if clash:
+            record_conflict(session, subscriber.id, other.id, clash, event.id)
+        else:
+            subscriber = merge(session, subscriber, other, "provider ids arrived together on one event "
+                                        f"({', '.join(f'{p}:{e}' for p, e in sorted(external_ids.items()))})",
+                                        event.id)
+    by_mail = by_email(session, email)
+    if subscriber is None and by_mail is not None:
+        clash = identity_clash(external_ids_of(session, by_mail.id), event_ids)
+        if clash:  # same e-mail, but a different customer at the same provider: a new record + a conflict
+            subscriber = _new_subscriber(session, event, email)
+            record_conflict(session, by_mail.id, subscriber.id, f"same e-mail {email}, {clash}", event.id)
+        else:
+            subscriber = by_mail
+    elif subscriber is not None and by_mail is not None and by_mail.id != subscriber.id \
+            and not kept_apart(session, by_mail.id, subscriber.id):
+        clash = identity_clash(external_ids_of(session, by_mail.id), external_ids_of(session, subscriber.id))
+        if clash:
+            record_conflict(session, by_mail.id, subscriber.id, f"same e-mail {email}, {clash}", event.id)
+        else:
+            winner, loser = sorted((by_mail, subscriber), key=lambda s: s.id)
+            subscriber = merge(session, winner, loser, f"same e-mail {email}", event.id)
+    if subscriber is None:
+        sub_id = event.part("subscription").get("id")
+        if sub_id:  # e.g. Shopify contract events that carry only ids
+            row = session.execute(select(Subscription).where(Subscription.provider == event.provider,
+                                                              Subscription.external_id == str(sub_id))).scalar()
+            if row is not None and row.subscriber_id:
+                subscriber = canonical(session, session.get(Subscriber, row.subscriber_id))
+    if subscriber is None:
+        if not external_ids and not email:
+            return None
+        subscriber = _new_subscriber(session, event, email)
+    for provider, ext in external_ids.items():
+        insert_ignore(session, ExternalId.__table__,
+                      {"provider": provider, "external_id": ext, "subscriber_id": subscriber.id,
+                       "created_at": utcnow()}, ["provider", "external_id"])
+    _remember_identity(session, subscriber, event, part, email)
+    return subscriber
+
+
+def _new_subscriber(session: Session, event: CanonicalEvent, email: str | None) -> Subscriber:
+    now = utcnow()
+    subscriber = Subscriber(email=email, created_at=now, updated_at=now, consent={}, attributes={},
+                            segments=[], first_seen_at=parse_time(event.time))
+    session.add(subscriber)
+    session.flush()
+    return subscriber
+
+
+def _remember_identity(session: Session, subscriber: Subscriber, event: CanonicalEvent, part: dict[str, Any],
+                       email: str | None) -> None:
+    stats = state.stats_for(session, subscriber.id)
+    if email:
+        if email not in (stats.emails or []):
+            stats.emails = [*(stats.emails or []), email]
+        # a provider's own customer record may change the address; other events only fill a gap
+        if not subscriber.email or (event.type in (EventType.SUBSCRIBER_CREATED, EventType.SUBSCRIBER_UPDATED)
+                                    and subscriber.email != email and by_email(session, email) is None):
+            subscriber.email = email
+    for name in ("first_name", "last_name", "phone"):
+        if part.get(name) and not getattr(subscriber, name):
+            setattr(subscriber, name, part[name])
+    if part.get("name") and not subscriber.first_name:
+        first, _, last = str(part["name"]).partition(" ")
+        subscriber.first_name, subscriber.last_name = first, last or subscriber.last_name
+
 
 def record_conflict(session: Session, a: int, b: int, reason: str, event_id: str | None = None) -> None:
     """List two subscribers that look like one person but cannot both be right (idempotent)."""
@@ -53,8 +195,6 @@ def conflicts(session: Session, include_resolved: bool = False) -> list[dict[str
                     "resolved_at": c.resolved_at.isoformat() if c.resolved_at else None})
     return out
 
-
-# -- merge and unmerge ----------------------------------------------------------------------------
 
 def merge(session: Session, winner: Subscriber, loser: Subscriber, reason: str,
           event_id: str | None = None) -> Subscriber:
@@ -107,7 +247,7 @@ def unmerge(session: Session, merge_id: int) -> tuple[Subscriber, Subscriber]:
         raise ProfileError(f"merge {merge_id} was already undone at {record.undone_at.isoformat()}")
     winner, loser = session.get(Subscriber, record.winner_id), session.get(Subscriber, record.loser_id)
     assert winner is not None and loser is not None
-    owner = state.canonical(session, winner) or winner
+    owner = canonical(session, winner) or winner
     moved = record.moved or {}
     mrr_before = {"winner": state.mrr_by_currency(session, owner.id), "loser": state.mrr_by_currency(session, loser.id)}
     pairs = [tuple(p) for p in moved.get("external_ids") or []]
@@ -165,6 +305,12 @@ def _transfer_mrr(session: Session, merge_id: int, what: str, before: dict[str, 
                 "mrr_after_minor": new}, ["event_id", "currency"])
 
 
+def as_canonical(row: Event) -> CanonicalEvent:
+    return CanonicalEvent(type=row.type, time=row.time.isoformat(), provider=row.provider,
+                          providereventid=row.provider_event_id, providertype=row.provider_type,
+                          data=row.data or {}, subject=row.subject, id=row.id)
+
+
 def rebuild(session: Session, subscriber: Subscriber) -> None:
     """Recompute a profile's figures from the events it now owns (after a merge or unmerge)."""
     stats = state.stats_for(session, subscriber.id)
@@ -183,7 +329,7 @@ def rebuild(session: Session, subscriber: Subscriber) -> None:
             stats.emails = [*stats.emails, email]
     if not subscriber.email and stats.emails:  # e.g. an unmerge took back an address filled in from the other
         subscriber.email = stats.emails[0]
-    from .segments.engagement import replay as replay_engagement
+    from hub.segments.engagement import replay as replay_engagement
 
     replay_engagement(stats, [as_canonical(r) for r in events])
     mrr = state.mrr_by_currency(session, subscriber.id)
@@ -192,72 +338,3 @@ def rebuild(session: Session, subscriber: Subscriber) -> None:
     if subscriber.first_seen_at is None:
         subscriber.first_seen_at = subscriber.created_at
     subscriber.updated_at = utcnow()
-
-
-def as_canonical(row: Event) -> CanonicalEvent:
-    return CanonicalEvent(type=row.type, time=row.time.isoformat(), provider=row.provider,
-                          providereventid=row.provider_event_id, providertype=row.provider_type,
-                          data=row.data or {}, subject=row.subject, id=row.id)
-
-
-# -- the profile view -----------------------------------------------------------------------------
-
-def lookup(session: Session, key: str | int) -> Subscriber | None:
-    """A subscriber by id or e-mail (a merged-away id leads to the record it was merged into)."""
-    text = str(key).strip()
-    found = session.get(Subscriber, int(text)) if text.isdigit() else state.by_email(session, text)
-    if found is None and not text.isdigit():
-        found = session.execute(select(Subscriber).where(Subscriber.email == text.casefold())
-                                .order_by(Subscriber.id)).scalars().first()
-    return state.canonical(session, found)
-
-
-def show(session: Session, key: str | int, timeline: int = 50) -> dict[str, Any] | None:
-    """The whole profile: identity, consent, subscriptions, value, loyalty, segments, merges, timeline."""
-    subscriber = lookup(session, key)
-    if subscriber is None:
-        return None
-    out = state.profile(session, subscriber)
-    stats = session.get(ProfileStats, subscriber.id)
-    out["paid_by_currency"] = dict(stats.paid or {}) if stats else {}
-    out["engagement_score"] = round(stats.engagement_score, 3) if stats else 0.0
-    out["subscriptions"] = [{
-        "provider": s.provider, "id": s.external_id, "status": s.status, "plan": s.plan or {},
-        "quantity": s.quantity, "mrr": {"minor": s.mrr_minor, "currency": s.currency} if s.currency else None,
-        "current_period_end": s.current_period_end.isoformat() if s.current_period_end else None,
-        "cancel_at": s.cancel_at.isoformat() if s.cancel_at else None,
-    } for s in session.execute(select(Subscription).where(Subscription.subscriber_id == subscriber.id)
-                               .order_by(Subscription.provider, Subscription.external_id)).scalars()]
-    out["merges"] = [{"id": m.id, "winner_id": m.winner_id, "loser_id": m.loser_id, "reason": m.reason,
-                      "at": m.created_at.isoformat(), "undone_at": m.undone_at.isoformat() if m.undone_at else None}
-                     for m in session.execute(select(Merge).where(or_(Merge.winner_id == subscriber.id,
-                                                                      Merge.loser_id == subscriber.id))
-                                              .order_by(Merge.id)).scalars()]
-    out["conflicts"] = [c for c in conflicts(session) if subscriber.id in (c["subscriber_id"], c["other_id"])]
-    out["timeline"] = [{"time": e.time.isoformat(), "type": e.type, "provider": e.provider, "id": e.id,
-                        "origin": e.origin, "summary": summarize(e)}
-                       for e in session.execute(select(Event).where(Event.subscriber_id == subscriber.id)
-                                                .order_by(Event.time.desc(), Event.recorded_at.desc())
-                                                .limit(timeline)).scalars()]
-    return out
-
-
-def summarize(event: Event) -> str:
-    """A one-line reading of an event for the timeline."""
-    data = event.data or {}
-    bits = []
-    sub = data.get("subscription") or {}
-    if sub.get("status"):
-        bits.append(f"{sub.get('id')} {sub['status']}")
-    for part, key in (("payment", "amount"), ("mrr", "delta"), ("proration", "amount")):
-        money = (data.get(part) or {}).get(key)
-        if isinstance(money, dict) and "minor" in money:
-            bits.append(f"{part} {to_major(money):.{exponent(money['currency'])}f} {money['currency']}")
-    for part in ("segment", "tier"):
-        if isinstance(data.get(part), dict):
-            bits.append(" ".join(f"{k}={v}" for k, v in data[part].items()))
-    if (data.get("mrr") or {}).get("movement"):
-        bits.append(data["mrr"]["movement"])
-    if (data.get("consent") or {}).get("channel"):
-        bits.append(f"{data['consent']['channel']} {data['consent'].get('state')}")
-    return "; ".join(bits)

@@ -28,7 +28,7 @@ from typing import Literal, Sequence
 
 from redis import Redis
 
-from .errors import RetriableError
+from hub.kernel.errors import RetriableError
 
 MARGIN = 0.01
 #: a booking its holder has not used this long after its room opened is dropped (the action was
