@@ -6,7 +6,7 @@
    with PayloadError (stored as failed and replayable), never with another exception.
 
 How to sign, and what settings enable a connector, come from its contract test class
-(tests/connectors/test_*.py subclasses of WebhookContract). Example counts are modest so the
+(subclasses of WebhookContract in tests/connectors/<name>/test_*.py). Example counts are modest so the
 module runs in seconds.
 """
 
@@ -38,11 +38,11 @@ IMPORT_PROBLEMS: dict[str, str] = {}
 
 
 def _contracts() -> dict[str, type[WebhookContract]]:
-    """Contract classes by connector name, from every tests/connectors/test_*.py module."""
-    for module in pkgutil.iter_modules(contract_tests.__path__):
-        if module.name.startswith("test_"):
+    """Contract classes by connector name, from every tests/connectors/<name>/test_*.py module."""
+    for module in pkgutil.walk_packages(contract_tests.__path__, f"{contract_tests.__name__}."):
+        if module.name.rpartition(".")[2].startswith("test_"):
             try:
-                importlib.import_module(f"{contract_tests.__name__}.{module.name}")
+                importlib.import_module(module.name)
             except Exception as exc:  # a colleague's module mid-edit: reported as a skip reason
                 IMPORT_PROBLEMS[module.name] = f"{type(exc).__name__}: {exc}"
     found: dict[str, type[WebhookContract]] = {}

@@ -72,8 +72,8 @@ def simulate(events_file: str | None, rules_paths: tuple[str, ...], now_text: st
     """Dry-run: every action the rules would plan for these events (nothing is sent or stored)."""
     from hub.kernel.values import parse_time
     from hub.rules import LocatedError, load_rules, parse_duration
-    from hub.rules.simulate import simulate as run
-    from hub.rules.simulate import stored_events
+    from hub.simulate import simulate as run
+    from hub.simulate import stored_events
 
     if bool(events_file) == from_store:
         raise click.UsageError("give --events FILE or --from-store")

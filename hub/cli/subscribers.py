@@ -99,7 +99,7 @@ def merge(keep: int, other: int, reason: str) -> None:
         session.execute(update(IdentityConflict).where(IdentityConflict.subscriber_id == low,
                                                        IdentityConflict.other_id == high)
                         .values(resolved_at=_now()))
-        identity.merge(session, winner, loser, reason)
+        identity.merge(session, winner, loser, reason, weights=_weights())
     _refresh(keep)
     click.echo(f"merged {other} into {keep}")
 
@@ -110,13 +110,20 @@ def unmerge(merge_id: int) -> None:
     """Undo merge MERGE_ID: the two subscribers are separated again and kept apart."""
     with current().store.session() as session:
         try:
-            winner, loser = identity.unmerge(session, merge_id)
+            winner, loser = identity.unmerge(session, merge_id, _weights())
         except identity.ProfileError as exc:
             click.echo(str(exc), err=True)
             sys.exit(1)
         ids = (winner.id, loser.id)
     _refresh(*ids)
     click.echo(f"merge {merge_id} undone: subscribers {ids[0]} and {ids[1]} are separate again")
+
+
+def _weights() -> Any:
+    """The engagement weights of the running segments config (a merge rebuilds the score with them)."""
+    from hub.segments import config as config_mod
+
+    return config_mod.current(current().settings["HUB_RULES_PATH"]).engagement
 
 
 def _now() -> Any:

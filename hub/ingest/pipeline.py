@@ -18,6 +18,7 @@ from hub.kernel.events import CanonicalEvent
 from hub.kernel.values import parse_time
 from hub.outbound import outbox
 from hub.rules import StoreFacts
+from hub.segments import config as segment_config
 from hub.segments import derive
 from hub.store import Delivery, Event, insert_ignore, utcnow
 from hub.store.models import DeliveryStatus
@@ -83,6 +84,7 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
     planning clock (``hub rules simulate`` replays events at their own time).
     """
     planning = planning or outbox.Planning.of(hub)
+    weights = segment_config.current(hub.settings["HUB_RULES_PATH"]).engagement
     now = now or utcnow()
     due: list[int] = []
     for event in events:
@@ -94,7 +96,7 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
         if not inserted:
             continue
         privacy.before_apply(session, event, delivery_id=delivery_id)  # a redact request erases, then forgets
-        subscriber = identity.resolve_subscriber(session, event)
+        subscriber = identity.resolve_subscriber(session, event, weights)
         applied = state.apply(session, event, subscriber)
         privacy.after_apply(session, event, subscriber)  # a data request stores an export
         if subscriber is not None:

@@ -17,6 +17,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from hub.rules.expressions import Expressions, TemplateSyntaxError
 from hub.rules.loader import rule_files
 from hub.rules.yamlpos import LocatedError, load
+from hub.subscribers.engagement import DEFAULT_HALF_LIFE_DAYS, DEFAULT_WEIGHTS, Weights
 
 DESTINATIONS = ("klaviyo", "hubspot", "activecampaign")
 
@@ -35,7 +36,7 @@ class _Segment(Schema):
 
 
 class _Engagement(Schema):
-    half_life_days = fields.Float(load_default=14.0, validate=validate.Range(min=0.1))
+    half_life_days = fields.Float(load_default=DEFAULT_HALF_LIFE_DAYS, validate=validate.Range(min=0.1))
     weights = fields.Dict(keys=fields.String(), values=fields.Float(), load_default=lambda: dict(DEFAULT_WEIGHTS))
 
 
@@ -54,10 +55,6 @@ class _Tier(Schema):
 class _Loyalty(Schema):
     points_per_unit = fields.Float(load_default=1.0, validate=validate.Range(min=0))
     earn_on = fields.List(fields.String(), load_default=lambda: ["payment.succeeded", "order.paid"])
-
-
-DEFAULT_WEIGHTS = {"message.opened": 1.0, "message.clicked": 3.0, "order.placed": 5.0, "order.paid": 5.0,
-                   "usage.recorded": 2.0}
 
 
 @dataclass
@@ -84,6 +81,10 @@ class SegmentConfig:
     profile_sync: dict[str, dict[str, Any]]
     profile_values: dict[str, Callable[[dict[str, Any]], Any]]  # "dest:kind:name" -> compiled expression
     hash: str
+
+    @property
+    def engagement(self) -> Weights:
+        return Weights(self.weights, self.half_life_days)
 
     @property
     def segments(self) -> list[SegmentDef]:

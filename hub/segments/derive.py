@@ -20,10 +20,10 @@ from hub.kpis import Rates
 from hub.outbound import outbox
 from hub.segments import bulk, engine, sync
 from hub.segments import config as config_mod
-from hub.segments.engagement import bump
 from hub.store import Event, Subscriber, insert_ignore, utcnow
 from hub.store.subscriber_models import KpiFact, MrrMovement
 from hub.subscribers import profile, state
+from hub.subscribers.engagement import bump
 
 if TYPE_CHECKING:
     from hub.runtime import Hub

@@ -19,9 +19,9 @@ from hub.kernel.values import exponent, parse_time
 from hub.kpis import Rates, floor_points
 from hub.segments import bulk
 from hub.segments.config import SegmentConfig
-from hub.segments.engagement import decayed
 from hub.store import Subscriber, Subscription
 from hub.store.subscriber_models import ProfileStats, SegmentMembership
+from hub.subscribers.engagement import decayed
 
 if TYPE_CHECKING:
     from hub.runtime import Hub

@@ -19,7 +19,8 @@ from hub.kernel.events import CanonicalEvent, EventType
 from hub.kernel.values import parse_time
 from hub.store import Event, ExternalId, Subscriber, Subscription, insert_ignore, utcnow
 from hub.store.subscriber_models import IdentityConflict, Merge, MrrMovement, SegmentMembership
-from hub.subscribers import state
+from hub.subscribers import engagement, state
+from hub.subscribers.engagement import Weights
 
 FILLED_FIELDS = ("email", "first_name", "last_name", "phone", "timezone")
 
@@ -82,9 +83,10 @@ def identity_clash(mine: dict[str, set[str]], theirs: dict[str, set[str]]) -> st
     return None
 
 
-def resolve_subscriber(session: Session, event: CanonicalEvent) -> Subscriber | None:
+def resolve_subscriber(session: Session, event: CanonicalEvent, weights: Weights | None = None) -> Subscriber | None:
     """Find or create the subscriber an event is about, merge records proven to be one person,
-    record conflicts, and remember the event's provider ids and e-mail."""
+    record conflicts, and remember the event's provider ids and e-mail. ``weights``: the engagement
+    weights a merge rebuilds the score with."""
 
     part = event.part("subscriber")
     if part.get("hub_id"):  # derived events name the hub's own record
@@ -101,8 +103,8 @@ def resolve_subscriber(session: Session, event: CanonicalEvent) -> Subscriber | 
             record_conflict(session, subscriber.id, other.id, clash, event.id)
         else:
             subscriber = merge(session, subscriber, other, "provider ids arrived together on one event "
-                                        f"({', '.join(f'{p}:{e}' for p, e in sorted(external_ids.items()))})",
-                                        event.id)
+                               f"({', '.join(f'{p}:{e}' for p, e in sorted(external_ids.items()))})",
+                               event.id, weights)
     by_mail = by_email(session, email)
     if subscriber is None and by_mail is not None:
         clash = identity_clash(external_ids_of(session, by_mail.id), event_ids)
@@ -118,7 +120,7 @@ def resolve_subscriber(session: Session, event: CanonicalEvent) -> Subscriber | 
             record_conflict(session, by_mail.id, subscriber.id, f"same e-mail {email}, {clash}", event.id)
         else:
             winner, loser = sorted((by_mail, subscriber), key=lambda s: s.id)
-            subscriber = merge(session, winner, loser, f"same e-mail {email}", event.id)
+            subscriber = merge(session, winner, loser, f"same e-mail {email}", event.id, weights)
     if subscriber is None:
         sub_id = event.part("subscription").get("id")
         if sub_id:  # e.g. Shopify contract events that carry only ids
@@ -197,7 +199,7 @@ def conflicts(session: Session, include_resolved: bool = False) -> list[dict[str
 
 
 def merge(session: Session, winner: Subscriber, loser: Subscriber, reason: str,
-          event_id: str | None = None) -> Subscriber:
+          event_id: str | None = None, weights: Weights | None = None) -> Subscriber:
     """Make ``loser`` part of ``winner``: provider ids, subscriptions and events move over, empty
     fields are filled in, and everything moved is written to ``merges`` so ``unmerge`` can undo it.
     Returns the record that stands for the person (``winner``, or ``loser`` when they are kept apart)."""
@@ -231,13 +233,13 @@ def merge(session: Session, winner: Subscriber, loser: Subscriber, reason: str,
                    })
     session.add(record)
     session.flush()
-    rebuild(session, winner)
-    rebuild(session, loser)
+    rebuild(session, winner, weights)
+    rebuild(session, loser, weights)
     _transfer_mrr(session, record.id, "merge", mrr_before)
     return winner
 
 
-def unmerge(session: Session, merge_id: int) -> tuple[Subscriber, Subscriber]:
+def unmerge(session: Session, merge_id: int, weights: Weights | None = None) -> tuple[Subscriber, Subscriber]:
     """Undo a merge: the loser gets back its provider ids, subscriptions and events (also those that
     arrived since under its ids), and the two are kept apart from then on."""
     record = session.get(Merge, merge_id)
@@ -278,8 +280,8 @@ def unmerge(session: Session, merge_id: int) -> tuple[Subscriber, Subscriber]:
     record.undone_at = utcnow()
     record_conflict(session, winner.id, loser.id, f"kept apart: merge {merge_id} ({record.reason}) was undone")
     session.flush()
-    rebuild(session, owner)
-    rebuild(session, loser)
+    rebuild(session, owner, weights)
+    rebuild(session, loser, weights)
     _transfer_mrr(session, record.id, "unmerge", {"winner": mrr_before["winner"], "loser": mrr_before["loser"]},
                   owner_id=owner.id, loser_id=loser.id)
     return owner, loser
@@ -311,7 +313,7 @@ def as_canonical(row: Event) -> CanonicalEvent:
                           data=row.data or {}, subject=row.subject, id=row.id)
 
 
-def rebuild(session: Session, subscriber: Subscriber) -> None:
+def rebuild(session: Session, subscriber: Subscriber, weights: Weights | None = None) -> None:
     """Recompute a profile's figures from the events it now owns (after a merge or unmerge)."""
     stats = state.stats_for(session, subscriber.id)
     stats.paid, stats.consent_at = {}, {}
@@ -329,9 +331,8 @@ def rebuild(session: Session, subscriber: Subscriber) -> None:
             stats.emails = [*stats.emails, email]
     if not subscriber.email and stats.emails:  # e.g. an unmerge took back an address filled in from the other
         subscriber.email = stats.emails[0]
-    from hub.segments.engagement import replay as replay_engagement
 
-    replay_engagement(stats, [as_canonical(r) for r in events])
+    engagement.replay(stats, [as_canonical(r) for r in events], weights)
     mrr = state.mrr_by_currency(session, subscriber.id)
     subscriber.currency = subscriber.currency or next(iter(sorted(mrr)), None)
     subscriber.mrr_minor = mrr.get(subscriber.currency or "", 0)

@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 from hub.kernel.events import CanonicalEvent
-from hub.rules.simulate import SimulatedAction
+from hub.simulate import SimulatedAction
 
 _seq = itertools.count(1)
 

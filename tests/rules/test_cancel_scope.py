@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from hub.rules import load_rules
-from hub.rules.simulate import SimulatedAction, simulate
+from hub.simulate import SimulatedAction, simulate
 from tests.conftest import ROOT
 from tests.rules.events import event, subscription
 

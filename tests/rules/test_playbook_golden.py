@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from hub.rules import load_rules
-from hub.rules.simulate import simulate
+from hub.simulate import simulate
 from tests.conftest import ROOT
 from tests.rules.events import by_rule, event, subscription
 

@@ -18,7 +18,7 @@ from hub.kernel.events import CanonicalEvent
 from hub.kernel.values import rfc3339
 from hub.outbound import outbox
 from hub.rules import StoreFacts, load_rules, plan
-from hub.rules.simulate import _sim_hub
+from hub.simulate import _sim_hub
 from hub.store import Action, Event, Subscriber
 from hub.subscribers import identity, profile
 from tests.conftest import ROOT

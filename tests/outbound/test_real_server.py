@@ -1,0 +1,137 @@
+"""Against real HTTP servers on 127.0.0.1, RQ worker threads, PostgreSQL and Redis.
+
+- a destination enforcing 5 requests per second (429 beyond it): four worker threads delivering 200 ActiveCampaign actions stay within it and lose nothing (the rate achieved is printed;
+  `benchmarks/ratelimit.py` measures it);
+- a destination that is down does not hold up deliveries to another one.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from hub import scheduler
+from hub.jobs import ThreadWorker, make_worker
+from hub.store import Action, Attempt
+from tests.helpers import count, rows
+from tests.mockapi import MockApi, always, wait_for
+from tests.outbound.support import FakeConnector, add_actions, register
+
+
+class FivePerSecond:
+    """An ActiveCampaign stand-in: at most 5 requests per wall-clock second, 429 beyond it."""
+
+    def __init__(self, limit: int = 5):
+        self.log: list[tuple[float, int, str]] = []  # (arrival, status, contact e-mail)
+        lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                now = time.time()
+                with lock:
+                    this_second = sum(1 for at, status, _ in server.log if int(at) == int(now) and status != 429)
+                    status = 429 if this_second >= limit else 201
+                    server.log.append((now, status, json.loads(body)["contact"]["email"]))
+                reply = b'{"contact":{"id":"1"}}' if status == 201 else b'{"message":"slow down"}'
+                self.send_response(status)
+                if status == 429:
+                    self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _run_workers(hub, stop: threading.Event, queues: list[str], workers: int) -> list[threading.Thread]:
+    """The scheduler and ``workers`` RQ worker threads, each waiting on its queues like `hub worker`
+    (a blocking dequeue; it returns after a second idle so the loop can see ``stop``)."""
+    threads = [threading.Thread(target=scheduler.run, args=(hub, stop), daemon=True)]
+    for _ in range(workers):
+        worker = make_worker(hub.redis, queues, ThreadWorker)
+
+        def loop(w=worker) -> None:
+            while not stop.is_set():
+                w.work(max_idle_time=1, logging_level="WARNING")
+
+        threads.append(threading.Thread(target=loop, daemon=True))
+    for t in threads:
+        t.start()
+    return threads
+
+
+@pytest.mark.slow
+def test_four_workers_stay_within_5_per_second_and_send_everything_once(make_hub):
+    api = FivePerSecond()
+    # the default scheduler interval (1 s): returns are timed by the scheduler's wake-ups, not polling
+    hub = make_hub(HUB_ACTIVECAMPAIGN_API_TOKEN="ac-token", HUB_ACTIVECAMPAIGN_API_URL=api.url)
+    ids = add_actions(hub, "activecampaign", "sync_contact", [{"email": f"p{i}@example.com"} for i in range(200)])
+    stop = threading.Event()
+    threads = _run_workers(hub, stop, ["deliver-activecampaign"], workers=4)
+    try:
+        wait_for(lambda: count(hub, Action, Action.id.in_(ids), Action.status == "done") == 200, timeout=120,
+                 interval=0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        api.close()
+    statuses = collections.Counter(status for _, status, _ in api.log)
+    assert statuses == {201: 200}  # never a 429, and every action sent exactly once
+    assert len({email for _, _, email in api.log}) == 200
+    per_second = collections.Counter(int(at) for at, _, _ in api.log)
+    assert max(per_second.values()) <= 5
+    times = sorted(at for at, _, _ in api.log)
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    gaps = sorted(round(b - a, 3) for a, b in zip(times, times[5:]))  # each request vs the 5th before it
+    print(f"\nrate {rate:.2f}/s ({rate / 5:.0%} of the 5/s allowance) over {times[-1] - times[0]:.1f}s; 5-apart gaps median {gaps[len(gaps) // 2]}, "
+          f"p90 {gaps[int(len(gaps) * 0.9)]}, max {gaps[-1]}")
+    assert count(hub, Attempt) == 200  # waiting for the limiter used no attempts
+
+
+def test_a_destination_that_is_down_does_not_hold_up_another(make_hub, monkeypatch):
+    up = MockApi(always(201))
+    hub = make_hub()
+    register(monkeypatch, FakeConnector("down", "http://127.0.0.1:9", failures=3, cooldown=60))  # refused
+    register(monkeypatch, FakeConnector("up", up.url))
+    # more down actions than one job sends at once (16 calls in flight): when the circuit opens,
+    # the calls already in flight finish, and every later one must wait instead of being tried
+    down_ids = add_actions(hub, "down", "note", [{"text": f"d{i}"} for i in range(60)])
+    up_ids = add_actions(hub, "up", "note", [{"text": f"u{i}"} for i in range(30)])
+    stop = threading.Event()
+    # a worker takes the down destination's queue first
+    threads = _run_workers(hub, stop, ["deliver-down", "deliver-up"], workers=2)
+    try:
+        wait_for(lambda: count(hub, Action, Action.id.in_(up_ids), Action.status == "done") == 30, timeout=30)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+        up.close()
+    assert len(up.requests) == 30
+    assert all(a.attempts == 1 for a in rows(hub, Action, Action.id.in_(up_ids)))
+    down = rows(hub, Action, Action.id.in_(down_ids))
+    assert all(a.status == "scheduled" for a in down)
+    tried = sum(a.attempts for a in down)
+    assert tried < 60  # the circuit opened: the rest were never tried
+    assert any("circuit open" in (a.last_error or "") and a.attempts == 0 for a in down)
