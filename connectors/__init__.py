@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from connectors.activecampaign import connector as activecampaign
-from connectors.base import Connector
+from connectors.base import Connector, SyncTarget
 from connectors.chargebee import connector as chargebee
 from connectors.hubspot import connector as hubspot
 from connectors.klaviyo import connector as klaviyo
@@ -45,6 +45,12 @@ def senders() -> list[str]:
 def dry_run_connectors(settings: Settings) -> frozenset[str]:
     """Senders whose actions are recorded but not sent (no API key set)."""
     return frozenset(name for name, c in REGISTRY.items() if c.actions and c.dry_run(settings))
+
+
+def sync_target(tool: str, kind: str) -> SyncTarget | None:
+    """What segment sync does for ``kind`` (list, tag, properties, fields) in ``tool``."""
+    connector = REGISTRY.get(tool)
+    return next((t for t in connector.sync_targets if t.kind == kind), None) if connector else None
 
 
 def action_spec(qualified: str):  # type: ignore[no-untyped-def]

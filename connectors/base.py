@@ -104,6 +104,22 @@ class ActionSpec:
     batch: BatchSpec | None = None
 
 
+@dataclass(frozen=True)
+class SyncTarget:
+    """One kind of segment-sync target a tool offers (``sync: {<tool>: {<kind>: ref}}`` in segments.yaml).
+
+    Membership kinds (a list, a tag) name the actions for entering and leaving and the parameter that
+    takes the reference; value kinds name the action that sets values: with ``param`` one action per
+    value (``{param: name, "value": v}``), without it one action for all (``{"properties": {...}}``).
+    """
+
+    kind: str
+    add: str = ""
+    remove: str = ""
+    set: str = ""
+    param: str = ""
+
+
 @dataclass
 class ActionContext:
     """What an action needs besides its parameters."""
@@ -125,6 +141,8 @@ class Connector:
     #: request headers kept with the stored delivery (lower-case)
     kept_headers: ClassVar[tuple[str, ...]] = ()
     actions: ClassVar[dict[str, ActionSpec]] = {}
+    #: what segment sync may target in this tool
+    sync_targets: ClassVar[tuple[SyncTarget, ...]] = ()
     #: bucket -> (requests, per seconds): the vendor's published limit, shared by every worker.
     #: A bucket may also list several windows, ``((10, 1.0), (150, 60.0))``: all must have room.
     #: Operators override it with ``HUB_<NAME>_RATE_LIMIT`` (see ``rate_limits_for``).

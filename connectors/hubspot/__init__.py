@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from connectors.base import Connector, InboundRequest, RawDelivery
+from connectors.base import Connector, InboundRequest, RawDelivery, SyncTarget
 from connectors.hubspot import client
 from connectors.hubspot import normalize as normalizer
 from connectors.hubspot import verify as verifier
@@ -57,6 +57,8 @@ class HubSpotConnector(Connector):
 
     # -- outbound ----------------------------------------------------------------------------
     actions = client.ACTIONS
+    sync_targets = (SyncTarget("list", add="add_to_list", remove="remove_from_list", param="list_id"),
+                    SyncTarget("properties", set="set_properties"))
     members = staticmethod(client.members)
     rate_limits = client.rate_limits(100)
     check_path = "/crm/v3/objects/contacts?limit=1"

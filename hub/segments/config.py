@@ -14,18 +14,17 @@ from jinja2 import Undefined
 from jinja2.runtime import Context
 from marshmallow import Schema, ValidationError, fields, validate
 
+import connectors
 from hub.rules.expressions import Expressions, TemplateSyntaxError
 from hub.rules.loader import rule_files
 from hub.rules.yamlpos import LocatedError, load
 from hub.subscribers.engagement import DEFAULT_HALF_LIFE_DAYS, DEFAULT_WEIGHTS, Weights
 
-DESTINATIONS = ("klaviyo", "hubspot", "activecampaign")
-
-
-class _Sync(Schema):
-    klaviyo = fields.Dict(keys=fields.String(validate=validate.OneOf(["list", "properties"])))
-    hubspot = fields.Dict(keys=fields.String(validate=validate.OneOf(["list", "properties"])))
-    activecampaign = fields.Dict(keys=fields.String(validate=validate.OneOf(["tag", "list", "fields"])))
+#: each tool that offers segment-sync targets, with the kinds it takes (declared by its connector)
+_Sync = Schema.from_dict({
+    name: fields.Dict(keys=fields.String(validate=validate.OneOf([t.kind for t in c.sync_targets])))
+    for name, c in connectors.REGISTRY.items() if c.sync_targets
+}, name="Sync")
 
 
 class _Segment(Schema):

@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 import connectors
+from connectors.base import SyncTarget
 from hub.outbound import outbox
 from hub.rules import PlannedAction
 from hub.segments.config import SegmentConfig
@@ -33,15 +34,12 @@ if TYPE_CHECKING:
 
 RULE_ID = "segment-sync"
 _KEY_NAMESPACE = uuid.UUID("3f0c1b1e-5d0a-4c36-9a0e-7c2f4e1d8b20")
-#: membership targets: (tool, kind) -> (action when True, action when False, params)
-MEMBERSHIP_ACTIONS = {
-    ("klaviyo", "list"): ("add_to_list", "remove_from_list", lambda ref: {"list_id": ref}),
-    ("hubspot", "list"): ("add_to_list", "remove_from_list", lambda ref: {"list_id": ref}),
-    ("activecampaign", "tag"): ("add_tag", "remove_tag", lambda ref: {"tag": ref}),
-    ("activecampaign", "list"): ("subscribe_list", "unsubscribe_list", lambda ref: {"list": ref}),
-}
-#: value targets: tool -> action taking {"properties": {...}} for all changed properties at once
-PROPERTY_ACTIONS = {"klaviyo": "upsert_profile", "hubspot": "set_properties"}
+#: a target is stored as "tool:kind:ref" with the value kinds in the singular
+_STORED_KIND = {"property": "properties", "field": "fields"}
+
+
+def _sync_target(tool: str, kind: str) -> SyncTarget | None:
+    return connectors.sync_target(tool, _STORED_KIND.get(kind, kind))
 
 
 def desired(config: SegmentConfig, change: "Change") -> dict[str, Any]:
@@ -147,18 +145,21 @@ def _actions(sid: int, todo: list[Planned], cause: str | None, rules_hash: str, 
     grouped: dict[str, list[Planned]] = {}
     for p in todo:
         tool, kind, ref = p.target.split(":", 2)
-        if (tool, kind) in MEMBERSHIP_ACTIONS:
-            on, off, params = MEMBERSHIP_ACTIONS[(tool, kind)]
-            out.append((_planned(sid, tool, on if p.value else off, params(ref), [p], cause, rules_hash, now), [p]))
-        elif kind == "field":
-            out.append((_planned(sid, tool, "set_field", {"field": ref, "value": p.value}, [p], cause, rules_hash,
-                                 now), [p]))
+        target = _sync_target(tool, kind)
+        if target is None:
+            continue  # a tool or kind no connector offers any more: nothing to send
+        if target.add:
+            out.append((_planned(sid, tool, target.add if p.value else target.remove, {target.param: ref}, [p],
+                                 cause, rules_hash, now), [p]))
+        elif target.param:
+            out.append((_planned(sid, tool, target.set, {target.param: ref, "value": p.value}, [p], cause,
+                                 rules_hash, now), [p]))
         else:
             grouped.setdefault(tool, []).append(p)
     for tool, rows in grouped.items():
         props = {p.target.split(":", 2)[2]: p.value for p in rows}
-        out.append((_planned(sid, tool, PROPERTY_ACTIONS[tool], {"properties": props}, rows, cause, rules_hash,
-                             now), rows))
+        out.append((_planned(sid, tool, _sync_target(tool, "properties").set, {"properties": props}, rows, cause,
+                             rules_hash, now), rows))
     return out
 
 
@@ -179,7 +180,8 @@ def membership_targets(config: SegmentConfig) -> dict[str, str]:
     for seg in config.segments:
         for tool, spec in (seg.sync or {}).items():
             for kind in ("list", "tag"):
-                if spec.get(kind) is not None and (tool, kind) in MEMBERSHIP_ACTIONS:
+                target = connectors.sync_target(tool, kind)
+                if spec.get(kind) is not None and target is not None and target.add:
                     out.setdefault(f"{tool}:{kind}:{spec[kind]}", seg.id)
     return out
 
