@@ -74,6 +74,18 @@ class CancelSubscriptionParams(Schema):
     product_catalog_v1 = fields.Boolean(load_default=False)
 
 
+class ResumeSubscriptionParams(Schema):
+    subscription_id = fields.String(required=True, validate=validate.Length(min=1))
+
+
+class ChangeSubscriptionParams(Schema):
+    subscription_id = fields.String(required=True, validate=validate.Length(min=1))
+    item_price_id = fields.String(load_default=None)  # the new plan's item price
+    current_item_price_id = fields.String(load_default=None)  # the plan being replaced (to keep its quantity)
+    quantity = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    end_of_term = fields.Boolean(load_default=False)
+
+
 # -- actions ---------------------------------------------------------------------------------
 def collect_payment(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
     """``POST /api/v2/invoices/{id}/collect_payment``: charge an unpaid invoice now."""
@@ -96,6 +108,24 @@ def cancel_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionCo
         "end_of_term": params.get("end_of_term"), "cancel_reason_code": params.get("cancel_reason_code")})
 
 
+def resume_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
+    """``POST /api/v2/subscriptions/{id}/resume`` with ``resume_option=immediately``."""
+    return _chargebee(client).post(f"subscriptions/{params['subscription_id']}/resume", ctx,
+                                   {"resume_option": "immediately"})
+
+
+def change_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
+    """``POST /api/v2/subscriptions/{id}/update_for_items``: the plan item price replaced (or its
+    quantity set), ``end_of_term`` to apply it at the renewal. A new plan replaces the old one
+    (``replace_items_list`` is not used: add-ons stay)."""
+    item = params.get("item_price_id") or params.get("current_item_price_id")
+    if not item:
+        raise PermanentError("change_subscription needs item_price_id or current_item_price_id")
+    return _chargebee(client).post(f"subscriptions/{params['subscription_id']}/update_for_items", ctx, {
+        "subscription_items[item_price_id][0]": item, "subscription_items[quantity][0]": params.get("quantity"),
+        "end_of_term": params.get("end_of_term")})
+
+
 ACTIONS: dict[str, ActionSpec] = {
     "collect_payment": ActionSpec("collect_payment", CollectPaymentParams, collect_payment,
                                   "Collect an unpaid invoice now (dunning retry)."),
@@ -103,4 +133,8 @@ ACTIONS: dict[str, ActionSpec] = {
                                      "Pause a subscription."),
     "cancel_subscription": ActionSpec("cancel_subscription", CancelSubscriptionParams, cancel_subscription,
                                       "Cancel a subscription now or at the end of the term."),
+    "resume_subscription": ActionSpec("resume_subscription", ResumeSubscriptionParams, resume_subscription,
+                                      "Resume a paused subscription now."),
+    "change_subscription": ActionSpec("change_subscription", ChangeSubscriptionParams, change_subscription,
+                                      "Change a subscription's plan or quantity, now or at the end of the term."),
 }

@@ -104,6 +104,18 @@ class CancelSubscriptionParams(Schema):
     comment = fields.String(load_default=None)  # cancellation_details[comment]
 
 
+class ResumeSubscriptionParams(Schema):
+    subscription_id = fields.String(required=True, validate=validate.Regexp(r"^sub_\w+$"))
+
+
+class ChangeSubscriptionParams(Schema):
+    subscription_id = fields.String(required=True, validate=validate.Regexp(r"^sub_\w+$"))
+    price = fields.String(load_default=None, validate=validate.Regexp(r"^(price|plan)_\w+$"))  # the new plan
+    quantity = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    item_id = fields.String(load_default=None)  # si_...; unset: the subscription's first item (read first)
+    at_period_end = fields.Boolean(load_default=False)  # no proration: the new price bills from the renewal
+
+
 # -- actions ---------------------------------------------------------------------------------
 def _stripe(client: ApiClient) -> StripeClient:
     assert isinstance(client, StripeClient), "Stripe actions need the Stripe client"
@@ -137,6 +149,35 @@ def cancel_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionCo
                                                      "cancellation_details": details})
 
 
+def resume_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
+    """``POST /v1/subscriptions/{id}`` with ``pause_collection=""``: collection resumes (Stripe's way
+    to unset a pause)."""
+    return _stripe(client).call("POST", f"/v1/subscriptions/{params['subscription_id']}", ctx,
+                                {"pause_collection": ""})
+
+
+def change_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
+    """``POST /v1/subscriptions/{id}`` with ``items[0][id]`` and the new ``[price]`` and/or
+    ``[quantity]``; ``proration_behavior`` ``create_prorations`` now, ``none`` at the period end.
+    Without ``item_id`` the subscription is read first (``GET``) for its first item's id."""
+    stripe = _stripe(client)
+    path = f"/v1/subscriptions/{params['subscription_id']}"
+    item = params.get("item_id")
+    if not item:
+        if stripe.dry_run:
+            item = f"<first item of {params['subscription_id']}>"
+        else:
+            found = stripe.request("GET", path).data or {}
+            items = ((found.get("items") or {}).get("data") or []) if isinstance(found, dict) else []
+            if not items:
+                raise PermanentError(f"GET {path}: the subscription has no items to change")
+            item = items[0]["id"]
+    form = {"items[0][id]": item, "items[0][price]": params.get("price"),
+            "items[0][quantity]": params.get("quantity"),
+            "proration_behavior": "none" if params.get("at_period_end") else "create_prorations"}
+    return stripe.call("POST", path, ctx, form)
+
+
 ACTIONS: dict[str, ActionSpec] = {
     "retry_payment": ActionSpec("retry_payment", RetryPaymentParams, retry_payment,
                                 "Pay an open invoice now (dunning retry)."),
@@ -144,4 +185,8 @@ ACTIONS: dict[str, ActionSpec] = {
                                      "Pause payment collection on a subscription."),
     "cancel_subscription": ActionSpec("cancel_subscription", CancelSubscriptionParams, cancel_subscription,
                                       "Cancel a subscription now or at the end of the period."),
+    "resume_subscription": ActionSpec("resume_subscription", ResumeSubscriptionParams, resume_subscription,
+                                      "Resume payment collection on a paused subscription."),
+    "change_subscription": ActionSpec("change_subscription", ChangeSubscriptionParams, change_subscription,
+                                      "Change a subscription's plan (price) or quantity, now or from the renewal."),
 }

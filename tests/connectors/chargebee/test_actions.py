@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qs, parse_qsl
 
 import pytest
 import responses
@@ -90,6 +90,9 @@ class TestChargebeeActions(ActionContract):
         ("chargebee.collect_payment", {"invoice_id": "inv_1"}, "POST", "/invoices/inv_1/collect_payment"),
         ("chargebee.pause_subscription", {"subscription_id": "s1"}, "POST", "/subscriptions/s1/pause"),
         ("chargebee.cancel_subscription", {"subscription_id": "s1"}, "POST", "/subscriptions/s1/cancel_for_items"),
+        ("chargebee.resume_subscription", {"subscription_id": "s1"}, "POST", "/subscriptions/s1/resume"),
+        ("chargebee.change_subscription", {"subscription_id": "s1", "item_price_id": "pro-USD"}, "POST",
+         "/subscriptions/s1/update_for_items"),
     ]
     error_body = {"message": "m", "type": "invalid_request", "api_error_code": "x", "http_status_code": 400}
 
@@ -102,3 +105,20 @@ def test_without_an_api_key_nothing_is_sent_and_the_exact_request_is_recorded():
                                "headers": {"Authorization": "***", "Accept": "application/json",
                                            "chargebee-idempotency-key": KEY},
                                "body": {"end_of_term": "false"}}
+
+
+@responses.activate
+def test_resume_is_immediate():
+    responses.post(f"{API}/subscriptions/s1/resume", json={"subscription": {"id": "s1"}})
+    run("chargebee.resume_subscription", {"subscription_id": "s1"}, settings(**CONFIG))
+    assert parse_qs(responses.calls[0].request.body) == {"resume_option": ["immediately"]}
+
+
+@responses.activate
+def test_change_replaces_the_plan_item_price_and_quantity_at_the_end_of_term():
+    responses.post(f"{API}/subscriptions/s1/update_for_items", json={"subscription": {"id": "s1"}})
+    run("chargebee.change_subscription", {"subscription_id": "s1", "item_price_id": "pro-USD-monthly", "quantity": 3,
+                                          "end_of_term": True}, settings(**CONFIG))
+    assert parse_qs(responses.calls[0].request.body) == {
+        "subscription_items[item_price_id][0]": ["pro-USD-monthly"], "subscription_items[quantity][0]": ["3"],
+        "end_of_term": ["true"]}

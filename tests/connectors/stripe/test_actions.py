@@ -118,6 +118,9 @@ class TestStripeActions(ActionContract):
         ("stripe.retry_payment", {"invoice_id": "in_1"}, "POST", "/v1/invoices/in_1/pay"),
         ("stripe.pause_subscription", {"subscription_id": "sub_1"}, "POST", "/v1/subscriptions/sub_1"),
         ("stripe.cancel_subscription", {"subscription_id": "sub_1"}, "DELETE", "/v1/subscriptions/sub_1"),
+        ("stripe.resume_subscription", {"subscription_id": "sub_1"}, "POST", "/v1/subscriptions/sub_1"),
+        ("stripe.change_subscription", {"subscription_id": "sub_1", "item_id": "si_1", "price": "price_2"}, "POST",
+         "/v1/subscriptions/sub_1"),
     ]
     error_body = {"error": {"type": "invalid_request_error", "message": "m"}}
     status_errors = {409: RetriableError}  # a concurrent request with the same key, or a lock conflict
@@ -132,3 +135,30 @@ def test_without_an_api_key_nothing_is_sent_and_the_exact_request_is_recorded():
                                "headers": {"Authorization": "***", "Stripe-Version": API_VERSION,
                                            "Idempotency-Key": KEY},
                                "body": {"pause_collection[behavior]": "void"}}
+
+
+@responses.activate
+def test_resume_unsets_pause_collection():
+    responses.post(f"{API}/v1/subscriptions/sub_1", json={"id": "sub_1"})
+    run("stripe.resume_subscription", {"subscription_id": "sub_1"}, settings(**CONFIG))
+    assert sent(responses.calls[0]) == [("pause_collection", "")]
+
+
+@responses.activate
+def test_change_reads_the_first_item_then_replaces_its_price_with_prorations():
+    responses.get(f"{API}/v1/subscriptions/sub_1", json={"id": "sub_1", "items": {"data": [{"id": "si_9"}]}})
+    responses.post(f"{API}/v1/subscriptions/sub_1", json={"id": "sub_1"})
+    run("stripe.change_subscription", {"subscription_id": "sub_1", "price": "price_2", "quantity": 3},
+        settings(**CONFIG))
+    assert [c.request.method for c in responses.calls] == ["GET", "POST"]
+    assert sorted(sent(responses.calls[1])) == [("items[0][id]", "si_9"), ("items[0][price]", "price_2"),
+                                                 ("items[0][quantity]", "3"),
+                                                 ("proration_behavior", "create_prorations")]
+
+
+@responses.activate
+def test_change_at_the_period_end_does_not_prorate():
+    responses.post(f"{API}/v1/subscriptions/sub_1", json={"id": "sub_1"})
+    run("stripe.change_subscription", {"subscription_id": "sub_1", "item_id": "si_1", "quantity": 2,
+                                       "at_period_end": True}, settings(**CONFIG))
+    assert ("proration_behavior", "none") in sent(responses.calls[0])
