@@ -58,6 +58,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "`EUR=1.08,GBP=1.27`.", None, kind="list", group="metrics"),
     Setting("HUB_SEGMENT_SWEEP_SECONDS", "How often the scheduler re-evaluates every subscriber's segments for "
             "time-based transitions (0: never).", 3600, kind="int", group="segments"),
+    Setting("HUB_SELF_SERVICE_SECRET", "Key that signs self-service links (`POST /api/subscriptions/<id>/"
+            "self-service-links`). Unset: no links are issued.", None, secret=True, group="changes"),
 )
 
 

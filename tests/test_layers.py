@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("hub.rules",),
     ("hub.outbound",),
     ("hub.segments",),
-    ("hub.ingest",),
+    ("hub.ingest", "hub.changes"),
     ("hub.runtime", "hub.logs", "hub.queries", "hub.tasks", "hub.simulate"),
     ("hub.scheduler", "hub.web", "hub.cli", "hub.migrations", "hub"),
 ]

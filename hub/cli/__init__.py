@@ -35,11 +35,12 @@ def main() -> None:
 
 
 # Every command group, registered explicitly (click lists them alphabetically in --help).
+from hub.cli import changes as changes_cli  # noqa: E402
 from hub.cli import connectors as connectors_cli  # noqa: E402
 from hub.cli import explain, inspect, metrics, privacy, processes, rules, segments, store, subscribers, tools  # noqa: E402
 
 for module in (processes, store, inspect, tools, rules, explain, connectors_cli, privacy, subscribers, segments,
-               metrics):
+               metrics, changes_cli):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -198,12 +198,19 @@ def prorate(before: tuple[int | None, int | None, str | None], row: Subscription
     start, end = row.current_period_start, row.current_period_end
     if old_amount is None or row.amount_minor is None or start is None or end is None or end <= start:
         return None
+    return daily_rate(int(old_amount) * int(old_quantity), int(row.amount_minor) * int(row.quantity or 1),
+                      start, end, when, row.currency or before[2])
+
+
+def daily_rate(old_charge: int, new_charge: int, start: datetime, end: datetime, when: datetime,
+               currency: str | None) -> dict[str, Any]:
+    """The daily-rate method: daily rate = period charge / days in the period; from ``when`` to the
+    period end the new charge applies and the old one is credited, so the amount is
+    (new charge - old charge) / days in period x days left (positive: the subscriber owes)."""
     days_in_period = max(round((end - start).total_seconds() / 86400), 1)
     days_left = min(max(math.ceil((end - max(when, start)).total_seconds() / 86400), 0), days_in_period)
-    old_charge = int(old_amount) * int(old_quantity)
-    new_charge = int(row.amount_minor) * int(row.quantity or 1)
     minor = round((new_charge - old_charge) / days_in_period * days_left)
-    return {"amount": {"minor": minor, "currency": row.currency or before[2]}, "method": "daily-rate",
+    return {"amount": {"minor": minor, "currency": currency}, "method": "daily-rate",
             "days_in_period": days_in_period, "days_used": days_left, "old_charge": old_charge,
             "new_charge": new_charge, "tags": [MID_CYCLE_TAG]}
 

@@ -17,6 +17,8 @@ def create_app(hub: Hub | None = None) -> Flask:
     app.extensions["hub"] = hub
 
     from hub.web.api import bp as api_bp
+    from hub.web.changes import api as changes_bp
+    from hub.web.changes import page as self_service_bp
     from hub.web.health import bp as health_bp
     from hub.web.prometheus import bp as prometheus_bp
     from hub.web.subscribers import bp as subscribers_bp
@@ -25,6 +27,8 @@ def create_app(hub: Hub | None = None) -> Flask:
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(subscribers_bp)
+    app.register_blueprint(changes_bp)
+    app.register_blueprint(self_service_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(prometheus_bp)
 

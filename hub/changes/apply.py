@@ -1,0 +1,123 @@
+"""A change becomes one action of the subscription's provider, written to the outbox like a rule's:
+its key comes from the request's idempotency key (the same request twice is one change), it is due
+when the change takes effect, and its id is the change's id."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+import connectors
+from hub.changes.preview import PreviewError, effective_at
+from hub.outbound import outbox
+from hub.rules import PlannedAction
+from hub.store import Action, Attempt, Subscription, utcnow
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
+
+RULE_ID = "subscription-change"
+_KEYS = uuid.UUID("9b1f7c2e-4a5d-4e8b-bc61-2f0d3a7e5c19")
+
+
+class ChangeError(ValueError):
+    """The change cannot be asked of this subscription (the message says why)."""
+
+
+def find(session: Session, ref: str) -> Subscription:
+    """A subscription by ``provider:id`` or by the provider's id alone (when only one provider has it)."""
+    provider, _, external = ref.rpartition(":") if ":" in ref else ("", "", ref)
+    query = select(Subscription).where(Subscription.external_id == external)
+    if provider:
+        query = query.where(Subscription.provider == provider)
+    found = session.execute(query.limit(2)).scalars().all()
+    if not found:
+        raise LookupError(f"no subscription {ref!r}")
+    if len(found) > 1:
+        raise ChangeError(f"{ref!r} names subscriptions at {found[0].provider} and {found[1].provider}: "
+                          "say which as provider:id")
+    return found[0]
+
+
+def route(sub: Subscription, request: dict[str, Any]) -> tuple[str, str, dict[str, Any], bool]:
+    """(connector, action, params, whether the provider applies it at the period end itself)."""
+    change, effective = request["change"], request["effective"]
+    at_end = effective == "period_end"
+    sid = sub.external_id
+    if sub.provider == "stripe":
+        if change == "pause":
+            return "stripe", "pause_subscription", {"subscription_id": sid}, False
+        if change == "resume":
+            return "stripe", "resume_subscription", {"subscription_id": sid}, False
+        if change == "cancel":
+            return "stripe", "cancel_subscription", {"subscription_id": sid, "at_period_end": at_end,
+                                                     "comment": request.get("reason")}, at_end
+        return "stripe", "change_subscription", {"subscription_id": sid, "price": request.get("plan"),
+                                                 "quantity": request.get("quantity"), "at_period_end": at_end}, at_end
+    if sub.provider == "chargebee":
+        if change == "pause":
+            return "chargebee", "pause_subscription", {"subscription_id": sid,
+                                                       "pause_option": "end_of_term" if at_end else "immediately"}, at_end
+        if change == "resume":
+            return "chargebee", "resume_subscription", {"subscription_id": sid}, False
+        if change == "cancel":
+            return "chargebee", "cancel_subscription", {"subscription_id": sid, "end_of_term": at_end}, at_end
+        return "chargebee", "change_subscription", {
+            "subscription_id": sid, "item_price_id": request.get("plan"), "quantity": request.get("quantity"),
+            "current_item_price_id": (sub.plan or {}).get("id"), "end_of_term": at_end}, at_end
+    raise ChangeError(f"changes to {sub.provider} subscriptions are not supported")
+
+
+def change_key(sub: Subscription, request: dict[str, Any]) -> str:
+    if request.get("idempotency_key"):
+        return str(uuid.uuid5(_KEYS, f"{sub.provider}\x1f{sub.external_id}\x1f{request['idempotency_key']}"))
+    return str(uuid.uuid4())
+
+
+def submit(hub: "Hub", ref: str, request: dict[str, Any], *, origin: str = "api",
+           now: datetime | None = None) -> tuple[dict[str, Any], bool]:
+    """Plan the change; returns its outcome view and whether it is new (False: the same key before)."""
+    now = now or utcnow()
+    with hub.store.session() as session:
+        sub = find(session, ref)
+        connector, name, params, provider_times_it = route(sub, request)
+        if connectors.action_spec(f"{connector}.{name}") is None:
+            raise ChangeError(f"{connector} has no action {name}")
+        params = {k: v for k, v in params.items() if v is not None}
+        due = now if provider_times_it else effective_at(sub, request["effective"], now)
+        key = change_key(sub, request)
+        planned = PlannedAction(key=key, rule_id=RULE_ID, rules_hash="", event_id="", subject=sub.external_id,
+                                occurrence=f"{origin}:{request['change']}"[:255], step=request["change"],
+                                connector=connector, name=name, params=params, due_at=max(due, now))
+        new = outbox.write_planned(session, [planned], subscriber_id=sub.subscriber_id,
+                                   dry_run_connectors=connectors.dry_run_connectors(hub.settings),
+                                   anchored_rules=frozenset())
+        action_id = new[0] if new else session.execute(select(Action.id).where(Action.key == key)).scalar_one()
+    if new and due <= now:
+        outbox.dispatch(hub, new)
+    return outcome(hub, action_id), bool(new)
+
+
+def outcome(hub: "Hub", change_id: int, ref: str | None = None) -> dict[str, Any]:
+    with hub.store.session() as session:
+        action = session.get(Action, change_id)
+        if action is None or action.rule_id != RULE_ID:
+            raise LookupError(f"no change {change_id}")
+        if ref is not None:
+            sub = find(session, ref)
+            if action.subject != sub.external_id or action.connector != sub.provider:
+                raise LookupError(f"no change {change_id} of subscription {ref!r}")
+        attempts = session.execute(select(Attempt.outcome, Attempt.status_code, Attempt.error)
+                                   .where(Attempt.action_id == action.id).order_by(Attempt.id)).all()
+        return {"id": action.id, "change": action.step, "status": action.status, "dry_run": action.dry_run,
+                "action": f"{action.connector}.{action.name}", "params": action.params,
+                "due_at": action.due_at.isoformat(), "attempts": [
+                    {"outcome": o, "status_code": c, "error": e} for o, c, e in attempts],
+                "last_error": action.last_error}
+
+
+__all__ = ["ChangeError", "PreviewError", "find", "outcome", "route", "submit"]

@@ -1,0 +1,63 @@
+"""``hub changes apply FILE.csv``: subscription changes in bulk (docs/changes.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from hub.runtime import current
+
+
+@click.group()
+def changes() -> None:
+    """Subscription changes (pause, resume, cancel, change plan or quantity) whatever the provider."""
+
+
+@changes.command("apply")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Check every row and show what it would do; apply nothing.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run (rows already applied are skipped; "
+              "every run is idempotent per row, this only says so in the output).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row.")
+def apply_cmd(file: Path, dry_run: bool, resume: bool, as_json: bool) -> None:
+    """Apply FILE.csv, one change per row, after checking every row (errors: FILE:LINE: reason, exit 2)."""
+    from hub.changes import batch
+
+    hub = current()
+    rows, errors = batch.read(file)
+    checked = list(batch.check(hub, file, rows))
+    errors += [e for _, _, e in checked if e]
+    if errors:
+        click.echo("\n".join(errors), err=True)
+        click.echo(f"hub: {len(errors)} bad row(s); nothing applied", err=True)
+        sys.exit(2)
+    if dry_run:
+        for row, shown, _ in checked:
+            click.echo(json.dumps({"line": row.line, **(shown or {})}) if as_json else
+                       f"{file}:{row.line}: {row.request['change']} {row.subscription}: "
+                       f"{(shown or {}).get('charge_per_period')}, proration {((shown or {}).get('proration') or {}).get('amount')}")
+        click.echo(f"{len(rows)} row(s) checked; nothing applied (dry run)", err=True)
+        return
+    started, last = time.monotonic(), [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if time.monotonic() - last[0] >= 2 or done == total:
+            last[0] = time.monotonic()
+            rate = done / max(time.monotonic() - started, 1e-6)
+            click.echo(f"{done}/{total} rows, {rate:.0f}/s, about {(total - done) / max(rate, 1e-6):.0f}s left", err=True)
+
+    results = batch.run(hub, rows, progress)
+    out = batch.write_results(file, results)
+    for r in results:
+        if as_json:
+            click.echo(json.dumps(r))
+    new = sum(r["new"] for r in results)
+    click.echo(f"applied {new} new change(s), {len(results) - new} already present{' (resumed)' if resume else ''}; "
+               f"results in {out}", err=True)
+
+
+COMMANDS = [changes]

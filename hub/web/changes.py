@@ -1,0 +1,173 @@
+"""Subscription changes over HTTP: the admin API (``/api/subscriptions/<ref>/changes``, previews,
+self-service links) and the self-service page a link opens (``/self-service/<token>``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, jsonify, render_template_string, request, url_for
+from marshmallow import Schema, ValidationError, fields, validate
+
+from hub.changes import apply, links
+from hub.changes.preview import PreviewError, describe, preview
+from hub.changes.request import CHANGES, ChangeRequest, problems
+from hub.store import utcnow
+from hub.web.auth import require_admin
+
+api = Blueprint("changes", __name__, url_prefix="/api")
+api.before_request(require_admin)
+page = Blueprint("self_service", __name__)
+
+
+def _hub() -> Any:
+    return current_app.extensions["hub"]
+
+
+def _load(schema: Schema, body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        abort(400, "the body must be a JSON object")
+    try:
+        return schema.load(body)
+    except ValidationError as exc:
+        abort(400, problems(exc))
+
+
+def _preview(ref: str, req: dict[str, Any]) -> dict[str, Any]:
+    with _hub().store.session() as session:
+        try:
+            return preview(session, apply.find(session, ref), req, utcnow())
+        except LookupError as exc:
+            abort(404, str(exc))
+        except (PreviewError, apply.ChangeError) as exc:
+            abort(400, str(exc))
+
+
+@api.post("/subscriptions/<ref>/changes")
+def create(ref: str) -> Any:
+    """Plan a change (or, with ``?preview=true``, only say what it would do)."""
+    req = _load(ChangeRequest(), request.get_json(silent=True))
+    if request.args.get("preview", "").lower() in ("1", "true", "yes"):
+        return jsonify(_preview(ref, req))
+    try:
+        found, new = apply.submit(_hub(), ref, req)
+    except LookupError as exc:
+        abort(404, str(exc))
+    except (PreviewError, apply.ChangeError) as exc:
+        abort(400, str(exc))
+    return jsonify(found), 201 if new else 200
+
+
+@api.get("/subscriptions/<ref>/changes/<int:change_id>")
+def show(ref: str, change_id: int) -> Any:
+    try:
+        return jsonify(apply.outcome(_hub(), change_id, ref))
+    except LookupError as exc:
+        abort(404, str(exc))
+    except apply.ChangeError as exc:
+        abort(400, str(exc))
+
+
+class _LinkRequest(Schema):
+    allowed = fields.List(fields.String(validate=validate.OneOf(CHANGES)), load_default=lambda: ["pause", "cancel"],
+                          validate=validate.Length(min=1))
+    expires_in = fields.Integer(load_default=86400, validate=validate.Range(min=60, max=links.MAX_LIFETIME))
+
+
+@api.post("/subscriptions/<ref>/self-service-links")
+def make_link(ref: str) -> Any:
+    hub = _hub()
+    secret = hub.settings["HUB_SELF_SERVICE_SECRET"]
+    if not secret:
+        abort(409, "set HUB_SELF_SERVICE_SECRET to issue self-service links")
+    req = _load(_LinkRequest(), request.get_json(silent=True) or {})
+    with hub.store.session() as session:
+        try:
+            sub = apply.find(session, ref)
+        except LookupError as exc:
+            abort(404, str(exc))
+        except apply.ChangeError as exc:
+            abort(400, str(exc))
+        token = links.make(secret, sub.subscriber_id, f"{sub.provider}:{sub.external_id}", req["allowed"],
+                           req["expires_in"])
+    base = (hub.settings["HUB_PUBLIC_URL"] or request.host_url.rstrip("/"))
+    return jsonify({"url": f"{base}{url_for('self_service.view', token=token)}",
+                    "expires_in": req["expires_in"], "allowed": sorted(set(req["allowed"]))}), 201
+
+
+def _claims(token: str) -> links.Claims:
+    secret = _hub().settings["HUB_SELF_SERVICE_SECRET"]
+    if not secret:
+        abort(404)
+    try:
+        claims = links.read(secret, token)
+    except links.LinkError as exc:
+        abort(403, str(exc))
+    if links.was_used(_hub().redis, claims):
+        abort(403, "this link was already used")
+    return claims
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Your subscription</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem}
+table{border-collapse:collapse}td,th{padding:.25rem .75rem .25rem 0;text-align:left}
+fieldset{margin:1rem 0}button{font:inherit;padding:.5rem 1rem}.note{color:#555}</style></head>
+<body><main>
+<h1>Your subscription</h1>
+{% if done %}<p role="status" id="done">Done: your {{ done.change.replace('_', ' ') }} is {{ 'recorded' if done.status != 'failed' else 'refused' }}
+ (reference {{ done.id }}).</p>{% endif %}
+<table><tr><th scope="row">Plan</th><td id="plan">{{ s.plan or '-' }}</td></tr>
+<tr><th scope="row">Status</th><td id="status">{{ s.status or '-' }}</td></tr>
+<tr><th scope="row">Charge per period</th><td id="charge">{{ money(s.charge_per_period) }} {{ s.currency or '' }}</td></tr>
+<tr><th scope="row">Current period ends</th><td>{{ (s.period[1] or '-')[:10] }}</td></tr></table>
+{% if not done %}
+<form method="post">
+<fieldset><legend>What would you like to do?</legend>
+{% for c in allowed %}<label><input type="radio" name="change" value="{{ c }}" {{ 'checked' if loop.first }}> {{ c.replace('_', ' ') }}</label><br>{% endfor %}
+{% if 'change_plan' in allowed %}<label>New plan <input name="plan"></label><br>{% endif %}
+{% if 'change_quantity' in allowed %}<label>New quantity <input name="quantity" type="number" min="1"></label><br>{% endif %}
+<label>Effective <select name="effective"><option value="now">now</option><option value="period_end">at the end of the period</option></select></label><br>
+<label>Reason (optional) <input name="reason" maxlength="500"></label>
+</fieldset>
+{% if offer and 'cancel' in allowed %}<p class="note" id="offer">Before you cancel: {{ offer }}</p>{% endif %}
+<button type="submit">Confirm</button>
+</form>{% endif %}
+</main></body></html>"""
+
+
+def _money(minor: int | None) -> str:
+    return "-" if minor is None else f"{minor / 100:.2f}"
+
+
+@page.get("/self-service/<token>")
+def view(token: str) -> Any:
+    claims = _claims(token)
+    return _render(claims, None)
+
+
+@page.post("/self-service/<token>")
+def confirm(token: str) -> Any:
+    claims = _claims(token)
+    form = {k: v for k, v in request.form.items() if v not in ("", None)}
+    if form.get("change") not in claims.allowed:
+        abort(403, "this link does not allow that change")
+    try:
+        req = ChangeRequest().load(form)
+    except ValidationError as exc:
+        abort(400, problems(exc))
+    req["idempotency_key"] = f"self-service:{claims.nonce}"
+    links.use(_hub().redis, claims)
+    try:
+        done, _ = apply.submit(_hub(), claims.subscription, req, origin="self-service")
+    except (PreviewError, apply.ChangeError) as exc:
+        abort(400, str(exc))
+    return _render(claims, done)
+
+
+def _render(claims: links.Claims, done: dict[str, Any] | None) -> Any:
+    offer = (_hub().rules.vars or {}).get("save_offer")
+    with _hub().store.session() as session:
+        current = describe(apply.find(session, claims.subscription))
+    return render_template_string(_PAGE, s=current, allowed=claims.allowed, done=done, offer=offer,
+                                  money=_money)

@@ -1,0 +1,50 @@
+"""``hub changes apply FILE.csv``: every bad row reported before anything runs; applied once per row;
+a second run (or ``--resume``) applies only what is missing."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from hub.cli import cli
+from hub.store import Action
+from tests.changes.support import subscription
+from tests.helpers import rows
+
+
+def _csv(tmp_path, text: str):
+    path = tmp_path / "changes.csv"
+    path.write_text(text)
+    return path
+
+
+def test_bad_rows_are_all_reported_and_nothing_runs(hub, tmp_path):
+    subscription(hub, "stripe", "sub_1", plan="basic", amount=3000)
+    path = _csv(tmp_path, "subscription,change,quantity\nsub_1,pause,\nsub_1,change_quantity,0\nsub_x,pause,\n"
+                          "sub_1,explode,\n")
+    result = CliRunner().invoke(cli, ["changes", "apply", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}:3: quantity:" in result.output and f"{path}:4: no subscription 'sub_x'" in result.output
+    assert f"{path}:5: change:" in result.output and f"{path}:2" not in result.output
+    assert rows(hub, Action) == []
+
+
+def test_rows_are_applied_once_and_a_rerun_adds_nothing(hub, tmp_path):
+    for i in range(5):
+        subscription(hub, "chargebee", f"cb_{i}", plan="basic-USD", amount=1000)
+    path = _csv(tmp_path, "subscription,change,quantity\n" + "".join(f"cb_{i},change_quantity,{i + 2}\n"
+                                                                     for i in range(5)))
+    first = CliRunner().invoke(cli, ["changes", "apply", str(path)])
+    assert first.exit_code == 0, first.output
+    assert "applied 5 new change(s), 0 already present" in first.output
+    assert sorted(a.params["quantity"] for a in rows(hub, Action)) == [2, 3, 4, 5, 6]
+    results = (tmp_path / "changes.results.csv").read_text().splitlines()
+    assert results[0] == "line,subscription,change,id,status,new" and len(results) == 6
+    again = CliRunner().invoke(cli, ["changes", "apply", str(path), "--resume"])
+    assert "applied 0 new change(s), 5 already present" in again.output and len(rows(hub, Action)) == 5
+
+
+def test_a_dry_run_shows_each_rows_effect_and_applies_nothing(hub, tmp_path):
+    subscription(hub, "stripe", "sub_1", plan="basic", amount=3000)
+    path = _csv(tmp_path, "subscription,change,quantity\nsub_1,change_quantity,2\n")
+    result = CliRunner().invoke(cli, ["changes", "apply", str(path), "--dry-run", "--json"])
+    assert result.exit_code == 0 and '"after": 6000' in result.output and rows(hub, Action) == []
