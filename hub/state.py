@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from . import timezones
 from .events import CanonicalEvent, EventType
 from .store import Event, ExternalId, Subscriber, Subscription, insert_ignore, utcnow
 from .store.profile_models import ProfileStats
@@ -187,6 +188,10 @@ def _remember_identity(session: Session, subscriber: Subscriber, event: Canonica
     if part.get("name") and not subscriber.first_name:
         first, _, last = str(part["name"]).partition(" ")
         subscriber.first_name, subscriber.last_name = first, last or subscriber.last_name
+    zone = timezones.of_part(part)
+    if zone and (zone.explicit or not subscriber.timezone):
+        # a provider's zone replaces the stored one; a country's only fills a gap; no zone changes nothing
+        subscriber.timezone = zone.name
 
 
 def stats_for(session: Session, subscriber_id: int) -> ProfileStats:
