@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+from zoneinfo import available_timezones
 
 from dotenv import dotenv_values
 from marshmallow import Schema, ValidationError, fields, validate
@@ -65,6 +66,8 @@ _FIELD_FOR_KIND = {
     "bool": lambda: fields.Function(deserialize=_bool),
     "list": _ListField,
     "url": lambda: fields.Function(deserialize=_url),
+    "timezone": lambda: fields.String(validate=validate.OneOf(sorted(available_timezones()),
+                                                              error="must be an IANA time zone such as Europe/Paris")),
 }
 
 CORE_SETTINGS: tuple[Setting, ...] = (
@@ -83,6 +86,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_MAX_BODY_BYTES", "Largest webhook body accepted; larger gets 413.", 1048576, kind="int"),
     Setting("HUB_RULES_PATH", "Rules files or folders (comma-separated).", [str(PROJECT_ROOT / "rules")],
             kind="list"),
+    Setting("HUB_DEFAULT_TIMEZONE", "The merchant's time zone (IANA name): local send times for subscribers whose "
+            "zone is unknown (docs/timezones.md).", "UTC", kind="timezone"),
     Setting("HUB_RETRY_MAX_ATTEMPTS", "Delivery attempts before an action is dead-lettered.", 20, kind="int"),
     Setting("HUB_RETRY_BASE_SECONDS", "First retry delay; doubles each attempt (with jitter).", 30.0, kind="float"),
     Setting("HUB_RETRY_MAX_SECONDS", "Longest single retry delay (with the defaults the last of 20 attempts comes about two days "
