@@ -20,11 +20,13 @@ def create_app(hub: Hub | None = None) -> Flask:
     from .health import bp as health_bp
     from .prometheus import bp as prometheus_bp
     from .subscribers import bp as subscribers_bp
+    from .usage import bp as usage_bp
     from .webhooks import bp as webhooks_bp
 
     app.register_blueprint(webhooks_bp)
     app.register_blueprint(api_bp)
     app.register_blueprint(subscribers_bp)
+    app.register_blueprint(usage_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(prometheus_bp)
 
