@@ -170,3 +170,18 @@ def test_chargebee_invoice_collected_by_hand_gets_reminders_at_nine_in_the_merch
     with hub.store.session() as s:
         assert set(s.execute(select(Action.status).where(Action.rule_id == "invoice-reminder")).scalars()) == {
             "cancelled"}
+
+
+def test_hub_normalize_prints_the_chargebee_invoice_facts() -> None:
+    path = FIXTURES / "chargebee" / "subscription_created@offline.json"
+    result = CliRunner().invoke(cli, ["normalize", "chargebee", str(path)])
+    assert result.exit_code == 0, result.output
+    [created] = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert created["data"]["subscription"]["collection_method"] == "send_invoice"   # auto_collection off
+    voided = normalize("chargebee", "invoice_updated@offline")
+    assert voided.type == "invoice.updated"
+    assert voided.data["invoice"] == {
+        "id": "cb_inv_9", "provider_status": "voided", "status": "void", "recurring": True,
+        "total": eur(12000), "amount_due": eur(0), "amount_paid": eur(0), "issued_at": "2026-03-01T00:00:00Z",
+        "due_at": "2026-03-08T00:00:00Z", "first_invoice": False, "subscription_id": "cb_sub_Cy",
+        "customer_id": "cb_cus_Cy"}
