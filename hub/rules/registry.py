@@ -21,13 +21,16 @@ class RulesRegistry:
     def __init__(self, paths: str | Iterable[str | Path], check_every: float = 1.0, default_timezone: str = "UTC"):
         self.paths = as_paths(paths)
         self.check_every = check_every
-        # the setting reaches the rules as ${HUB_DEFAULT_TIMEZONE} and as the planner's last fallback
-        self._environ = {**os.environ, "HUB_DEFAULT_TIMEZONE": default_timezone}
+        self.default_timezone = default_timezone
         self._lock = threading.Lock()
-        self._ruleset = load_rules(self.paths, self._environ)  # at start a broken file is fatal: nothing to fall back on
+        self._ruleset = self._load()  # at start a broken file is fatal: nothing to fall back on
         self._stamp = self._fingerprint()
         self._checked = time.monotonic()
         self.last_errors: list[str] = []
+
+    def _load(self) -> RuleSet:
+        # the setting reaches the rules as ${HUB_DEFAULT_TIMEZONE} and as the planner's last fallback
+        return load_rules(self.paths, {**os.environ, "HUB_DEFAULT_TIMEZONE": self.default_timezone})
 
     def _fingerprint(self) -> tuple[tuple[str, float, int], ...]:
         out = []
@@ -49,7 +52,7 @@ class RulesRegistry:
 
     def _reload(self) -> None:
         try:
-            ruleset = load_rules(self.paths, self._environ)
+            ruleset = self._load()
         except LocatedError as exc:
             self.last_errors = exc.errors
             log.error("rules not reloaded; the previous rules stay in force:\n%s", exc)

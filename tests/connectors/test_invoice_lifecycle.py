@@ -185,3 +185,46 @@ def test_hub_normalize_prints_the_chargebee_invoice_facts() -> None:
         "total": eur(12000), "amount_due": eur(0), "amount_paid": eur(0), "issued_at": "2026-03-01T00:00:00Z",
         "due_at": "2026-03-08T00:00:00Z", "first_invoice": False, "subscription_id": "cb_sub_Cy",
         "customer_id": "cb_cus_Cy"}
+
+
+def test_stripe_invoice_events_through_a_running_hub_plan_and_cancel_reminders(make_hub) -> None:
+    """invoice.finalized then invoice.voided posted to /webhooks/stripe: reminders at 09:00 in
+    HUB_DEFAULT_TIMEZONE (no zone known for the subscriber), then cancelled."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from sqlalchemy import select
+
+    from hub.store import Action
+    from hub.web import create_app
+
+    from ..helpers import drain, stripe_headers
+
+    hub = make_hub(HUB_STRIPE_WEBHOOK_SECRET="whsec_test_secret", HUB_DEFAULT_TIMEZONE="America/New_York")
+    client = create_app(hub).test_client()
+    issued = datetime.now(timezone.utc).replace(microsecond=0)
+    due = (issued + timedelta(days=20)).replace(hour=12, minute=0, second=0)
+
+    def post(name: str, created: int) -> None:
+        payload = json.loads((FIXTURES / "stripe" / f"{name}.json").read_text())
+        payload["created"] = created
+        payload["data"]["object"]["due_date"] = int(due.timestamp())
+        body = json.dumps(payload).encode()
+        assert client.post("/webhooks/stripe", data=body, headers=stripe_headers(body)).status_code == 200
+        drain(hub)
+
+    post("invoice.finalized", int(issued.timestamp()))
+    new_york = ZoneInfo("America/New_York")
+    expected = [((due + timedelta(days=d)).astimezone(new_york).replace(hour=9, minute=0)).astimezone(timezone.utc)
+                for d in (-3, 0, 3)]
+    with hub.store.session() as s:
+        planned = s.execute(select(Action.step, Action.due_at, Action.status, Action.params)
+                            .where(Action.rule_id == "invoice-reminder").order_by(Action.due_at)).all()
+    assert [(p.step, p.due_at, p.status) for p in planned] == [
+        ("3d", expected[0], "scheduled"), ("0d", expected[1], "scheduled"), ("-3d", expected[2], "scheduled")]
+    assert planned[0].params["properties"]["invoice_url"] == BEN_INVOICE["hosted_url"]
+    assert planned[0].params["value"] == eur(12000)
+    post("invoice.voided", int(issued.timestamp()) + 60)
+    with hub.store.session() as s:
+        assert set(s.execute(select(Action.status).where(Action.rule_id == "invoice-reminder")).scalars()) == {
+            "cancelled"}
