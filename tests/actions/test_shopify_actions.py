@@ -168,3 +168,19 @@ def test_the_api_url_and_version_settings_are_used():
     run("shopify.cancel_subscription", {"subscription_id": "1"},
         settings(**CONFIG, HUB_SHOPIFY_API_URL="http://127.0.0.1:9", HUB_SHOPIFY_API_VERSION="2025-10"))
     assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_the_credentials_check_is_the_cheapest_authenticated_query():
+    import connectors
+
+    from .common import client
+
+    shopify = connectors.get("shopify")
+    responses.post(GRAPHQL, json={"data": {"shop": {"name": "Tea Shop"}}})
+    assert shopify.check(client(shopify, settings(**CONFIG))).data == {"data": {"shop": {"name": "Tea Shop"}}}
+    assert json.loads(responses.calls[0].request.body)["query"] == "query { shop { name } }"
+    responses.replace(responses.POST, GRAPHQL, json={"errors": [{"message": "Access denied for shop field.",
+                                                                 "extensions": {"code": "ACCESS_DENIED"}}]})
+    with pytest.raises(CredentialsError):
+        shopify.check(client(shopify, settings(**CONFIG)))
