@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 TRIM = 2000
 ID_TTL = 86400  # how long a provider id looked up by e-mail is cached
-SENSITIVE_HEADERS = frozenset({"authorization", "api-token", "x-api-key", "proxy-authorization"})
+SENSITIVE_HEADERS = frozenset({"authorization", "api-token", "x-api-key", "proxy-authorization",
+                               "x-shopify-access-token"})
 RETRIABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 
 

@@ -38,6 +38,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_MAPPINGS_PATH", "Folder of provider mapping tables (`<connector>.yaml`). Unset: the tables "
             "shipped with the hub (`mappings/` of the source tree, `hub/defaults/mappings` in a wheel).",
             str(DEFAULT_MAPPINGS_PATH)),
+    Setting("HUB_DEFAULT_TIMEZONE", "The merchant's time zone (IANA name): local send times for subscribers whose "
+            "zone is unknown (docs/timezones.md).", "UTC", kind="timezone"),
     Setting("HUB_RETRY_MAX_ATTEMPTS", "Delivery attempts before an action is dead-lettered.", 20, kind="int"),
     Setting("HUB_RETRY_BASE_SECONDS", "First retry delay; doubles each attempt (with jitter).", 30.0, kind="float"),
     Setting("HUB_RETRY_MAX_SECONDS", "Longest single retry delay (with the defaults the last of 20 attempts comes about two days "

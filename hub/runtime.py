@@ -61,7 +61,8 @@ class Hub:
 
         with self._rules_lock:
             if self._rules is None:
-                self._rules = RulesRegistry(self.settings["HUB_RULES_PATH"])
+                self._rules = RulesRegistry(self.settings["HUB_RULES_PATH"],
+                                            default_timezone=self.settings["HUB_DEFAULT_TIMEZONE"] or "UTC")
             return self._rules.current()
 
     def close(self) -> None:

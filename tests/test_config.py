@@ -96,3 +96,13 @@ def test_default_retries_span_about_two_days():
 
     assert 1.3 < horizon(0.0) < horizon(0.5) < horizon(1.0) < 3.0
     assert 1.8 < horizon(0.5) < 2.4  # the typical run
+
+
+def test_the_merchants_time_zone_is_an_iana_name_defaulting_to_utc() -> None:
+    from hub.config import load_settings
+
+    assert load_settings(environ={}, dotenv_path=None)["HUB_DEFAULT_TIMEZONE"] == "UTC"
+    assert load_settings(environ={"HUB_DEFAULT_TIMEZONE": "Europe/Paris"}, dotenv_path=None)[
+        "HUB_DEFAULT_TIMEZONE"] == "Europe/Paris"
+    with pytest.raises(ConfigError, match="HUB_DEFAULT_TIMEZONE: must be an IANA time zone"):
+        load_settings(environ={"HUB_DEFAULT_TIMEZONE": "CEST"}, dotenv_path=None)

@@ -1,7 +1,14 @@
 """HubSpot webhook batch -> canonical events, one per array element, driven by mappings/hubspot.yaml.
 
 Code here handles only what the table cannot say: the composite provider event id, routing a
-property change on its property name, and per-subscription-type opt-out channels.
+property change on its property name, per-subscription-type opt-out channels, the generic
+``object.*`` format and HubSpot's time zone values.
+
+The generic format (apps on the current platform; ``subscriptionType: "object.creation"`` and so on,
+the object named by ``objectTypeId``) carries the same fields as the legacy one. A contact
+(``0-1``) is read by the legacy ``contact.*`` rows, so both formats give the same canonical events;
+any other object type is looked up as ``<objectTypeId>/<subscriptionType>`` (e.g.
+``0-3/object.creation``) and, without such a row, stored as ``provider.unmapped``.
 """
 
 from __future__ import annotations
@@ -12,11 +19,14 @@ from dataclasses import replace
 from typing import Any, Iterable
 
 from connectors.base import RawDelivery
+from hub.kernel import timezones
 from hub.kernel.errors import PayloadError
 from hub.kernel.events import CanonicalEvent
 from hub.kernel.mapping import MappingTable, Source
 
 PROPERTY_CHANGE = ".propertyChange"
+CONTACT_TYPE_ID = "0-1"
+_GENERIC = "object."
 _TYPE_OPTOUT_PREFIX = "hs_email_optout_"
 
 
@@ -65,13 +75,25 @@ def normalize_one(element: dict[str, Any], headers: Any, table: MappingTable) ->
         prop = str(element.get("propertyName") or "")
         if consent and prop.startswith(_TYPE_OPTOUT_PREFIX):
             consent["channel"] = f"email:{prop[len(_TYPE_OPTOUT_PREFIX):]}"
+        subscriber = event.data.get("subscriber")
+        if subscriber and "timezone" in subscriber:
+            zone = iana_zone(subscriber.pop("timezone"))
+            if zone:  # an unknown or cleared value leaves the stored zone alone
+                subscriber["timezone"] = zone
     return events
 
 
 def route_of(element: dict[str, Any], table: MappingTable) -> str:
-    """The table row for an element: ``<type>/<property>`` (exact, then glob) for property changes."""
+    """The table row for an element: ``<type>/<property>`` (exact, then glob) for property changes.
+
+    Generic-format contacts use the ``contact.*`` rows; other generic objects
+    ``<objectTypeId>/object.<action>``."""
     provider_type = str(element.get("subscriptionType") or "unknown")
-    if not provider_type.endswith(PROPERTY_CHANGE):
+    if provider_type.startswith(_GENERIC):
+        type_id = str(element.get("objectTypeId") or "")
+        action = provider_type[len(_GENERIC):]
+        provider_type = f"contact.{action}" if type_id == CONTACT_TYPE_ID else f"{type_id}/{provider_type}"
+    if not provider_type.endswith(PROPERTY_CHANGE) or "/" in provider_type:
         return provider_type
     prop = str(element.get("propertyName") or "")
     exact = f"{provider_type}/{prop}"
@@ -81,3 +103,13 @@ def route_of(element: dict[str, Any], table: MappingTable) -> str:
         if "/" in row and "*" in row and fnmatch.fnmatchcase(exact, row):
             return row
     return provider_type
+
+
+def iana_zone(value: Any) -> str | None:
+    """An IANA zone name from HubSpot's ``hs_timezone`` value (``america_slash_new_york``), or None.
+
+    HubSpot's option values spell the IANA name in lower case with ``/`` as ``_slash_`` and ``-``
+    as ``_hyphen_``; a value that already is an IANA name is taken as it is."""
+    if not isinstance(value, str):
+        return None
+    return timezones.iana(value.replace("_slash_", "/").replace("_hyphen_", "-"))

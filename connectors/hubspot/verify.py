@@ -10,8 +10,11 @@ minutes ahead.
 v1 (``X-HubSpot-Signature-Version: v1``, legacy app webhooks): hex SHA-256 (a plain hash, not an
 HMAC) of client secret + body. It signs no timestamp: replays are caught by the dedup key.
 
-A request carrying a v3 signature is judged on v3 alone. v2 (workflow webhooks, CRM cards) is not a
-scheme the Webhooks API uses and is refused.
+v2 (``X-HubSpot-Signature-Version: v2``, sent by apps on the current developer platform beside v3,
+and by workflow webhooks and CRM cards): hex SHA-256 of client secret + method + URI + body, with
+the URI exactly as HubSpot called it (no escapes decoded). Like v1 it signs no timestamp.
+
+A request carrying a v3 signature is judged on v3 alone.
 """
 
 from __future__ import annotations
@@ -48,9 +51,13 @@ def sign_v1(secret: str, body: bytes) -> str:
     return hashlib.sha256(secret.encode() + body).hexdigest()
 
 
+def sign_v2(secret: str, method: str, url: str, body: bytes) -> str:
+    return hashlib.sha256(secret.encode() + method.upper().encode() + url.encode() + body).hexdigest()
+
+
 def verify(method: str, url: str, body: bytes, headers: Mapping[str, str], secrets: Iterable[str], *,
            now_ms: float | None = None) -> str:
-    """Return the scheme that matched (``"v3"`` or ``"v1"``) or raise VerificationError."""
+    """Return the scheme that matched (``"v3"``, ``"v2"`` or ``"v1"``) or raise VerificationError."""
     secrets = list(secrets)
     v3 = headers.get("x-hubspot-signature-v3")
     if v3:
@@ -60,11 +67,16 @@ def verify(method: str, url: str, body: bytes, headers: Mapping[str, str], secre
     signature = (headers.get("x-hubspot-signature") or "").strip()
     if not signature:
         raise VerificationError("missing X-HubSpot-Signature-v3 (or X-HubSpot-Signature) header")
-    if version != "v1":
+    if version == "v1":
+        expected = [sign_v1(s, body) for s in secrets]
+    elif version == "v2":
+        expected = [sign_v2(s, method, url, body) for s in secrets]
+    else:
         raise VerificationError(f"unsupported X-HubSpot-Signature-Version {version or '(missing)'!r}")
-    if not any(hmac.compare_digest(sign_v1(s, body).encode(), signature.lower().encode()) for s in secrets):
-        raise VerificationError("v1 signature does not match (check HUB_HUBSPOT_CLIENT_SECRET)")
-    return "v1"
+    if not any(hmac.compare_digest(e.encode(), signature.lower().encode()) for e in expected):
+        raise VerificationError(f"{version} signature does not match (check HUB_HUBSPOT_CLIENT_SECRET"
+                                + (" and HUB_PUBLIC_URL)" if version == "v2" else ")"))
+    return version
 
 
 def _verify_v3(method: str, url: str, body: bytes, signature: str, timestamp: str | None, secrets: list[str],

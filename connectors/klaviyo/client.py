@@ -21,6 +21,8 @@ from hub.kernel.values import to_major
 
 JSONAPI = "application/vnd.api+json"
 IDENTIFIERS = ("email", "phone_number", "external_id")
+#: the external-id provider name under which the hub keeps the merchant's own id for a subscriber
+MERCHANT_ID = "merchant"
 
 #: Klaviyo's per-endpoint tiers (providers.md §5.2), as the 1-second burst window. The steady
 #: per-minute windows are lower: XL 3500/m, L 700/m, M 150/m; the delivery limiter enforces the burst.
@@ -124,16 +126,31 @@ class ListMembershipParams(Schema):
 
 
 # -- helpers ---------------------------------------------------------------------------------
+def own_ids(ctx: ActionContext) -> dict[str, str]:
+    """Klaviyo's profile id (``id``: the subscriber's klaviyo external id, learnt from Klaviyo's
+    webhooks) and the merchant's own id (``external_id``: Klaviyo defines it as the id in the
+    merchant's system, so never Klaviyo's own; the subscriber's ``merchant`` external id, or none)."""
+    ext = ctx.subscriber.get("external_ids") or {}
+    return {k: str(v) for k, v in {"id": ext.get("klaviyo"), "external_id": ext.get(MERCHANT_ID)}.items() if v}
+
+
 def profile_attributes(params: dict[str, Any], ctx: ActionContext) -> dict[str, Any]:
-    """The profile to attach: explicit params first, else the subscriber's current identifiers."""
+    """The profile to attach: explicit params first, else the subscriber's current identifiers
+    (``id``, when known, is Klaviyo's profile id: callers send it beside the attributes)."""
     profile = {k: v for k, v in (params.get("profile") or {}).items() if v}
     if not profile:
         sub = ctx.subscriber
         profile = {k: v for k, v in {"email": sub.get("email"), "phone_number": sub.get("phone"),
-                                     "external_id": sub.get("external_id")}.items() if v}
+                                     **own_ids(ctx)}.items() if v}
     if not ({"email", "phone_number", "external_id", "id"} & profile.keys()):
         raise PermanentError("Klaviyo needs an email, phone number or external id for the profile")
     return profile
+
+
+def profile_resource(profile: dict[str, Any]) -> dict[str, Any]:
+    """A JSON:API profile resource: Klaviyo's ``id`` beside the attributes, never inside them."""
+    attributes = {k: v for k, v in profile.items() if k != "id"}
+    return {"type": "profile", **({"id": profile["id"]} if profile.get("id") else {}), "attributes": attributes}
 
 
 def _identifiers(params: dict[str, Any], ctx: ActionContext) -> dict[str, str]:
@@ -170,7 +187,7 @@ def track_event(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -
     attributes: dict[str, Any] = {
         "properties": params.get("properties") or {},
         "metric": {"data": {"type": "metric", "attributes": {"name": params["metric"]}}},
-        "profile": {"data": {"type": "profile", "attributes": profile_attributes(params, ctx)}},
+        "profile": {"data": profile_resource(profile_attributes(params, ctx))},
         "unique_id": ctx.key,
     }
     if params.get("time"):
@@ -185,14 +202,15 @@ def upsert_profile(client: ApiClient, params: dict[str, Any], ctx: ActionContext
     """``POST /api/profile-import``: create or update by identifier. Keys present in ``params`` are
     sent as given (null clears the field in Klaviyo); keys left out are not sent, so unchanged."""
     attributes = dict(params)
+    ids = own_ids(ctx)
     if not any(attributes.get(k) for k in IDENTIFIERS):
         sub = ctx.subscriber
-        fallback = {"email": sub.get("email"), "phone_number": sub.get("phone"), "external_id": sub.get("external_id")}
+        fallback = {"email": sub.get("email"), "phone_number": sub.get("phone"), "external_id": ids.get("external_id")}
         attributes.update({k: v for k, v in fallback.items() if v and k not in attributes})
-    if not any(attributes.get(k) for k in IDENTIFIERS):
+    if not any(attributes.get(k) for k in IDENTIFIERS) and not ids.get("id"):
         raise PermanentError("Klaviyo needs an email, phone number or external id for the profile")
     outcome = client.request("POST", "/api/profile-import",
-                             json_body={"data": {"type": "profile", "attributes": attributes}})
+                             json_body={"data": profile_resource({**attributes, "id": ids.get("id")})})
     _remember(client, attributes, _data_id(outcome.data))
     return outcome
 

@@ -1,11 +1,12 @@
-"""Shopify: storefront. Inbound webhooks (X-Shopify-Hmac-Sha256)."""
+"""Shopify: storefront. Inbound webhooks (X-Shopify-Hmac-Sha256) and subscription billing actions
+(Admin GraphQL API)."""
 
 from __future__ import annotations
 
 import uuid
 
 from connectors.base import Connector, InboundRequest, RawDelivery
-from connectors.shopify import normalize, verify
+from connectors.shopify import client, normalize, verify
 from hub.kernel.events import CanonicalEvent
 from hub.kernel.mapping import table
 from hub.kernel.settings import Setting, Settings
@@ -17,8 +18,18 @@ class ShopifyConnector(Connector):
     settings = (
         Setting("HUB_SHOPIFY_WEBHOOK_SECRET", "App client secret(s) (or the admin notifications signing key); "
                 "comma-separated during a rotation.", kind="list", secret=True, group="shopify"),
+        Setting("HUB_SHOPIFY_SHOP", "The shop for billing actions: `<name>` or `<name>.myshopify.com`.",
+                group="shopify"),
+        Setting("HUB_SHOPIFY_ACCESS_TOKEN", "Admin API access token with write_own_subscription_contracts "
+                "(unset: Shopify actions run dry).", secret=True, group="shopify"),
+        Setting("HUB_SHOPIFY_API_URL", "Admin API base URL (unset: https://<HUB_SHOPIFY_SHOP>).", kind="url",
+                group="shopify"),
+        Setting("HUB_SHOPIFY_API_VERSION", "Admin GraphQL API version.", client.API_VERSION, group="shopify"),
     )
     inbound_settings = ("HUB_SHOPIFY_WEBHOOK_SECRET",)
+    outbound_settings = ("HUB_SHOPIFY_SHOP", "HUB_SHOPIFY_ACCESS_TOKEN")
+    actions = client.ACTIONS
+    rate_limits = client.RATE_LIMITS
     # both header flavours: X-Shopify-* and the unprefixed shopify-* of the "Events" delivery
     kept_headers = tuple(f"{prefix}shopify-{name}" for prefix in ("x-", "") for name in (
         "topic", "shop-domain", "api-version", "webhook-id", "event-id", "triggered-at", "sub-topic", "name",
@@ -40,6 +51,14 @@ class ShopifyConnector(Connector):
 
     def normalize(self, delivery: RawDelivery) -> list[CanonicalEvent]:
         return normalize.normalize(delivery, table(self.name))
+
+    # -- outbound ----------------------------------------------------------------------------
+    def client(self, settings: Settings) -> client.ShopifyClient:
+        return client.ShopifyClient.from_settings(settings, dry_run=self.dry_run(settings))
+
+    def check(self, api: client.ShopifyClient):  # type: ignore[no-untyped-def,override]
+        """``hub connectors test``: the cheapest authenticated query (the shop's name)."""
+        return api.graphql("query { shop { name } }", {})
 
 
 connector = ShopifyConnector()

@@ -64,6 +64,9 @@ class EventType:
     SUBSCRIPTION_UPDATED = "subscription.updated"
     #: an invoice was issued (or is about to be: invoice reminders)
     INVOICE_CREATED = "invoice.created"
+    #: an issued invoice changed (amount, due date), falls due soon or is overdue, or will not be paid
+    #: (status ``void`` or ``uncollectible``): the invoice's state, for reminders and their cancellation
+    INVOICE_UPDATED = "invoice.updated"
     #: a charge attempt succeeded
     PAYMENT_SUCCEEDED = "payment.succeeded"
     #: a charge attempt failed (attempt number, next retry, decline code)

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
+from zoneinfo import available_timezones
 
 from marshmallow import Schema, ValidationError, fields, validate
 
@@ -21,7 +22,7 @@ class Setting:
     name: str
     help: str
     default: Any = None
-    kind: str = "str"  # str | int | float | bool | list | url
+    kind: str = "str"  # str | int | float | bool | list | url | timezone
     secret: bool = False
     group: str = "core"
 
@@ -57,6 +58,8 @@ _FIELD_FOR_KIND = {
     "bool": lambda: fields.Function(deserialize=_bool),
     "list": _ListField,
     "url": lambda: fields.Function(deserialize=_url),
+    "timezone": lambda: fields.String(validate=validate.OneOf(sorted(available_timezones()),
+                                                              error="must be an IANA time zone such as Europe/Paris")),
 }
 
 @dataclass

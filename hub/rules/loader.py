@@ -97,7 +97,7 @@ def load_rules(paths: str | Path | Iterable[str | Path], environ: dict[str, str]
     if errors:
         raise LocatedError(errors)
     return RuleSet(rules=rules, hash=digest.hexdigest()[:16], files=[str(f) for f in files], vars=variables,
-                   file_hashes=file_hashes)
+                   file_hashes=file_hashes, default_timezone=env.get("HUB_DEFAULT_TIMEZONE") or "UTC")
 
 
 def _file_vars(doc: Located, env: Any) -> Iterable[tuple[str, Any, str | None]]:
@@ -419,9 +419,9 @@ class _Compiler:
 
     def _send_at(self, value: Any, err: Err) -> SendAt | None:
         value = self._static(value, ("send_at",), err)
-        tz = "UTC"
+        tz = ""  # none given: the merchant's zone (HUB_DEFAULT_TIMEZONE)
         if isinstance(value, dict):
-            tz = str(self._static(value.get("timezone", "UTC"), ("send_at", "timezone"), err))
+            tz = str(self._static(value.get("timezone", ""), ("send_at", "timezone"), err))
             value = value.get("time")
         if isinstance(value, int) and not isinstance(value, bool):  # YAML 1.1 reads 09:00 unquoted as 540
             value = f"{value // 60:02d}:{value % 60:02d}"
@@ -430,7 +430,7 @@ class _Compiler:
             err(("send_at",), f"'send_at' is a local time of day such as \"09:00\" (got {value!r})")
             return None
         try:
-            ZoneInfo(tz)
+            ZoneInfo(tz) if tz else None
         except (ZoneInfoNotFoundError, ValueError):
             err(("send_at", "timezone"), f"unknown time zone {tz!r} (use an IANA name such as Europe/Paris)")
             return None

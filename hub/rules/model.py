@@ -84,10 +84,11 @@ class Throttle:
 
 @dataclass
 class SendAt:
-    """A local time of day: in the subscriber's time zone when known, else ``timezone``."""
+    """A local time of day: in the subscriber's time zone when known, else ``timezone``, else the
+    merchant's (``RuleSet.default_timezone``, from HUB_DEFAULT_TIMEZONE)."""
 
     at: time
-    timezone: str = "UTC"
+    timezone: str = ""
 
 
 @dataclass
@@ -147,6 +148,7 @@ class RuleSet:
     files: list[str] = field(default_factory=list)
     vars: dict[str, Any] = field(default_factory=dict)
     file_hashes: dict[str, str] = field(default_factory=dict)
+    default_timezone: str = "UTC"  # the merchant's zone, for subscribers whose zone is unknown
     _on: dict[str, list[Rule]] = field(default_factory=dict, repr=False)
     _cancel: dict[str, list[tuple[Rule, CancelOn]]] = field(default_factory=dict, repr=False)
 

@@ -91,7 +91,7 @@ def plan(ruleset: RuleSet, event: CanonicalEvent, subscriber: dict[str, Any] | N
         try:
             if rule.when is not None and not rule.when(ctx):
                 continue
-            draft = _draft(rule, event, event_time, ctx, now, subject)
+            draft = _draft(rule, event, event_time, ctx, now, subject, ruleset.default_timezone)
             if draft is not None:
                 drafts.append(draft)
         except Exception as exc:  # noqa: BLE001
@@ -121,13 +121,16 @@ def _zone(name: str) -> ZoneInfo | None:
         return None
 
 
-def due_time(rule: Rule, step: Step, anchor: datetime, subscriber: dict[str, Any]) -> datetime:
-    """anchor -/+ offset, then moved to ``send_at`` (local time of day on that local date)."""
+def due_time(rule: Rule, step: Step, anchor: datetime, subscriber: dict[str, Any],
+             default_zone: str = "UTC") -> datetime:
+    """anchor -/+ offset, then moved to ``send_at`` (local time of day on that local date) in the
+    subscriber's zone, else the rule's, else the merchant's (``default_zone``)."""
     due = anchor - step.offset if step.direction == "before" else anchor + step.offset
     if rule.send_at is None:
         return due
     zone = _zone(str(subscriber.get("timezone") or "")) if subscriber.get("timezone") else None
-    zone = zone or _zone(rule.send_at.timezone) or timezone.utc
+    zone = zone or (_zone(rule.send_at.timezone) if rule.send_at.timezone else None)
+    zone = zone or _zone(default_zone) or timezone.utc
     local = due.astimezone(zone)
     moved = local.replace(hour=rule.send_at.at.hour, minute=rule.send_at.at.minute, second=0, microsecond=0)
     return moved.astimezone(timezone.utc)
@@ -144,7 +147,7 @@ class _Draft:
 
 
 def _draft(rule: Rule, event: CanonicalEvent, event_time: datetime, ctx: Scope, now: datetime,
-           subject: str) -> _Draft | None:
+           subject: str, default_zone: str = "UTC") -> _Draft | None:
     if rule.anchor:
         anchor_value = resolve(ctx, rule.anchor)
         if not anchor_value:
@@ -155,7 +158,7 @@ def _draft(rule: Rule, event: CanonicalEvent, event_time: datetime, ctx: Scope, 
         anchor, occurrence = event_time, event.id
     steps: list[tuple[Step, datetime]] = []
     for step in rule.steps:
-        due = due_time(rule, step, anchor, ctx["subscriber"])
+        due = due_time(rule, step, anchor, ctx["subscriber"], default_zone)
         missed = due < event_time or due < now - MISSED_GRACE
         if missed and rule.missed == "skip":
             continue

@@ -4,6 +4,7 @@ replaces rules that are running."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -17,14 +18,19 @@ log = logging.getLogger(__name__)
 
 
 class RulesRegistry:
-    def __init__(self, paths: str | Iterable[str | Path], check_every: float = 1.0):
+    def __init__(self, paths: str | Iterable[str | Path], check_every: float = 1.0, default_timezone: str = "UTC"):
         self.paths = as_paths(paths)
         self.check_every = check_every
+        self.default_timezone = default_timezone
         self._lock = threading.Lock()
-        self._ruleset = load_rules(self.paths)  # at start a broken file is fatal: nothing to fall back on
+        self._ruleset = self._load()  # at start a broken file is fatal: nothing to fall back on
         self._stamp = self._fingerprint()
         self._checked = time.monotonic()
         self.last_errors: list[str] = []
+
+    def _load(self) -> RuleSet:
+        # the setting reaches the rules as ${HUB_DEFAULT_TIMEZONE} and as the planner's last fallback
+        return load_rules(self.paths, {**os.environ, "HUB_DEFAULT_TIMEZONE": self.default_timezone})
 
     def _fingerprint(self) -> tuple[tuple[str, float, int], ...]:
         out = []
@@ -46,7 +52,7 @@ class RulesRegistry:
 
     def _reload(self) -> None:
         try:
-            ruleset = load_rules(self.paths)
+            ruleset = self._load()
         except LocatedError as exc:
             self.last_errors = exc.errors
             log.error("rules not reloaded; the previous rules stay in force:\n%s", exc)

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from hub.kernel import timezones
 from hub.kernel.events import CanonicalEvent, EventType
 from hub.kernel.values import parse_time
 from hub.store import Event, ExternalId, Subscriber, Subscription, insert_ignore, utcnow
@@ -165,6 +166,10 @@ def _remember_identity(session: Session, subscriber: Subscriber, event: Canonica
     if part.get("name") and not subscriber.first_name:
         first, _, last = str(part["name"]).partition(" ")
         subscriber.first_name, subscriber.last_name = first, last or subscriber.last_name
+    zone = timezones.of_part(part)
+    if zone and (zone.explicit or not subscriber.timezone):
+        # a provider's zone replaces the stored one; a country's only fills a gap; no zone changes nothing
+        subscriber.timezone = zone.name
 
 
 def record_conflict(session: Session, a: int, b: int, reason: str, event_id: str | None = None) -> None:

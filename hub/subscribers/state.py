@@ -57,6 +57,7 @@ def apply(session: Session, event: CanonicalEvent, subscriber: Subscriber | None
     applied = Applied()
     if subscriber is not None:
         applied.mrr_before = mrr_by_currency(session, subscriber.id)
+    _complete_invoice(session, event)
     part = event.part("subscription")
     if part.get("id"):
         applied.subscription = (event.provider, str(part["id"]))
@@ -70,6 +71,25 @@ def apply(session: Session, event: CanonicalEvent, subscriber: Subscriber | None
     subscriber.currency = subscriber.currency or next(iter(sorted(applied.mrr_after)), None)
     subscriber.mrr_minor = applied.mrr_after.get(subscriber.currency or "", 0)
     return applied
+
+
+def _complete_invoice(session: Session, event: CanonicalEvent) -> None:
+    """An invoice that does not say how it is collected (Chargebee's ``invoice_generated`` carries
+    the invoice alone) is collected as its subscription is: take the stored subscription's method."""
+    invoice = event.data.get("invoice")
+    if not isinstance(invoice, dict) or invoice.get("collection_method"):
+        return
+    sub_id = invoice.get("subscription_id") or event.part("subscription").get("id")
+    if not sub_id:
+        return
+    data = session.execute(select(Subscription.data).where(Subscription.provider == event.provider,
+                                                          Subscription.external_id == str(sub_id))).scalar()
+    method = (data or {}).get("collection_method")
+    if method:
+        invoice["collection_method"] = method
+        stored = session.get(Event, event.id)
+        if stored is not None:  # the event row was inserted before it was applied
+            stored.data = {**stored.data, "invoice": dict(invoice)}
 
 
 def accumulate(session: Session, subscriber: Subscriber, event: CanonicalEvent) -> None:

@@ -22,6 +22,7 @@ def create_app(hub: Hub | None = None) -> Flask:
     from hub.web.health import bp as health_bp
     from hub.web.prometheus import bp as prometheus_bp
     from hub.web.subscribers import bp as subscribers_bp
+    from hub.web.usage import bp as usage_bp
     from hub.web.webhooks import bp as webhooks_bp
 
     app.register_blueprint(webhooks_bp)
@@ -29,6 +30,7 @@ def create_app(hub: Hub | None = None) -> Flask:
     app.register_blueprint(subscribers_bp)
     app.register_blueprint(changes_bp)
     app.register_blueprint(self_service_bp)
+    app.register_blueprint(usage_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(prometheus_bp)
 

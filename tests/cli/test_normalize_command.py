@@ -16,6 +16,9 @@ from tests.conftest import FIXTURES
     ("stripe", "customer.subscription.updated", "subscription.changed"),
     ("chargebee", "payment_failed", "payment.failed"),
     ("chargebee", "subscription_cancellation_scheduled", "subscription.cancellation_scheduled"),
+    ("stripe", "invoice.overdue", "invoice.updated"),
+    ("stripe", "invoice.finalized", "invoice.created"),
+    ("chargebee", "invoice_updated@offline", "invoice.updated"),
 ])
 def test_normalize_prints_canonical_events_as_json_lines(connector: str, fixture: str, expected: str) -> None:
     path = FIXTURES / connector / f"{fixture}.json"

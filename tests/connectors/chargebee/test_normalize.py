@@ -21,6 +21,7 @@ CHARGEBEE_TYPES = [
     "subscription_changed", "subscription_cancelled", "subscription_paused", "subscription_resumed",
     "subscription_reactivated", "subscription_cancellation_scheduled", "subscription_renewal_reminder",
     "subscription_trial_end_reminder", "payment_succeeded", "payment_failed", "payment_refunded", "invoice_generated",
+    "invoice_updated",
 ]
 EXPECTED_TYPE = {
     "customer_created": "subscriber.created", "customer_changed": "subscriber.updated",
@@ -33,6 +34,7 @@ EXPECTED_TYPE = {
     "subscription_renewal_reminder": "subscription.renewal_upcoming",
     "subscription_trial_end_reminder": "subscription.trial_ending", "payment_succeeded": "payment.succeeded",
     "payment_failed": "payment.failed", "payment_refunded": "payment.refunded", "invoice_generated": "invoice.created",
+    "invoice_updated": "invoice.updated",
 }
 
 
@@ -205,7 +207,7 @@ def test_payment_refunded_with_credit_note() -> None:
 def test_invoice_generated() -> None:
     e = one("invoice_generated")
     inv = e.data["invoice"]
-    assert inv["id"] == "cb_inv_4" and inv["status"] == "payment_due"
+    assert inv["id"] == "cb_inv_4" and inv["status"] == "open" and inv["provider_status"] == "payment_due"
     assert inv["amount_due"] == usd(3900)
     assert inv["due_at"] == "2026-02-01T00:00:00Z"
     assert e.data["subscription"] == {"id": "cb_sub_Ann"}

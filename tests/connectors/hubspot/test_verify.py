@@ -30,6 +30,10 @@ def v3_headers(body: bytes, secret: str, url: str, timestamp_ms: int | None = No
             "X-HubSpot-Request-Timestamp": str(ts)}
 
 
+def v2_headers(body: bytes, secret: str, url: str) -> dict[str, str]:
+    return {"X-HubSpot-Signature": verify.sign_v2(secret, "POST", url, body), "X-HubSpot-Signature-Version": "v2"}
+
+
 def v1_headers(body: bytes, secret: str) -> dict[str, str]:
     return {"X-HubSpot-Signature": verify.sign_v1(secret, body), "X-HubSpot-Signature-Version": "v1"}
 
@@ -59,6 +63,18 @@ class TestHubSpotV1WebhookContract(TestHubSpotV3WebhookContract):
         return Signed(v1_headers(body, secret))
 
 
+class TestHubSpotV2WebhookContract(TestHubSpotV3WebhookContract):
+    """X-HubSpot-Signature-Version v2: secret + method + URI + body (no timestamp is signed)."""
+
+    timestamp_tolerance = None
+
+    def sign(self, body: bytes, secret: Any, timestamp: float, url: str) -> Signed:
+        return Signed(v2_headers(body, secret, url))
+
+    def sample_body(self) -> bytes:
+        return (FIXTURES / "hubspot" / "object.creation.json").read_bytes()
+
+
 # -- HubSpot's own vectors (providers.md Appendix A) and the SDK as an oracle -------------------
 def test_v1_vectors_from_the_docs_and_the_sdk() -> None:
     assert verify.sign_v1(SECRET, V1_DOC_BODY) == "232db2615f3d666fe21a8ec971ac7b5402d33b9a925784df3ca654d05f4817de"
@@ -67,6 +83,22 @@ def test_v1_vectors_from_the_docs_and_the_sdk() -> None:
     verify.verify("POST", "https://x.test/webhooks/hubspot", V1_DOC_BODY,
                   {"x-hubspot-signature": "232db2615f3d666fe21a8ec971ac7b5402d33b9a925784df3ca654d05f4817de",
                    "x-hubspot-signature-version": "v1"}, [SECRET])
+
+
+def test_v2_vector_from_the_docs_and_the_sdk() -> None:
+    # HubSpot's "v2 request validation" page: GET https://www.example.com/webhook_uri, no body
+    url = "https://www.example.com/webhook_uri"
+    doc = "eee2dddcc73c94d699f5e395f4b9d454a069a6855fbfa152e91e88823087200e"
+    assert verify.sign_v2(SECRET, "GET", url, b"") == doc
+    assert verify.verify("GET", url, b"", {"x-hubspot-signature": doc.upper(), "x-hubspot-signature-version": "v2"},
+                         [SECRET]) == "v2"
+    body = V1_DOC_BODY.decode()
+    assert verify.sign_v2(SECRET, "POST", url, V1_DOC_BODY) == Signature.get_signature(
+        SECRET, body, "v2", http_uri=url, http_method="POST")
+    # the method and the URI are signed: the same signature on another URL is refused
+    with pytest.raises(VerificationError, match="v2 signature does not match"):
+        verify.verify("POST", url + "?x=1", V1_DOC_BODY, {"x-hubspot-signature": verify.sign_v2(
+            SECRET, "POST", url, V1_DOC_BODY), "x-hubspot-signature-version": "v2"}, [SECRET])
 
 
 def test_v3_vector_5_with_a_frozen_clock() -> None:
@@ -113,7 +145,8 @@ def test_v3_signs_the_method_and_the_url() -> None:
 
 
 @pytest.mark.parametrize("headers, reason", [
-    ({"x-hubspot-signature": "ab", "x-hubspot-signature-version": "v2"}, "unsupported"),
+    ({"x-hubspot-signature": "ab", "x-hubspot-signature-version": "v4"}, "unsupported"),
+    ({"x-hubspot-signature": "ab", "x-hubspot-signature-version": "v2"}, "v2 signature does not match"),
     ({"x-hubspot-signature": "ab"}, "unsupported"),
     ({"x-hubspot-signature-v3": "abc="}, "Timestamp"),
     ({"x-hubspot-signature-v3": "abc=", "x-hubspot-request-timestamp": "1.7e12"}, "Timestamp"),

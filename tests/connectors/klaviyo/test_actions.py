@@ -203,3 +203,40 @@ def test_without_an_api_key_nothing_is_sent_and_the_exact_request_is_recorded():
     assert outcome.request["headers"]["revision"] == "2026-07-15"
     assert outcome.request["body"]["data"]["attributes"]["profiles"]["data"][0]["attributes"]["email"] == \
         "ann@example.com"
+
+
+# -- identity: Klaviyo's profile id is the profile's id, the merchant's id is external_id -------------
+def _as_delivered(**subscriber):
+    """The subscriber as the sender hands it to the Klaviyo client (external_id: Klaviyo's own id)."""
+    return ctx(**subscriber, external_id=(subscriber.get("external_ids") or {}).get("klaviyo"))
+
+
+@responses.activate
+def test_track_event_sends_klaviyos_profile_id_beside_the_attributes_and_the_merchants_id_as_external_id():
+    responses.post(f"{API}/api/events", status=202)
+    run("klaviyo.track_event", {"metric": "Win Back"}, settings(**CONFIG),
+        _as_delivered(email="ann@example.com", external_ids={"klaviyo": "01KPROFILE", "merchant": "m-42",
+                                                             "stripe": "cus_1"}))
+    assert sent(responses.calls[0])["data"]["attributes"]["profile"] == {"data": {
+        "type": "profile", "id": "01KPROFILE", "attributes": {"email": "ann@example.com", "external_id": "m-42"}}}
+
+
+@responses.activate
+def test_without_a_merchant_id_no_external_id_is_sent_and_an_explicit_profile_id_stays_outside_attributes():
+    responses.post(f"{API}/api/events", status=202)
+    run("klaviyo.track_event", {"metric": "Win Back"}, settings(**CONFIG),
+        _as_delivered(email="ann@example.com", external_ids={"klaviyo": "01KPROFILE"}))
+    run("klaviyo.track_event", {"metric": "Win Back", "profile": {"id": "01KOTHER", "email": "bo@example.com"}},
+        settings(**CONFIG), ctx())
+    first, second = (sent(c)["data"]["attributes"]["profile"]["data"] for c in responses.calls)
+    assert first == {"type": "profile", "id": "01KPROFILE", "attributes": {"email": "ann@example.com"}}
+    assert second == {"type": "profile", "id": "01KOTHER", "attributes": {"email": "bo@example.com"}}
+
+
+@responses.activate
+def test_upsert_profile_updates_klaviyos_profile_by_its_id_and_never_sends_it_as_external_id():
+    responses.post(f"{API}/api/profile-import", status=200, json={"data": {"type": "profile", "id": "01KPROFILE"}})
+    run("klaviyo.upsert_profile", {"first_name": "Ann"}, settings(**CONFIG),
+        _as_delivered(email="ann@example.com", external_ids={"klaviyo": "01KPROFILE"}))
+    assert sent(responses.calls[0]) == {"data": {"type": "profile", "id": "01KPROFILE", "attributes": {
+        "first_name": "Ann", "email": "ann@example.com"}}}

@@ -244,3 +244,15 @@ def test_malformed_but_signed_payload_is_stored_failed_and_replayable(make_hub):
     (delivery,) = rows(hub, Delivery)
     assert delivery.status == DeliveryStatus.FAILED
     assert "not a Klaviyo webhook" in delivery.error
+
+
+def test_the_profile_locations_time_zone_reaches_the_subscriber() -> None:
+    payload = json.loads(fixture("opened_email"))
+    profile = payload["data"][0]["payload"]["included"][0]["attributes"]
+    # Klaviyo's profile: location {address1, city, country, region, zip, timezone (IANA), ip, ...}
+    profile["location"] = {"city": "Boston", "country": "United States", "timezone": "America/New_York"}
+    [event] = normalize(json.dumps(payload).encode())
+    assert event.data["subscriber"]["timezone"] == "America/New_York"
+    assert event.data["subscriber"]["external_ids"] == {"klaviyo": "01HPROFILEANN"}
+    [without] = normalize(fixture("opened_email"))
+    assert "timezone" not in without.data["subscriber"]

@@ -335,3 +335,14 @@ def test_customers_redact_reaches_the_privacy_effect(shop_client: Any) -> None:
     drain(hub)
     assert not [s for s in rows(hub, Subscriber) if s.email == "maya.lin@example.com"]
     assert not [d for d in rows(hub, Delivery) if b"Maya.Lin@Example.com" in (d.body or b"")]
+
+
+def test_an_order_on_payment_terms_says_what_is_due_and_when() -> None:
+    [event] = normalize("orders.create@payment_terms.json", "orders/create")
+    order = event.data["order"]
+    assert order["amount_due"] == {"minor": 5847, "currency": "USD"}
+    assert order["due_at"] == "2026-02-01T20:14:03Z"
+    assert order["payment_terms"] == "Net 30"
+    assert event.data["subscriber"]["country"] == "FR"   # the billing country: a time zone fallback
+    [paid] = normalize("orders.paid.json", "orders/paid")
+    assert "due_at" not in paid.data["order"]

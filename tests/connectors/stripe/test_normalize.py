@@ -47,6 +47,8 @@ STRIPE_TYPES = [
     "customer.subscription.paused", "customer.subscription.resumed", "customer.subscription.trial_will_end",
     "invoice.upcoming", "invoice.paid", "invoice.payment_succeeded", "invoice.payment_failed",
     "charge.failed", "charge.refunded",
+    "invoice.created", "invoice.finalized", "invoice.updated", "invoice.voided", "invoice.marked_uncollectible",
+    "invoice.overdue", "invoice.will_be_due",
 ]
 
 

@@ -1,0 +1,218 @@
+"""Shopify outbound calls: subscription billing actions through the Admin GraphQL API.
+
+``POST {HUB_SHOPIFY_API_URL or https://<shop>}/admin/api/<version>/graphql.json`` with
+``X-Shopify-Access-Token``. GraphQL answers 200 even when the operation failed, so the body is
+classified here like any other connector's HTTP answer:
+
+- top-level ``errors`` with ``extensions.code`` ``THROTTLED`` (the cost bucket is empty): retried
+  after the time the bucket needs to refill for this query's cost (``extensions.cost``);
+  ``ACCESS_DENIED``: the token lacks a scope (credentials); ``INTERNAL_SERVER_ERROR``: retried;
+  anything else (a query Shopify refuses, ``MAX_COST_EXCEEDED``): permanent;
+- ``userErrors`` of the mutation (contract not found, terminated...): permanent;
+- HTTP statuses as everywhere (429/5xx retried with Retry-After, 401/403 credentials).
+
+Every effect is idempotent: a billing attempt carries ``idempotencyKey`` = the planned action's key
+(Shopify creates one attempt, hence one order, per key); pausing a paused contract or cancelling a
+cancelled one is reported done after a look at the contract's status.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from marshmallow import Schema, ValidationError, fields, validates
+
+from connectors.base import ActionContext, ActionSpec
+from connectors.http import ApiClient, Outcome
+from hub.kernel.errors import CredentialsError, PermanentError, RetriableError
+from hub.kernel.settings import Settings
+
+API_VERSION = "2026-01"
+
+#: a mutation costs 10 points; a standard shop's bucket refills at 100 points/s (Plus: 1000/s)
+RATE_LIMITS: dict[str, tuple[int, float]] = {"default": (10, 1.0)}
+
+_GID = re.compile(r"^gid://shopify/SubscriptionContract/\d+$")
+
+BILLING_ATTEMPT = """mutation subscriptionBillingAttemptCreate($subscriptionContractId: ID!,
+    $subscriptionBillingAttemptInput: SubscriptionBillingAttemptInput!) {
+  subscriptionBillingAttemptCreate(subscriptionContractId: $subscriptionContractId,
+      subscriptionBillingAttemptInput: $subscriptionBillingAttemptInput) {
+    subscriptionBillingAttempt { id idempotencyKey }
+    userErrors { field message code }
+  }
+}"""
+PAUSE = """mutation subscriptionContractPause($subscriptionContractId: ID!) {
+  subscriptionContractPause(subscriptionContractId: $subscriptionContractId) {
+    contract { id status }
+    userErrors { field message code }
+  }
+}"""
+CANCEL = """mutation subscriptionContractCancel($subscriptionContractId: ID!) {
+  subscriptionContractCancel(subscriptionContractId: $subscriptionContractId) {
+    contract { id status }
+    userErrors { field message code }
+  }
+}"""
+CONTRACT_STATUS = """query subscriptionContract($id: ID!) {
+  subscriptionContract(id: $id) { id status }
+}"""
+
+
+def contract_gid(value: str) -> str:
+    """A contract's global id from the numeric id the webhooks carry (or the gid itself)."""
+    value = str(value).strip()
+    return value if _GID.match(value) else f"gid://shopify/SubscriptionContract/{value}"
+
+
+class ShopifyClient(ApiClient):
+    connector = "shopify"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, dry_run: bool) -> "ShopifyClient":
+        shop = (settings["HUB_SHOPIFY_SHOP"] or "shop.myshopify.com").strip()
+        shop = shop if "." in shop else f"{shop}.myshopify.com"
+        base = settings["HUB_SHOPIFY_API_URL"] or f"https://{shop}"
+        version = settings["HUB_SHOPIFY_API_VERSION"] or API_VERSION
+        return cls(f"{base}/admin/api/{version}",
+                   {"X-Shopify-Access-Token": settings["HUB_SHOPIFY_ACCESS_TOKEN"] or ""},
+                   dry_run=dry_run, timeout=settings["HUB_HTTP_TIMEOUT_SECONDS"])
+
+    def graphql(self, query: str, variables: dict[str, Any]) -> Outcome:
+        """One GraphQL operation; a failed one raises the ActionError that says what to do next."""
+        outcome = self.request("POST", "/graphql.json", json_body={"query": query, "variables": variables})
+        if outcome.dry_run:
+            return outcome
+        body = outcome.data if isinstance(outcome.data, dict) else {}
+        errors = body.get("errors")
+        if errors:
+            raise graphql_error(errors, body.get("extensions") or {}, outcome)
+        return outcome
+
+
+def graphql_error(errors: Any, extensions: dict[str, Any], outcome: Outcome) -> Exception:
+    """Classify top-level GraphQL ``errors`` (Shopify answers them with HTTP 200)."""
+    errors = errors if isinstance(errors, list) else [{"message": str(errors)}]
+    codes = {str((e.get("extensions") or {}).get("code") or "") for e in errors if isinstance(e, dict)}
+    message = "; ".join(str(e.get("message") if isinstance(e, dict) else e) for e in errors)[:500]
+    detail = {"status": outcome.status_code, "body": outcome.data}
+    if "THROTTLED" in codes:
+        return RetriableError(f"Shopify throttled the query: {message}", status=429, response=detail,
+                              retry_after=throttle_wait(extensions))
+    if "ACCESS_DENIED" in codes:
+        return CredentialsError(f"Shopify denied access: {message}", status=403, response=detail)
+    if "INTERNAL_SERVER_ERROR" in codes:
+        return RetriableError(f"Shopify failed the query: {message}", status=500, response=detail)
+    return PermanentError(f"Shopify refused the query: {message}", status=outcome.status_code, response=detail)
+
+
+def throttle_wait(extensions: dict[str, Any]) -> float:
+    """Seconds until the cost bucket holds this query's cost: (requested - available) / restore rate."""
+    cost = extensions.get("cost") if isinstance(extensions.get("cost"), dict) else {}
+    status = cost.get("throttleStatus") if isinstance(cost.get("throttleStatus"), dict) else {}
+    try:
+        missing = float(cost.get("requestedQueryCost") or 0) - float(status.get("currentlyAvailable") or 0)
+        rate = float(status.get("restoreRate") or 0)
+    except (TypeError, ValueError):
+        return 1.0
+    return max(1.0, round(missing / rate, 1)) if rate > 0 else 1.0
+
+
+def _payload(outcome: Outcome, mutation: str) -> dict[str, Any]:
+    data = (outcome.data or {}).get("data") if isinstance(outcome.data, dict) else None
+    payload = (data or {}).get(mutation)
+    return payload if isinstance(payload, dict) else {}
+
+
+def _user_errors(payload: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in payload.get("userErrors") or [] if isinstance(e, dict)]
+
+
+def _refused(mutation: str, errors: list[dict[str, Any]], outcome: Outcome) -> PermanentError:
+    text = "; ".join(f"{e.get('code') or 'ERROR'}: {e.get('message')}" for e in errors)[:500]
+    return PermanentError(f"Shopify {mutation} refused: {text}", status=outcome.status_code,
+                          response={"status": outcome.status_code, "body": outcome.data})
+
+
+# -- schemas ---------------------------------------------------------------------------------
+class _ContractParams(Schema):
+    subscription_id = fields.String(required=True)  # the contract: numeric id or gid
+
+    @validates("subscription_id")
+    def _contract(self, value: str, **_: Any) -> None:
+        if not (value.strip().isdigit() or _GID.match(value.strip())):
+            raise ValidationError("a subscription contract id: digits or gid://shopify/SubscriptionContract/<id>")
+
+
+class RetryPaymentParams(_ContractParams):
+    origin_time = fields.String(load_default=None)  # DateTime for fulfilment intervals (see Shopify)
+    billing_cycle_index = fields.Integer(load_default=None, strict=False)  # default: the current cycle
+
+
+class PauseSubscriptionParams(_ContractParams):
+    pass
+
+
+class CancelSubscriptionParams(_ContractParams):
+    pass
+
+
+# -- actions ---------------------------------------------------------------------------------
+def _shopify(client: ApiClient) -> ShopifyClient:
+    assert isinstance(client, ShopifyClient), "Shopify actions need the Shopify client"
+    return client
+
+
+def retry_payment(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
+    """``subscriptionBillingAttemptCreate`` with ``idempotencyKey`` = the action key: a repeat of this
+    action is the same attempt at Shopify. The attempt's result arrives as a
+    ``subscription_billing_attempts/success`` or ``/failure`` webhook."""
+    attempt: dict[str, Any] = {"idempotencyKey": ctx.key}
+    if params.get("origin_time"):
+        attempt["originTime"] = params["origin_time"]
+    if params.get("billing_cycle_index") is not None:
+        attempt["billingCycleSelector"] = {"index": params["billing_cycle_index"]}
+    outcome = _shopify(client).graphql(BILLING_ATTEMPT, {
+        "subscriptionContractId": contract_gid(params["subscription_id"]),
+        "subscriptionBillingAttemptInput": attempt})
+    errors = _user_errors(_payload(outcome, "subscriptionBillingAttemptCreate"))
+    if errors:
+        raise _refused("subscriptionBillingAttemptCreate", errors, outcome)
+    return outcome
+
+
+def _set_status(client: ApiClient, params: dict[str, Any], mutation: str, query: str, target: str) -> Outcome:
+    api = _shopify(client)
+    gid = contract_gid(params["subscription_id"])
+    outcome = api.graphql(query, {"subscriptionContractId": gid})
+    errors = _user_errors(_payload(outcome, mutation))
+    if not errors:
+        return outcome
+    # refused: maybe because it is already done (a repeat of this action, or done in Shopify)
+    current = api.graphql(CONTRACT_STATUS, {"id": gid})
+    contract = _payload(current, "subscriptionContract")
+    if str(contract.get("status") or "").upper() == target:
+        current.extra["already"] = target
+        return current
+    raise _refused(mutation, errors, outcome)
+
+
+def pause_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
+    """``subscriptionContractPause``: no further billing until the contract is activated again."""
+    return _set_status(client, params, "subscriptionContractPause", PAUSE, "PAUSED")
+
+
+def cancel_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
+    """``subscriptionContractCancel``: the contract ends now."""
+    return _set_status(client, params, "subscriptionContractCancel", CANCEL, "CANCELLED")
+
+
+ACTIONS: dict[str, ActionSpec] = {
+    "retry_payment": ActionSpec("retry_payment", RetryPaymentParams, retry_payment,
+                                "Create a billing attempt on a subscription contract (dunning retry)."),
+    "pause_subscription": ActionSpec("pause_subscription", PauseSubscriptionParams, pause_subscription,
+                                     "Pause a subscription contract."),
+    "cancel_subscription": ActionSpec("cancel_subscription", CancelSubscriptionParams, cancel_subscription,
+                                      "Cancel a subscription contract."),
+}
