@@ -104,13 +104,18 @@ def simulate(events_file: str | None, rules_paths: tuple[str, ...], now_text: st
             click.echo(json.dumps(item.to_dict(), default=str))
         return
     _table([r.to_dict() for r in results])
-    counts = {s: sum(1 for r in results if r.status == s) for s in ("scheduled", "due", "cancelled", "replanned")}
-    click.echo(f"\n{len(events)} events, {len(results)} actions: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    delayed = sum(1 for r in results if r.delayed)
+    click.echo(f"\n{len(events)} events, {len(results)} actions: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+               + (f" ({delayed} delayed by quiet hours)" if delayed else ""))
 
 
 def _table(rows: list[dict]) -> None:
-    columns = ["due_at", "rule", "step", "action", "subject", "status", "cancelled_by"]
-    shown = [{c: ("" if r.get(c) is None else str(r[c]))[:40] for c in columns} for r in rows]
+    columns = ["due_at", "rule", "step", "action", "subject", "status", "reason"]
+    widest = {"reason": 200}
+    shown = [{c: ("" if r.get(c) is None else str(r[c]))[:widest.get(c, 40)] for c in columns} for r in rows]
     widths = {c: max([len(c)] + [len(r[c]) for r in shown]) for c in columns}
     click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for r in shown:

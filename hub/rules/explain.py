@@ -48,7 +48,9 @@ def explain(hub: "Hub", action_id: int) -> dict[str, Any] | None:
             "action": {"id": action.id, "key": action.key, "name": f"{action.connector}.{action.name}",
                        "status": action.status, "dry_run": action.dry_run, "subject": action.subject,
                        "occurrence": action.occurrence, "step": action.step, "due_at": rfc3339(action.due_at),
-                       "attempts": action.attempts, "last_error": action.last_error, "params": action.params},
+                       "attempts": action.attempts, "last_error": action.last_error, "params": action.params,
+                       "suppressed": action.suppressed, "note": action.note, "routed_from": action.via,
+                       "channel": action.channel, "throttle_key": action.throttle_key},
             "rule": {"id": action.rule_id, "rules_hash": action.rules_hash, "current_rules_hash": ruleset.hash,
                      "changed_since": action.rules_hash != ruleset.hash},
             "event": _brief(event_row),
@@ -115,6 +117,12 @@ def render_text(info: dict[str, Any]) -> str:
     lines = [f"action {a['id']}  {a['name']}  status={a['status']}{' (dry run)' if a['dry_run'] else ''}",
              f"  key        {a['key']}",
              f"  due        {a['due_at']}  step {a['step']}  subject {a['subject']}"]
+    if a.get("routed_from"):
+        lines.append(f"  routed     {a['routed_from']} -> {a['name']}")
+    if a.get("suppressed"):
+        lines.append(f"  suppressed {a['suppressed']}: never sent")
+    if a.get("note"):
+        lines.append(f"  why        {a['note']}")
     if r.get("source"):
         lines.append(f"rule {r['id']}  at {r['source']}")
         if r.get("description"):

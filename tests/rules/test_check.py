@@ -95,13 +95,17 @@ def test_simulate_prints_one_json_object_per_action(tmp_path: Path):
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert [(r["rule"], r["step"], r["due_at"]) for r in rows] == [
         ("welcome-sequence", "welcome-1", "2026-02-27T18:30:00Z"),
-        ("welcome-sequence", "welcome-2", "2026-03-01T18:30:00Z"),
-        ("welcome-sequence", "welcome-3", "2026-03-04T18:30:00Z")]
+        ("welcome-sequence", "welcome-2", "2026-03-01T09:00:00Z"),
+        ("welcome-sequence", "welcome-3", "2026-03-04T09:00:00Z")]
     assert rows[0]["action"] == "klaviyo.track_event" and rows[0]["cancelled_by"] is None
     assert rows[0]["subject"] == "sub_1" and rows[0]["params"]["metric"] == "Welcome 1"
-    # --now plans every event at that moment: the first two steps are then already missed
+    # --now plans every event at that moment: the event is then more than missed_horizon (1d) old, and
+    # the first two steps are history - shown with the reason, never sent
     late = CliRunner().invoke(rules, ["simulate", "--events", str(tmp_path / "events.jsonl"),
                                       "--rules", str(ROOT / "rules"), "--now", "2026-03-02T00:00:00Z", "--table"])
     assert late.exit_code == 0, late.output
-    welcome = [line for line in late.output.splitlines() if "welcome-sequence" in line]
-    assert len(welcome) == 1 and "welcome-3" in welcome[0]
+    welcome = [line.split() for line in late.output.splitlines() if "welcome-sequence" in line]
+    assert [(w[2], w[5]) for w in welcome] == [("welcome-1", "skipped-historic"), ("welcome-2", "skipped-historic"),
+                                               ("welcome-3", "scheduled")]
+    assert "more than missed_horizon (1d)" in late.output
+    assert "1 events, 8 actions: 3 skipped-historic, 5 scheduled" in late.output  # + the CRM mirror, the reminders
