@@ -73,6 +73,9 @@ class ActionOut(Schema):
     last_error = fields.String(allow_none=True)
     cancelled_by = fields.String(allow_none=True)
     params = fields.Dict()
+    suppressed = fields.String(allow_none=True)  # throttled | capped | skipped-historic | skipped-missed | no-route
+    note = fields.String(allow_none=True)  # why: the suppression, a quiet-hours delay, the billing route
+    via = fields.String(allow_none=True)  # the canonical action it was routed from
 
 
 def list_deliveries(hub: "Hub", *, connector: str | None = None, status: str | None = None,
