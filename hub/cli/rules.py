@@ -28,19 +28,17 @@ def _default_paths() -> list[str]:
 @rules.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 def check(paths: tuple[str, ...]) -> None:
-    """Validate rules files (default: HUB_RULES_PATH). Exit 1 listing every error as path:line:col."""
-    from ..rules import LocatedError, load_rules
+    """Validate every file the hub loads from the rules paths (default: HUB_RULES_PATH): rules, vars,
+    segments, tiers and loyalty. Exit 1 listing every error as path:line:col."""
+    from ..rules.check import check as run
 
-    try:
-        ruleset = load_rules(list(paths) or _default_paths())
-    except LocatedError as exc:
-        for error in exc.errors:
+    summary, errors = run(list(paths) or _default_paths())
+    if errors:
+        for error in errors:
             click.echo(error, err=True)
-        click.echo(f"{len(exc.errors)} error{'s' if len(exc.errors) != 1 else ''}", err=True)
+        click.echo(f"{len(errors)} error{'s' if len(errors) != 1 else ''}", err=True)
         sys.exit(1)
-    enabled = sum(1 for r in ruleset.rules if r.enabled)
-    click.echo(f"ok: {len(ruleset.rules)} rules ({enabled} enabled) in {len(ruleset.files)} files, "
-               f"version {ruleset.hash}")
+    click.echo(summary)
 
 
 def _read_events(file: str) -> list[CanonicalEvent]:

@@ -21,6 +21,7 @@ from .expressions import Expressions, TemplateSyntaxError
 from . import billing
 from .model import (SCOPE_NAMES, CancelOn, CompiledAction, Policy, QuietHours, Rule, RuleSet, SendAt, Step, Throttle,
                     parse_duration)
+from .vocabulary import known_fields
 from .yamlpos import Located, LocatedError, load
 
 RULE_KEYS = {"id", "description", "enabled", "on", "when", "actions", "schedule", "send_at", "cancel_on",
@@ -314,6 +315,11 @@ class _Compiler:
                 continue
             if root not in roots:
                 err(where, f"unknown name {root!r}{_did_you_mean(root, roots)}")
+            elif rest and root != "vars" and (known := known_fields(root)):
+                name = rest.split(".")[0]
+                if name not in known:
+                    err(where, f"unknown field {root}.{name}{_did_you_mean(name, known)} (known fields of "
+                               f"{root} that an event lacks read as empty; see rules/README.md)")
             elif root == "vars" and rest:
                 name = rest.split(".")[0]
                 if name not in self.vars:

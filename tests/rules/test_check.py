@@ -109,3 +109,63 @@ def test_simulate_prints_one_json_object_per_action(tmp_path: Path):
                                                ("welcome-3", "scheduled")]
     assert "more than missed_horizon (1d)" in late.output
     assert "1 events, 8 actions: 3 skipped-historic, 5 scheduled" in late.output  # + the CRM mirror, the reminders
+
+
+SEGMENTS = """\
+segments:
+  custom:
+    - id: big-spenders
+      when: "mrr_minor >= 10000 and tenur_days > 30"
+      sync:
+        mailchimp: {list: "1"}
+    - id: broken
+      when: "points >"
+    - id: vip
+      when: "tier == 'gold'"
+      sync:
+        klaviyo: {lists: "X"}
+tiers:
+  - {name: gold}
+rules:
+  - id: typo
+    on: [subscription.created]
+    when: "subscription.stauts == 'active' and 'vpi' in subscriber.segments"
+    per: invoices
+    actions:
+      - billing.retry_payment: {invoice_id: "{{ invoice.id }}"}
+"""
+
+
+def test_check_validates_segments_tiers_and_names_in_every_file_with_did_you_mean(tmp_path: Path):
+    (tmp_path / "segments.yaml").write_text(SEGMENTS)
+    result = CliRunner().invoke(rules, ["check", str(tmp_path)])
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    path = str(tmp_path / "segments.yaml")
+    assert lines == [
+        f"{path}:18:11: unknown field subscription.stauts (did you mean 'status'?) (known fields of subscription "
+        "that an event lacks read as empty; see rules/README.md)",
+        f"{path}:19:10: a key is subscriber, subscription, invoice or an expression such as \"{{{{ invoice.id }}}}\" "
+        "(got 'invoices') (did you mean 'invoice'?)",
+        f"{path}:6:20: unknown key 'mailchimp'",                       # a sync target that does not exist
+        f"{path}:12:26: unknown key 'lists': Must be one of: list, properties.",
+        f"{path}:4:13: segment 'big-spenders': unknown name 'tenur_days' (did you mean 'tenure_days'?)",
+        f"{path}:8:13: segment 'broken': unexpected 'end of template'",  # a condition that does not compile
+        f"{path}:14:5: min_points: Missing data for required field.",
+        "7 errors",
+    ]
+
+
+def test_a_misspelled_segment_name_in_a_rule_is_an_error(tmp_path: Path):
+    (tmp_path / "segments.yaml").write_text(SEGMENTS.split("rules:")[0].replace("tenur_days", "tenure_days")
+                                            .replace("mailchimp", "klaviyo").replace("lists", "list")
+                                            .replace('"points >"', '"points > 1"').replace("{name: gold}",
+                                                                                         "{name: gold, min_points: 9}"))
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - id: vip-thanks\n    on: [segment.entered]\n    when: \"'vpi' in subscriber.segments\"\n"
+        "    actions:\n      - klaviyo.track_event: {metric: VIP}\n")
+    result = CliRunner().invoke(rules, ["check", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[0] == (
+        f"{tmp_path / 'rules.yaml'}:2:5: rule vip-thanks: unknown segment 'vpi' (did you mean 'vip'?) "
+        "(segments: big-spenders, broken, vip)")
