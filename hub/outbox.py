@@ -43,7 +43,8 @@ def write_planned(session: Session, planned: Sequence[PlannedAction], *, subscri
         "status": ActionStatus.SUPPRESSED if p.suppressed else ActionStatus.SCHEDULED, "attempts": 0,
         "dispatch_seq": 0, "dry_run": p.connector in dry_run_connectors, "created_at": now, "updated_at": now,
         "suppressed": p.suppressed, "note": p.note, "via": p.via, "channel": p.channel,
-        "throttle_key": p.throttle_key,
+        "throttle_key": p.throttle_key, "variant": p.variant, "goal": p.goal, "goal_until": p.goal_until,
+        "converted_by": None,
     } for p in planned]
     return insert_ignore(session, Action.__table__, rows, ["key"])
 

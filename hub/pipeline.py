@@ -18,7 +18,7 @@ from . import outbox, privacy, state
 from .errors import PayloadError
 from .events import CanonicalEvent
 from .segments import derive
-from .rules import StoreFacts, plan
+from .rules import StoreFacts, goals, plan
 from .store import Delivery, Event, insert_ignore, utcnow
 from .store.models import DeliveryStatus
 from .values import parse_time
@@ -111,6 +111,7 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
         new_ids = outbox.write_planned(session, planned, subscriber_id=subscriber.id if subscriber else None,
                                        dry_run_connectors=dry, anchored_rules=anchored)
         due.extend(new_ids)  # dispatch() queues only those already due
+        goals.track(session, event, subscriber.id if subscriber else None)  # split/goal conversions
         if derived:
             due.extend(record_events(hub, session, derived, origin="derived", now=now, _depth=_depth + 1))
     return due

@@ -120,5 +120,30 @@ def _table(rows: list[dict]) -> None:
         click.echo("  ".join(r[c].ljust(widths[c]) for c in columns).rstrip())
 
 
+@rules.command()
+@click.argument("rule_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def report(rule_id: str, as_json: bool) -> None:
+    """A rule's split variants: steps planned and sent, goal conversions and the conversion rate."""
+    from ..rules.goals import report as build
+    from ..runtime import current
+
+    with current().store.session() as session:
+        found = build(session, rule_id)
+    if not found["variants"]:
+        raise click.ClickException(f"no actions of rule {rule_id!r}")
+    if as_json:
+        click.echo(json.dumps(found))
+        return
+    click.echo(f"rule {rule_id}" + (f"  goal: {found['goal']}" if found["goal"] else "  (no goal)"))
+    rows = [["variant", "planned", "sent", "converted", "rate"]] + [
+        [str(v["variant"] or "-"), str(v["planned"]), str(v["sent"]), str(v["converted"]),
+         "-" if v["conversion_rate"] is None else f"{v['conversion_rate'] * 100:.1f}%"] for v in found["variants"]]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
+                             enumerate(zip(row, widths))).rstrip())
+
+
 COMMANDS = [rules]
 __all__ = ["COMMANDS", "Path"]

@@ -25,7 +25,7 @@ from .vocabulary import known_fields
 from .yamlpos import Located, LocatedError, load
 
 RULE_KEYS = {"id", "description", "enabled", "on", "when", "actions", "schedule", "send_at", "cancel_on",
-             "throttle", "missed", "per", "channel"}
+             "throttle", "missed", "per", "channel", "split", "goal"}
 #: top-level keys of a file under rules/: ``segments``/``tiers``/``loyalty`` belong to the profiles
 #: engine (rules/segments.yaml) and are read there, not here
 TOP_LEVEL_KEYS = {"rules", "vars"}
@@ -33,7 +33,7 @@ FOREIGN_TOP_LEVEL_KEYS = {"segments", "tiers", "loyalty"}
 #: names a condition or template may start from (event parts, profile, helpers)
 CONTEXT_ROOTS = {"event", "subscriber", "subscription", "previous", "invoice", "payment", "order", "usage",
                  "consent", "message", "tier", "segment", "mrr", "step", "now", "vars", "days_since",
-                 "usage_ratio", "timedelta", "parse_time", "range", "dict", "lipsum", "cycler", "joiner",
+                 "usage_ratio", "timedelta", "parse_time", "range", "dict", "lipsum", "cycler", "joiner", "variant",
                  "namespace", "true", "false", "none", "True", "False", "None", "loop"}
 ANCHOR_ROOTS = {"event", "subscriber", "subscription", "invoice", "payment", "order", "usage", "previous", "tier"}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -278,13 +278,15 @@ class _Compiler:
         channel = self._static(raw.get("channel"), ("channel",), err)
         if channel is not None and not (isinstance(channel, str) and re.match(r"^[a-z][a-z0-9_-]*$", channel)):
             err(("channel",), f"'channel' is a name such as marketing or transactional (got {channel!r})")
+        split = self._split(raw.get("split"), err) if raw.get("split") is not None else None
+        goal = self._goal(raw.get("goal"), err) if raw.get("goal") is not None else None
         if errors:
             return None, errors
         return Rule(id=rule_id, on=on, actions=actions, description=str(raw.get("description") or "").strip(),
                     enabled=bool(enabled), when=when, when_source=when_source, anchor=anchor, steps=steps,
                     cancel_on=cancel_on, throttle=throttle, send_at=send_at, missed=str(missed),
                     source=doc.where(path), file=doc.filename, per=per, per_source=per_source,
-                    channel=channel), []
+                    channel=channel, split=split, goal=goal), []
 
     # -- parts -----------------------------------------------------------------------------------
     def _static(self, value: Any, where: tuple[Any, ...], err: Err) -> Any:
@@ -324,6 +326,35 @@ class _Compiler:
                 name = rest.split(".")[0]
                 if name not in self.vars:
                     err(where, f"undefined var {name!r}{_did_you_mean(name, self.vars)}")
+
+    def _split(self, value: Any, err: Err) -> dict[str, int] | None:
+        """``{a: 50, b: 50}``: variant names and positive whole weights."""
+        value = self._static(value, ("split",), err)
+        if not isinstance(value, dict) or len(value) < 2 or not all(
+                re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", str(k)) and isinstance(v, int) and not isinstance(v, bool)
+                and v > 0 for k, v in value.items()):
+            err(("split",), f"'split' names two or more variants with positive whole weights, e.g. "
+                            f"{{a: 50, b: 50}} (got {value!r})")
+            return None
+        return {str(k): int(v) for k, v in value.items()}
+
+    def _goal(self, value: Any, err: Err) -> tuple[str, Any] | None:
+        """``subscription.renewed within 14d``."""
+        value = self._static(value, ("goal",), err)
+        match = re.match(r"^\s*(\S+)\s+within\s+(\S+)\s*$", str(value))
+        if not match:
+            err(("goal",), f"'goal' is '<event type> within <duration>', e.g. subscription.renewed within 14d "
+                           f"(got {value!r})")
+            return None
+        type_, window = match.groups()
+        if type_ not in ALL_TYPES:
+            err(("goal",), f"unknown event type {type_!r}{_did_you_mean(type_, ALL_TYPES)}")
+            return None
+        try:
+            return type_, parse_duration(window)
+        except ValueError as exc:
+            err(("goal",), str(exc))
+            return None
 
     def _key(self, source: str, where: tuple[Any, ...], err: Err) -> Any:
         """``subscriber``, ``subscription``, ``invoice`` or a template (``"{{ order.id }}"``)."""

@@ -122,6 +122,22 @@ class Rule:
     #: the message channel for playbook-wide caps and quiet hours (``vars.frequency_caps``,
     #: ``vars.quiet_hours``); None: neither applies
     channel: str | None = None
+    #: ``split: {a: 50, b: 50}``: variant name -> weight; each recipient gets one, deterministically
+    split: dict[str, int] | None = None
+    #: ``goal: subscription.renewed within 14d``: the event type and how long after the step it counts
+    goal: tuple[str, timedelta] | None = None
+
+    def variant_for(self, recipient: str) -> str | None:
+        """The recipient's variant: sha256 of rule id and recipient, modulo the total weight, picks
+        the variant whose cumulative weight range holds it (names in the order written)."""
+        if not self.split:
+            return None
+        point = int(hashlib.sha256(f"{self.id}\x1f{recipient}".encode()).hexdigest(), 16) % sum(self.split.values())
+        for name, weight in self.split.items():
+            if point < weight:
+                return name
+            point -= weight
+        raise AssertionError("unreachable: weights are positive")
 
     def step_actions(self, step: Step) -> list[CompiledAction]:
         return self.actions if step.actions is None else step.actions
@@ -159,6 +175,9 @@ class PlannedAction:
     via: str | None = None  # the canonical action it was routed from (billing.retry_payment)
     channel: str | None = None
     throttle_key: str | None = None
+    variant: str | None = None
+    goal: str | None = None
+    goal_until: datetime | None = None
 
     @property
     def qualified(self) -> str:

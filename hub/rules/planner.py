@@ -230,6 +230,8 @@ def _actions(ruleset: RuleSet, draft: _Draft, event: CanonicalEvent, ctx: Scope,
         for step, _ in live:
             if step.name not in kept:
                 suppressed_as[step.name] = "throttled"
+    recipient = ctx["subscriber"].get("id")
+    variant = rule.variant_for(str(recipient if recipient is not None else subject))
     out: list[PlannedAction] = []
     for number, (step, due, note) in enumerate(steps, 1):
         kind = suppressed_as.get(step.name)
@@ -248,7 +250,7 @@ def _actions(ruleset: RuleSet, draft: _Draft, event: CanonicalEvent, ctx: Scope,
                 kind, note = "capped", (f"capped: at most one {rule.channel} message per {_span(window)}; "
                                         f"{near} is within it")
         step_ctx = ctx.child(step={"name": step.name, "number": number, "days": step.offset.days,
-                                   "offset": step.name, "due_at": rfc3339(due)})
+                                   "offset": step.name, "due_at": rfc3339(due)}, variant=variant)
         for index, action in enumerate(rule.step_actions(step)):
             params = action.params(step_ctx)
             connector, name, via, action_note, action_kind = action.connector, action.name, None, note, kind
@@ -266,7 +268,8 @@ def _actions(ruleset: RuleSet, draft: _Draft, event: CanonicalEvent, ctx: Scope,
                 key=keys[(step.name, index)], rule_id=rule.id, rules_hash=ruleset.hash, event_id=event.id,
                 subject=subject, occurrence=draft.occurrence, step=step.name, connector=connector,
                 name=name, params=params, due_at=due, suppressed=action_kind, note=action_note, via=via,
-                channel=rule.channel, throttle_key=throttle_key,
+                channel=rule.channel, throttle_key=throttle_key, variant=variant,
+                goal=rule.goal[0] if rule.goal else None, goal_until=due + rule.goal[1] if rule.goal else None,
             ))
     return out
 

@@ -38,6 +38,8 @@ class SimulatedAction:
     event: str | None  # the triggering event
     reason: str | None = None  # why: the suppression, a quiet-hours delay, the billing route, the canceller
     via: str | None = None  # the canonical action it was routed from (billing.retry_payment)
+    variant: str | None = None  # the rule's split variant for this recipient
+    converted_by: str | None = None  # the goal event that converted it
 
     @property
     def delayed(self) -> bool:
@@ -47,7 +49,8 @@ class SimulatedAction:
     def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "action": self.action, "subject": self.subject, "due_at": self.due_at,
                 "step": self.step, "params": self.params, "cancelled_by": self.cancelled_by, "status": self.status,
-                "event": self.event, "reason": self.reason, "via": self.via, "delayed": self.delayed}
+                "event": self.event, "reason": self.reason, "via": self.via, "delayed": self.delayed,
+                "variant": self.variant, "converted_by": self.converted_by}
 
 
 def _sim_hub(ruleset: RuleSet, settings: Any) -> Any:
@@ -118,7 +121,8 @@ def _simulated(row: Any, replanned_by: dict[int, str]) -> SimulatedAction:
         status, cancelled_by = ("due" if row.status == SIM_SENT else "scheduled"), None
     return SimulatedAction(rule=row.rule_id, action=f"{row.connector}.{row.name}", subject=row.subject,
                            due_at=rfc3339(row.due_at), step=row.step, params=row.params, cancelled_by=cancelled_by,
-                           status=status, event=row.event_id, reason=reason, via=row.via)
+                           status=status, event=row.event_id, reason=reason, via=row.via, variant=row.variant,
+                           converted_by=row.converted_by)
 
 
 def stored_events(hub: Any, since: datetime) -> list[CanonicalEvent]:

@@ -171,6 +171,7 @@ class Action(Base):
         Index("ix_actions_status_due", "status", "due_at"),
         Index("ix_actions_subscriber_rule", "subscriber_id", "rule_id", "status"),
         Index("ix_actions_subject_rule", "subject", "rule_id", "status"),
+        Index("ix_actions_goal", "subscriber_id", "goal"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -204,6 +205,10 @@ class Action(Base):
     via: Mapped[str | None] = mapped_column(String(80))  # the canonical action it was routed from
     channel: Mapped[str | None] = mapped_column(String(40))  # the rule's message channel (caps)
     throttle_key: Mapped[str | None] = mapped_column(String(255))  # the throttle's key value (an invoice id)
+    variant: Mapped[str | None] = mapped_column(String(40))  # the rule's split variant for this recipient
+    goal: Mapped[str | None] = mapped_column(String(64))  # the event type the rule's goal waits for
+    goal_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # ... until then
+    converted_by: Mapped[str | None] = mapped_column(String(36))  # the goal event, once it came
 
 
 class Attempt(Base):
