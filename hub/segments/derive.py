@@ -204,7 +204,7 @@ def plan_rules(hub: "Hub", session: Session, events: Sequence[CanonicalEvent], n
     from hub import outbox
     from hub.rules import plan
 
-    anchored = {r.id for r in ruleset.rules if r.anchor}
+    anchored = ruleset.anchored  # a rule with per: keeps each instance; only the others replace a moved anchor
     dry = {name for name, c in connectors.REGISTRY.items() if c.dry_run(hub.settings)}
     due: list[int] = []
     for event in wanted:
