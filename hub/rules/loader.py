@@ -17,8 +17,8 @@ from marshmallow import ValidationError
 
 from hub.events import ALL_TYPES, matches
 
-from .expressions import Expressions, TemplateSyntaxError
 from . import billing
+from .expressions import Expressions, TemplateSyntaxError
 from .model import (SCOPE_NAMES, CancelOn, CompiledAction, Policy, QuietHours, Rule, RuleSet, SendAt, Step, Throttle,
                     parse_duration)
 from .vocabulary import known_fields
