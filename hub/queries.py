@@ -73,6 +73,11 @@ class ActionOut(Schema):
     last_error = fields.String(allow_none=True)
     cancelled_by = fields.String(allow_none=True)
     params = fields.Dict()
+    suppressed = fields.String(allow_none=True)  # throttled | capped | skipped-historic | skipped-missed | no-route
+    note = fields.String(allow_none=True)  # why: the suppression, a quiet-hours delay, the billing route
+    via = fields.String(allow_none=True)  # the canonical action it was routed from
+    variant = fields.String(allow_none=True)  # the rule's split variant
+    converted_by = fields.String(allow_none=True)  # the goal event that converted it
 
 
 def list_deliveries(hub: "Hub", *, connector: str | None = None, status: str | None = None,

@@ -31,13 +31,25 @@ class SimulatedAction:
     step: str | None
     params: dict[str, Any]
     cancelled_by: str | None
-    status: str  # scheduled (still pending at the end) | due (its time came) | cancelled | replanned
+    #: scheduled (still pending at the end) | due (its time came) | cancelled | replanned, or recorded
+    #: but never sent: throttled | capped | skipped-historic | skipped-missed | no-route
+    status: str
     event: str | None  # the triggering event
+    reason: str | None = None  # why: the suppression, a quiet-hours delay, the billing route, the canceller
+    via: str | None = None  # the canonical action it was routed from (billing.retry_payment)
+    variant: str | None = None  # the rule's split variant for this recipient
+    converted_by: str | None = None  # the goal event that converted it
+
+    @property
+    def delayed(self) -> bool:
+        """Moved out of quiet hours."""
+        return "quiet-hours-delayed" in (self.reason or "")
 
     def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule, "action": self.action, "subject": self.subject, "due_at": self.due_at,
                 "step": self.step, "params": self.params, "cancelled_by": self.cancelled_by, "status": self.status,
-                "event": self.event}
+                "event": self.event, "reason": self.reason, "via": self.via, "delayed": self.delayed,
+                "variant": self.variant, "converted_by": self.converted_by}
 
 
 def _sim_hub(ruleset: RuleSet, settings: Any) -> Any:
@@ -95,14 +107,21 @@ def simulate(events: Iterable[CanonicalEvent], ruleset: RuleSet, *, now: datetim
 
 
 def _simulated(row: Any, replanned_by: dict[int, str]) -> SimulatedAction:
+    reason = row.note
     if row.status == "cancelled":
         status = "replanned" if row.cancelled_by is None else "cancelled"
         cancelled_by = row.cancelled_by or replanned_by.get(row.id)
+        why = (row.last_error or "the anchor date moved") if row.cancelled_by is None else \
+            f"cancel_on of rule {row.rule_id}: event {row.cancelled_by}"
+        reason = f"{why}; {reason}" if reason else why
+    elif row.status == "suppressed":
+        status, cancelled_by = row.suppressed, None
     else:
         status, cancelled_by = ("due" if row.status == SIM_SENT else "scheduled"), None
     return SimulatedAction(rule=row.rule_id, action=f"{row.connector}.{row.name}", subject=row.subject,
                            due_at=rfc3339(row.due_at), step=row.step, params=row.params, cancelled_by=cancelled_by,
-                           status=status, event=row.event_id)
+                           status=status, event=row.event_id, reason=reason, via=row.via, variant=row.variant,
+                           converted_by=row.converted_by)
 
 
 def stored_events(hub: Any, since: datetime) -> list[CanonicalEvent]:

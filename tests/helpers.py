@@ -45,6 +45,18 @@ def rows(hub: Hub, model: Any, *where: Any) -> list[Any]:
         return list(s.execute(select(model).where(*where)).scalars().all())
 
 
+def recent(body: bytes, *fields: str) -> bytes:
+    """A recorded fixture as if it happened now: its top-level time ``fields`` set to the current time
+    (unix seconds where the fixture has a number, RFC 3339 otherwise). A fixture from months ago is
+    history to the playbook (steps past ``missed_horizon`` are recorded, never sent)."""
+    payload = json.loads(body)
+    now = time.time()
+    for name in fields:
+        payload[name] = int(now) if isinstance(payload.get(name), int) else time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    return json.dumps(payload).encode()
+
+
 def stripe_event(type_: str, obj: dict[str, Any], *, event_id: str = "evt_1", created: int | None = None,
                  previous: dict[str, Any] | None = None) -> bytes:
     data: dict[str, Any] = {"object": obj}

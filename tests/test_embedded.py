@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.conftest import FIXTURES, ROOT
-from tests.helpers import stripe_headers
+from tests.helpers import recent, stripe_headers
 from tests.mockapi import wait_for
 
 
@@ -49,7 +49,7 @@ def test_hub_run_embedded_receives_and_runs_dry(tmp_path: Path):
     try:
         wait_for(lambda: (r := _get(f"{base}/healthz")) is not None and r.status_code == 200, timeout=30)
         assert (tmp_path / "var" / "hub.db").exists()
-        body = (FIXTURES / "stripe" / "invoice.payment_failed.json").read_bytes()
+        body = recent((FIXTURES / "stripe" / "invoice.payment_failed.json").read_bytes(), "created")
         answer = requests.post(f"{base}/webhooks/stripe", data=body, headers=stripe_headers(body), timeout=5)
         assert answer.status_code == 200
 

@@ -14,10 +14,13 @@ from tests.subscribers.support import ev, feed, money, rules_dir, sub, who
 A, B = who("stripe", "cus_A", "a@x.com"), who("stripe", "cus_B", "b@x.com")
 C, D = who("chargebee", "cb_C", "c@x.com"), who("chargebee", "cb_D", "d@x.com")
 E, F = who("shopify", "501", "e@x.com"), who("shopify", "502", "f@x.com")
+G = who("stripe", "cus_G", "g@x.com")
+PLANS = {"sub_A": "pro", "sub_B": "pro", "cb_C": "pro", "cb_D": "basic", "c_E": "basic", "c_F": "basic",
+         "sub_G": "basic"}
 
 
 def year() -> list:
-    s = lambda *a, **k: sub(*a, **k)  # noqa: E731
+    s = lambda id_, *a, **k: sub(id_, *a, plan={"id": PLANS[id_]}, **k)  # noqa: E731
     return [
         ev("subscription.created", "2025-01-01T09:00:00Z", "shopify", subscriber=E, subscription=s("c_E", "active", 1200)),
         ev("subscription.created", "2025-01-05T09:00:00Z", "stripe", subscriber=A, subscription=s("sub_A", "active", 1000)),
@@ -48,6 +51,9 @@ def year() -> list:
            subscription=s("sub_A", "cancelled", 0)),
         ev("subscription.reactivated", "2025-10-05T09:00:00Z", "chargebee", subscriber=C,
            subscription=s("cb_C", "active", 2000)),
+        ev("subscription.created", "2025-11-03T09:00:00Z", "stripe", subscriber=G, subscription=s("sub_G", "active", 500)),
+        ev("subscription.cancelled", "2025-11-20T09:00:00Z", "stripe", subscriber=G,
+           subscription=s("sub_G", "cancelled", 0)),
     ]
 
 
@@ -112,12 +118,61 @@ def test_a_year_of_monthly_kpis(hub):
     assert jul["arpa"] == 1450 and jul["clv"] == 7250  # 5800 / 4; 1450 / 0.2
     assert jul["dunning_recovery_rate"] == 0.0  # C's failure ended in cancellation
 
-    assert sep["customer_churn_rate"] == 0.25 and sep["arpa"] == 1433 and sep["clv"] == 5732  # 4300/3; 1433/0.25
+    # CLV from unrounded values: (4300 / 3) / (1 / 4) = 5733.33, not round(4300 / 3) / 0.25 = 5732
+    assert sep["customer_churn_rate"] == 0.25 and sep["arpa"] == 1433 and sep["clv"] == 5733
     assert sep["net_revenue_retention"] == round(4300 / 5800, 4)
 
     assert oct["movements"]["reactivation"] == 2000 and oct["reactivated_subscribers"] == 1
     assert oct["net_revenue_retention"] == 1.0  # reactivation is not retention of the starting base
     assert oct["new_subscribers"] == 0 and oct["arpa"] == 1575
+
+
+def test_nrr_and_net_mrr_churn_over_the_cohort_active_at_the_start(hub):
+    r = json.loads(CliRunner().invoke(cli, ["metrics", "--from", "2025-01-01", "--to", "2025-12-31", "--json"]).output)
+    assert [p["net_revenue_retention"] for p in r["periods"]] == [
+        None,                       # Jan: nobody at the start
+        1.0, 1.0,                   # Feb, Mar: B and C joined in February and are not February's base
+        round(7700 / 7200, 4),      # Apr: A's expansion, 1.0694
+        1.0,                        # May: F is new
+        round(7800 / 8800, 4),      # Jun: C's contraction, 0.8864
+        round(5800 / 7800, 4),      # Jul: C's churn, 0.7436
+        1.0,
+        round(4300 / 5800, 4),      # Sep: A's churn, 0.7414
+        1.0,                        # Oct: C's return is not retention
+        1.0,                        # Nov: G joined and left within the month: not in the starting base
+        1.0]
+    assert [p["net_mrr_churn_rate"] for p in r["periods"]] == [
+        None, 0.0, 0.0, round(-500 / 7200, 4), 0.0, round(1000 / 8800, 4), round(2000 / 7800, 4), 0.0,
+        round(1500 / 5800, 4), 0.0, 0.0, 0.0]
+    nov = month(r, 11)
+    assert nov["movements"]["new"] == 500 and nov["movements"]["churn"] == 500 and nov["mrr"] == 6300
+    assert nov["customer_churn_rate"] == 0.25 and nov["clv"] == 6300  # 1575 x 4 / 1
+
+
+def test_cohort_retention_by_first_payment_month_and_plan(hub, client):
+    result = CliRunner().invoke(cli, ["metrics", "cohorts", "--from", "2025-01", "--to", "2025-12", "--json"])
+    assert result.exit_code == 0, result.output
+    table = json.loads(result.output)
+    assert table["from"] == "2025-01" and table["to"] == "2025-12"
+    assert [(c["cohort"], c["size"], c["retained"]) for c in table["cohorts"]] == [
+        ("2025-01", 2, [2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1]),   # E, A; A cancelled on Sep 3
+        ("2025-02", 2, [2, 2, 2, 2, 2, 1, 1, 1, 2, 2, 2]),      # B (trial converted Feb 3), C; C away Jul 20 - Oct 5
+        ("2025-05", 1, [1, 1, 1, 1, 1, 1, 1, 1]),               # F
+        ("2025-11", 1, [0, 0]),                                 # G left within its first month
+    ]
+    assert table["cohorts"][0]["retention"][8] == 0.5
+    auth = {"Authorization": "Bearer admin-test-token"}
+    by_plan = client.get("/api/metrics/cohorts?from=2025-01-01&to=2025-12-31&by=plan", headers=auth).get_json()
+    assert [(c["cohort"], c["plan"], c["retained"]) for c in by_plan["cohorts"]] == [
+        ("2025-01", "basic", [1] * 12), ("2025-01", "pro", [1] * 8 + [0] * 4),
+        ("2025-02", "pro", [2, 2, 2, 2, 2, 1, 1, 1, 2, 2, 2]), ("2025-05", "basic", [1] * 8),
+        ("2025-11", "basic", [0, 0])]
+    bad = client.get("/api/metrics/cohorts?by=colour", headers=auth)
+    assert bad.status_code == 400 and "by" in bad.get_data(as_text=True)
+    text = CliRunner().invoke(cli, ["metrics", "cohorts", "--from", "2025-01", "--to", "2025-12"]).output
+    rows = {line.split()[0]: line.split()[1:] for line in text.splitlines()[1:]}
+    assert rows["cohort"][:3] == ["size", "+0", "+1"] and rows["2025-11"] == ["1", "0", "0%", "0", "0%"]
+    assert rows["2025-01"][:2] == ["2", "2"] and rows["2025-01"][-2:] == ["1", "50%"]
 
 
 def test_weekly_kpis_through_the_api(hub, client):

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import responses
 from sqlalchemy import select
 
 from hub.store import Action, Delivery, Event
 from tests.conftest import FIXTURES
-from tests.helpers import count, drain, stripe_headers
+from tests.helpers import count, drain, recent, stripe_headers
 
-PAYMENT_FAILED = (FIXTURES / "stripe" / "invoice.payment_failed.json").read_bytes()
+PAYMENT_FAILED = recent((FIXTURES / "stripe" / "invoice.payment_failed.json").read_bytes(), "created")
 
 
 def metric_calls(name: str) -> list:
@@ -50,7 +51,8 @@ def test_payment_failed_reaches_klaviyo_once(hub, client):
     assert attrs["metric"] == {"data": {"type": "metric", "attributes": {"name": "Payment Failed"}}}
     assert attrs["profile"]["data"]["attributes"]["email"] == "ann@example.com"
     assert attrs["value"] == 29.0 and attrs["value_currency"] == "USD"
-    assert attrs["time"] == "2026-01-01T00:00:00Z"
+    created = json.loads(PAYMENT_FAILED)["created"]  # the failure's own time, not the time it was sent
+    assert attrs["time"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created))
     assert attrs["properties"]["attempt"] == 1
     assert attrs["properties"]["invoice_id"] == "in_1Qfail"
     assert attrs["properties"]["subscription_id"] == "sub_Ann"

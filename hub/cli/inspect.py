@@ -57,7 +57,7 @@ def deliveries(connector: str | None, status: str | None, limit: int, as_json: b
 
 @click.command()
 @click.option("--status", type=click.Choice(["scheduled", "queued", "sending", "done", "failed", "dead",
-                                             "cancelled"]))
+                                             "cancelled", "suppressed"]))
 @click.option("--connector")
 @click.option("--rule")
 @click.option("--limit", default=50, show_default=True)
@@ -110,12 +110,18 @@ def normalize(connector_name: str, file: str, headers: tuple[str, ...]) -> None:
 @click.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 def import_(file: str) -> None:
-    """Record canonical events from JSON lines (replays and backfills); known ids are skipped."""
+    """Record canonical events from JSON lines (replays and backfills); known ids are skipped.
+
+    Steps of events older than the playbook's missed_horizon are recorded as skipped-historic, never
+    sent; the summary counts events imported and already present, and actions planned and skipped."""
     from marshmallow import ValidationError
+    from sqlalchemy import func, select
 
     from hub.ingest.pipeline import record_events
     from hub.kernel.events import CanonicalEvent
     from hub.outbound import outbox
+    from hub.store import Action, Event
+    from hub.store.models import ActionStatus
 
     hub = current()
     lines = sys.stdin.read().splitlines() if file == "-" else Path(file).read_text().splitlines()
@@ -128,9 +134,19 @@ def import_(file: str) -> None:
         except (ValueError, ValidationError) as exc:
             raise click.ClickException(f"{file}:{n}: not a canonical event: {exc}")
     with hub.store.session() as session:
+        ids = list({e.id for e in events})
+        present = {i for chunk in range(0, len(ids), 1000) for i in session.execute(
+            select(Event.id).where(Event.id.in_(ids[chunk:chunk + 1000]))).scalars()}
         due = record_events(hub, session, events, origin="import")
+        skipped = dict(session.execute(select(Action.suppressed, func.count()).where(
+            Action.id.in_(due), Action.status == ActionStatus.SUPPRESSED).group_by(Action.suppressed)).all()) \
+            if due else {}
     outbox.dispatch(hub, due)
-    click.echo(f"imported {len(events)} events, {len(due)} new actions")
+    imported = len(ids) - len(present)
+    planned = len(due) - sum(skipped.values())
+    why = ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items()))
+    click.echo(f"imported {imported} events, {len(present)} already present; {planned} new actions planned, "
+               f"{sum(skipped.values())} skipped" + (f" ({why})" if why else ""))
 
 
 COMMANDS = [events, deliveries, actions, replay, normalize, import_]

@@ -12,13 +12,17 @@ import click
 from hub.runtime import current
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--from", "start", help="First day (YYYY-MM-DD). Default: 12 months ago.")
 @click.option("--to", "end", help="Last day, included (YYYY-MM-DD). Default: today.")
 @click.option("--interval", type=click.Choice(["day", "week", "month"]), default="month", show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def metrics(start: str | None, end: str | None, interval: str, as_json: bool) -> None:
-    """Subscription KPIs: MRR/ARR and movements, churn, NRR, ARPA, CLV, trials, dunning."""
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+@click.pass_context
+def metrics(ctx: click.Context, start: str | None, end: str | None, interval: str, as_json: bool) -> None:
+    """Subscription KPIs: MRR/ARR and movements, churn, NRR, net MRR churn, ARPA, CLV, trials, dunning.
+    `hub metrics cohorts`: retention by first-payment month."""
+    if ctx.invoked_subcommand is not None:
+        return
     from hub import kpis as m
 
     hub = current()
@@ -51,7 +55,8 @@ def _table(periods: list[dict[str, Any]]) -> None:
                ("+subs", lambda p: p["new_subscribers"]), ("-subs", lambda p: p["churned_subscribers"]),
                ("cust.churn", lambda p: _pct(p["customer_churn_rate"])),
                ("rev.churn", lambda p: _pct(p["revenue_churn_rate"])),
-               ("NRR", lambda p: _pct(p["net_revenue_retention"])), ("ARPA", lambda p: p["arpa"] or "-"),
+               ("NRR", lambda p: _pct(p["net_revenue_retention"])),
+               ("net churn", lambda p: _pct(p["net_mrr_churn_rate"])), ("ARPA", lambda p: p["arpa"] or "-"),
                ("CLV", lambda p: p["clv"] or "-"), ("growth", lambda p: _pct(p["new_member_growth_rate"])),
                ("trial conv.", lambda p: _pct(p["trial_conversion_rate"])),
                ("dunning rec.", lambda p: _pct(p["dunning_recovery_rate"])),
@@ -60,6 +65,45 @@ def _table(periods: list[dict[str, Any]]) -> None:
     widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
     for row in table:
         click.echo("  ".join(cell.rjust(w) for cell, w in zip(row, widths)))
+
+
+@metrics.command()
+@click.option("--from", "start", help="First cohort month (YYYY-MM or a day in it). Default: 12 months ago.")
+@click.option("--to", "end", help="Last month observed (YYYY-MM or a day in it). Default: this month.")
+@click.option("--by", type=click.Choice(["month", "plan"]), default="month", show_default=True,
+              help="Cohorts by first-payment month, or by month and the plan of the first subscription.")
+@click.option("--json", "as_json", is_flag=True, help="The table as one JSON object.")
+def cohorts(start: str | None, end: str | None, by: str, as_json: bool) -> None:
+    """Retention by first-payment month: of the subscribers who first paid in a month, how many still
+    pay at the end of each month since."""
+    from marshmallow import ValidationError
+
+    from hub.kpis import cohorts as c
+
+    params = {k: (v + "-01" if v and len(v) == 7 else v) for k, v in (("from", start), ("to", end)) if v}
+    try:
+        args = c.CohortParams().load({**params, "by": by})
+    except ValidationError as exc:
+        name, messages = next(iter(exc.normalized_messages().items()))
+        raise click.BadParameter("; ".join(map(str, messages)), param_hint=f"--{name}")
+    last = args["end"] or date.today()
+    first = args["start"] or (last.replace(day=1) - timedelta(days=335)).replace(day=1)
+    with current().store.session() as session:
+        table = c.cohorts(session, first, last, args["by"])
+    if as_json:
+        click.echo(json.dumps(table, indent=2))
+        return
+    click.echo(f"Retention by first-payment month{' and plan' if by == 'plan' else ''}, "
+               f"{table['from']} .. {table['to']} (subscribers paying at each month's end)")
+    head = ["cohort"] + (["plan"] if by == "plan" else []) + ["size"]
+    width = max([0] + [len(r["retained"]) for r in table["cohorts"]])
+    rows = [head + [f"+{i}" for i in range(width)]]
+    for r in table["cohorts"]:
+        rows.append([r["cohort"]] + ([r["plan"]] if by == "plan" else []) + [str(r["size"])]
+                    + [f"{n} {p * 100:.0f}%" for n, p in zip(r["retained"], r["retention"])])
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.rjust(w) for cell, w in zip(row, widths)).rstrip())
 
 
 COMMANDS = [metrics]

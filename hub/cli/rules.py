@@ -27,19 +27,17 @@ def _default_paths() -> list[str]:
 @rules.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 def check(paths: tuple[str, ...]) -> None:
-    """Validate rules files (default: HUB_RULES_PATH). Exit 1 listing every error as path:line:col."""
-    from hub.rules import LocatedError, load_rules
+    """Validate every file the hub loads from the rules paths (default: HUB_RULES_PATH): rules, vars,
+    segments, tiers and loyalty. Exit 1 listing every error as path:line:col."""
+    from hub.check import check as run
 
-    try:
-        ruleset = load_rules(list(paths) or _default_paths())
-    except LocatedError as exc:
-        for error in exc.errors:
+    summary, errors = run(list(paths) or _default_paths())
+    if errors:
+        for error in errors:
             click.echo(error, err=True)
-        click.echo(f"{len(exc.errors)} error{'s' if len(exc.errors) != 1 else ''}", err=True)
+        click.echo(f"{len(errors)} error{'s' if len(errors) != 1 else ''}", err=True)
         sys.exit(1)
-    enabled = sum(1 for r in ruleset.rules if r.enabled)
-    click.echo(f"ok: {len(ruleset.rules)} rules ({enabled} enabled) in {len(ruleset.files)} files, "
-               f"version {ruleset.hash}")
+    click.echo(summary)
 
 
 def _read_events(file: str) -> list[CanonicalEvent]:
@@ -104,17 +102,47 @@ def simulate(events_file: str | None, rules_paths: tuple[str, ...], now_text: st
             click.echo(json.dumps(item.to_dict(), default=str))
         return
     _table([r.to_dict() for r in results])
-    counts = {s: sum(1 for r in results if r.status == s) for s in ("scheduled", "due", "cancelled", "replanned")}
-    click.echo(f"\n{len(events)} events, {len(results)} actions: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    delayed = sum(1 for r in results if r.delayed)
+    click.echo(f"\n{len(events)} events, {len(results)} actions: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+               + (f" ({delayed} delayed by quiet hours)" if delayed else ""))
 
 
 def _table(rows: list[dict]) -> None:
-    columns = ["due_at", "rule", "step", "action", "subject", "status", "cancelled_by"]
-    shown = [{c: ("" if r.get(c) is None else str(r[c]))[:40] for c in columns} for r in rows]
+    columns = ["due_at", "rule", "step", "action", "subject", "status", "reason"]
+    widest = {"reason": 200}
+    shown = [{c: ("" if r.get(c) is None else str(r[c]))[:widest.get(c, 40)] for c in columns} for r in rows]
     widths = {c: max([len(c)] + [len(r[c]) for r in shown]) for c in columns}
     click.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for r in shown:
         click.echo("  ".join(r[c].ljust(widths[c]) for c in columns).rstrip())
+
+
+@rules.command()
+@click.argument("rule_id")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def report(rule_id: str, as_json: bool) -> None:
+    """A rule's split variants: steps planned and sent, goal conversions and the conversion rate."""
+    from hub.rules.goals import report as build
+    from hub.runtime import current
+
+    with current().store.session() as session:
+        found = build(session, rule_id)
+    if not found["variants"]:
+        raise click.ClickException(f"no actions of rule {rule_id!r}")
+    if as_json:
+        click.echo(json.dumps(found))
+        return
+    click.echo(f"rule {rule_id}" + (f"  goal: {found['goal']}" if found["goal"] else "  (no goal)"))
+    rows = [["variant", "planned", "sent", "converted", "rate"]] + [
+        [str(v["variant"] or "-"), str(v["planned"]), str(v["sent"]), str(v["converted"]),
+         "-" if v["conversion_rate"] is None else f"{v['conversion_rate'] * 100:.1f}%"] for v in found["variants"]]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
+                             enumerate(zip(row, widths))).rstrip())
 
 
 COMMANDS = [rules]

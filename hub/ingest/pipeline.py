@@ -17,7 +17,7 @@ from hub.kernel.errors import PayloadError
 from hub.kernel.events import CanonicalEvent
 from hub.kernel.values import parse_time
 from hub.outbound import outbox
-from hub.rules import StoreFacts
+from hub.rules import StoreFacts, goals
 from hub.segments import config as segment_config
 from hub.segments import derive
 from hub.store import Delivery, Event, insert_ignore, utcnow
@@ -110,6 +110,7 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
         new_ids = outbox.plan_event(session, planning, event, profile.for_rules(session, subscriber),
                                     subscriber.id if subscriber else None, subject, now, facts)
         due.extend(new_ids)  # dispatch() queues only those already due
+        goals.track(session, event, subscriber.id if subscriber else None)  # split/goal conversions
         if derived:
             due.extend(record_events(hub, session, derived, origin="derived", now=now, planning=planning,
                                      _depth=_depth + 1))

@@ -223,6 +223,11 @@ def use_folder(folder: str | Path | None) -> None:
     _folder = Path(folder) if folder else DEFAULT_MAPPINGS_PATH
 
 
+def folder() -> Path:
+    """The folder tables are read from (``HUB_MAPPINGS_PATH`` or the shipped tables)."""
+    return _folder
+
+
 def table(provider: str, folder: str | Path | None = None) -> MappingTable:
     """The provider's table from ``folder`` or the configured folder (cached after the first load)."""
     base = Path(folder) if folder else _folder

@@ -67,8 +67,11 @@ def write_planned(session: Session, planned: Sequence[PlannedAction], *, subscri
         "key": p.key, "rule_id": p.rule_id, "rules_hash": p.rules_hash, "event_id": p.event_id,
         "subscriber_id": subscriber_id, "subject": p.subject, "occurrence": p.occurrence, "step": p.step,
         "connector": p.connector, "name": p.name, "params": p.params, "due_at": p.due_at,
-        "status": ActionStatus.SCHEDULED, "attempts": 0, "dispatch_seq": 0,
-        "dry_run": p.connector in dry_run_connectors, "created_at": now, "updated_at": now,
+        "status": ActionStatus.SUPPRESSED if p.suppressed else ActionStatus.SCHEDULED, "attempts": 0,
+        "dispatch_seq": 0, "dry_run": p.connector in dry_run_connectors, "created_at": now, "updated_at": now,
+        "suppressed": p.suppressed, "note": p.note, "via": p.via, "channel": p.channel,
+        "throttle_key": p.throttle_key, "variant": p.variant, "goal": p.goal, "goal_until": p.goal_until,
+        "converted_by": None,
     } for p in planned]
     return insert_ignore(session, Action.__table__, rows, ["key"])
 
@@ -79,16 +82,21 @@ def cancel(session: Session, cancellations: Iterable[Cancellation], *, subscribe
     (``c.subscription``) cancels those planned for that subscription and the subscriber's own
     (subject ``subscriber:<id>``), not those of the subscriber's other subscriptions: pausing one
     keeps the others' renewal reminders. An event about the subscriber only cancels all of the
-    subscriber's; with no subscriber known, those of ``subject``."""
+    subscriber's; with no subscriber known, those of ``subject``. For a rule with ``per:``, an event
+    naming the instance (``c.occurrence``: its invoice) cancels only that instance's steps."""
     total = 0
     for c in cancellations:
         scope = []
         if subscriber_id is not None:
             scope.append(Action.subscriber_id == subscriber_id)
-            if c.subscription:
+            if c.occurrence:
+                scope.append(Action.occurrence == c.occurrence)
+            elif c.subscription:
                 scope.append(Action.subject.in_([c.subscription, f"subscriber:{subscriber_id}"]))
         elif subject:
             scope.append(Action.subject == subject)
+            if c.occurrence:
+                scope.append(Action.occurrence == c.occurrence)
         else:
             continue
         result = session.execute(update(Action).where(

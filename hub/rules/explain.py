@@ -47,7 +47,12 @@ def explain(hub: "Hub", action_id: int) -> dict[str, Any] | None:
             "action": {"id": action.id, "key": action.key, "name": f"{action.connector}.{action.name}",
                        "status": action.status, "dry_run": action.dry_run, "subject": action.subject,
                        "occurrence": action.occurrence, "step": action.step, "due_at": rfc3339(action.due_at),
-                       "attempts": action.attempts, "last_error": action.last_error, "params": action.params},
+                       "attempts": action.attempts, "last_error": action.last_error, "params": action.params,
+                       "suppressed": action.suppressed, "note": action.note, "routed_from": action.via,
+                       "channel": action.channel, "throttle_key": action.throttle_key,
+                       "variant": action.variant, "goal": action.goal,
+                       "goal_until": rfc3339(action.goal_until) if action.goal_until else None,
+                       "converted_by": action.converted_by},
             "rule": {"id": action.rule_id, "rules_hash": action.rules_hash, "current_rules_hash": ruleset.hash,
                      "changed_since": action.rules_hash != ruleset.hash},
             "event": _brief(event_row),
@@ -114,6 +119,17 @@ def render_text(info: dict[str, Any]) -> str:
     lines = [f"action {a['id']}  {a['name']}  status={a['status']}{' (dry run)' if a['dry_run'] else ''}",
              f"  key        {a['key']}",
              f"  due        {a['due_at']}  step {a['step']}  subject {a['subject']}"]
+    if a.get("routed_from"):
+        lines.append(f"  routed     {a['routed_from']} -> {a['name']}")
+    if a.get("suppressed"):
+        lines.append(f"  suppressed {a['suppressed']}: never sent")
+    if a.get("note"):
+        lines.append(f"  why        {a['note']}")
+    if a.get("variant"):
+        lines.append(f"  variant    {a['variant']}")
+    if a.get("goal"):
+        lines.append(f"  goal       {a['goal']} until {a['goal_until']}: "
+                     + (f"converted by event {a['converted_by']}" if a.get("converted_by") else "not (yet) reached"))
     if r.get("source"):
         lines.append(f"rule {r['id']}  at {r['source']}")
         if r.get("description"):

@@ -11,13 +11,16 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from hub.kernel.events import EventType
+from hub.kernel.values import rfc3339
 
 
 class Facts(Protocol):
     def usage_ratio(self, metric: str, days: float, now: datetime) -> float: ...
 
     def steps_since(self, rule_id: str, since: datetime, exclude_keys: set[str],
-                    replacing: str | None = None) -> int: ...
+                    replacing: str | None = None, key: str | None = None) -> int: ...
+
+    def channel_near(self, channel: str, due: datetime, window: timedelta, exclude_keys: set[str]) -> str | None: ...
 
     def cancelled(self, keys: Iterable[str]) -> dict[str, tuple[int, str | None]]: ...
 
@@ -29,8 +32,11 @@ class NoFacts:
         return 0.0
 
     def steps_since(self, rule_id: str, since: datetime, exclude_keys: set[str],
-                    replacing: str | None = None) -> int:
+                    replacing: str | None = None, key: str | None = None) -> int:
         return 0
+
+    def channel_near(self, channel: str, due: datetime, window: timedelta, exclude_keys: set[str]) -> str | None:
+        return None
 
     def cancelled(self, keys: Iterable[str]) -> dict[str, tuple[int, str | None]]:
         return {}
@@ -75,31 +81,55 @@ class StoreFacts:
             best = max(best, ratio)
         return best
 
+    def _lock(self) -> None:
+        from hub.store import Subscriber
+
+        if self.subscriber_id is not None and not self._locked:
+            self.session.execute(select(Subscriber.id).where(Subscriber.id == self.subscriber_id).with_for_update())
+            self._locked = True
+
     def steps_since(self, rule_id: str, since: datetime, exclude_keys: set[str],
-                    replacing: str | None = None) -> int:
-        """Steps of ``rule_id`` planned for this subscriber and due after ``since`` (cancelled ones
-        do not count). The subscriber row is locked first, so two events for one subscriber in
-        parallel transactions cannot both pass a throttle.
+                    replacing: str | None = None, key: str | None = None) -> int:
+        """Steps of ``rule_id`` planned for this subscriber (and ``key``: the throttle's invoice,
+        subscription...) and due after ``since`` (cancelled and suppressed ones do not count). The
+        subscriber row is locked first, so two events for one subscriber in parallel transactions
+        cannot both pass a throttle.
 
         ``replacing``: the occurrence (anchor date) a scheduled rule is planning now. Its pending
         steps for this subject from another anchor are about to be replaced (``outbox.write_planned``
         cancels them), so they do not count either; counting them made planning an event twice
         differ from once (the second time they were already cancelled)."""
-        from hub.store import Action, Subscriber
+        from hub.store import Action
         from hub.store.models import ActionStatus
 
-        if self.subscriber_id is not None and not self._locked:
-            self.session.execute(select(Subscriber.id).where(Subscriber.id == self.subscriber_id).with_for_update())
-            self._locked = True
-        rows = self.session.execute(select(Action.key, Action.occurrence, Action.step, Action.subject,
-                                           Action.status).where(
+        self._lock()
+        query = select(Action.key, Action.occurrence, Action.step, Action.subject, Action.status).where(
             Action.rule_id == rule_id, self._scope(Action.subscriber_id, Action.subject),
-            Action.status != ActionStatus.CANCELLED, Action.due_at > since,
-        )).all()
+            Action.status.not_in([ActionStatus.CANCELLED, ActionStatus.SUPPRESSED]), Action.due_at > since)
+        if key is not None:
+            query = query.where(Action.throttle_key == key)
+        rows = self.session.execute(query).all()
         return len({(occurrence, step) for key, occurrence, step, subject, status in rows
                     if key not in exclude_keys and not (
                         replacing is not None and status == ActionStatus.SCHEDULED and subject == self.subject
                         and occurrence != replacing)})
+
+    def channel_near(self, channel: str, due: datetime, window: timedelta, exclude_keys: set[str]) -> str | None:
+        """A message of ``channel`` planned for this subscriber within ``window`` of ``due`` (sent or
+        pending; cancelled and suppressed ones do not count), as "rule due time"; None when none."""
+        from hub.store import Action
+        from hub.store.models import ActionStatus
+
+        if self.subscriber_id is None:
+            return None
+        self._lock()
+        row = self.session.execute(select(Action.rule_id, Action.due_at, Action.key).where(
+            Action.subscriber_id == self.subscriber_id, Action.channel == channel,
+            Action.status.not_in([ActionStatus.CANCELLED, ActionStatus.SUPPRESSED]),
+            Action.due_at > due - window, Action.due_at < due + window,
+        ).order_by(Action.due_at)).all()
+        found = next((r for r in row if r.key not in exclude_keys), None)
+        return None if found is None else f"{found.rule_id} due {rfc3339(found.due_at)}"
 
     def cancelled(self, keys: Iterable[str]) -> dict[str, tuple[int, str | None]]:
         """key -> (row id, the event that planned it), for those of ``keys`` whose row is cancelled."""

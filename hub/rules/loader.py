@@ -16,12 +16,26 @@ from jinja2 import nodes
 from marshmallow import ValidationError
 
 from hub.kernel.events import ALL_TYPES, matches
+from hub.rules import billing
 from hub.rules.expressions import Expressions, TemplateSyntaxError
-from hub.rules.model import CancelOn, CompiledAction, Rule, RuleSet, SendAt, Step, Throttle, parse_duration
+from hub.rules.model import (
+    SCOPE_NAMES,
+    CancelOn,
+    CompiledAction,
+    Policy,
+    QuietHours,
+    Rule,
+    RuleSet,
+    SendAt,
+    Step,
+    Throttle,
+    parse_duration,
+)
+from hub.rules.vocabulary import known_fields
 from hub.rules.yamlpos import Located, LocatedError, load
 
 RULE_KEYS = {"id", "description", "enabled", "on", "when", "actions", "schedule", "send_at", "cancel_on",
-             "throttle", "missed"}
+             "throttle", "missed", "per", "channel", "split", "goal"}
 #: top-level keys of a file under rules/: ``segments``/``tiers``/``loyalty`` belong to the profiles
 #: engine (rules/segments.yaml) and are read there, not here
 TOP_LEVEL_KEYS = {"rules", "vars"}
@@ -29,7 +43,7 @@ FOREIGN_TOP_LEVEL_KEYS = {"segments", "tiers", "loyalty"}
 #: names a condition or template may start from (event parts, profile, helpers)
 CONTEXT_ROOTS = {"event", "subscriber", "subscription", "previous", "invoice", "payment", "order", "usage",
                  "consent", "message", "tier", "segment", "mrr", "step", "now", "vars", "days_since",
-                 "usage_ratio", "timedelta", "parse_time", "range", "dict", "lipsum", "cycler", "joiner",
+                 "usage_ratio", "timedelta", "parse_time", "range", "dict", "lipsum", "cycler", "joiner", "variant",
                  "namespace", "true", "false", "none", "True", "False", "None", "loop"}
 ANCHOR_ROOTS = {"event", "subscriber", "subscription", "invoice", "payment", "order", "usage", "previous", "tier"}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
@@ -94,10 +108,51 @@ def load_rules(paths: str | Path | Iterable[str | Path], environ: dict[str, str]
             if rule is not None:
                 rules.append(rule)
     errors.extend(compiler.duplicates)
+    policy = _policy(variables, var_where, errors)
     if errors:
         raise LocatedError(errors)
     return RuleSet(rules=rules, hash=digest.hexdigest()[:16], files=[str(f) for f in files], vars=variables,
-                   file_hashes=file_hashes, default_timezone=env.get("HUB_DEFAULT_TIMEZONE") or "UTC")
+                   file_hashes=file_hashes, policy=policy,
+                   default_timezone=env.get("HUB_DEFAULT_TIMEZONE") or "UTC")
+
+
+def _policy(variables: dict[str, Any], where: dict[str, str], errors: list[str]) -> Policy:
+    """The playbook-wide limits in ``vars``: ``frequency_caps: {marketing: 16h}``,
+    ``quiet_hours: {start: "21:00", end: "08:00", channels: [marketing]}``, ``missed_horizon: 1d``."""
+    policy = Policy()
+    caps = variables.get("frequency_caps")
+    if caps is not None:
+        if not isinstance(caps, dict):
+            errors.append(f"{where['frequency_caps']}: 'frequency_caps' maps a channel to a window, e.g. "
+                          "{marketing: 16h}")
+        else:
+            for channel, window in caps.items():
+                try:
+                    policy.caps[str(channel)] = parse_duration(window)
+                except ValueError as exc:
+                    errors.append(f"{where['frequency_caps']}: frequency_caps.{channel}: {exc}")
+    quiet = variables.get("quiet_hours")
+    if quiet is not None:
+        times = [_time_of_day(quiet.get(k)) if isinstance(quiet, dict) else None for k in ("start", "end")]
+        channels = quiet.get("channels") if isinstance(quiet, dict) else None
+        if None in times or not isinstance(channels, list) or not channels:
+            errors.append(f"{where['quiet_hours']}: 'quiet_hours' is {{start: \"21:00\", end: \"08:00\", "
+                          "channels: [marketing]}")
+        else:
+            policy.quiet = QuietHours(times[0], times[1], frozenset(map(str, channels)))  # type: ignore[arg-type]
+    if variables.get("missed_horizon") is not None:
+        try:
+            policy.missed_horizon = parse_duration(variables["missed_horizon"])
+        except ValueError as exc:
+            errors.append(f"{where['missed_horizon']}: missed_horizon: {exc}")
+    return policy
+
+
+def _time_of_day(value: Any) -> time | None:
+    if isinstance(value, int) and not isinstance(value, bool):  # YAML 1.1 reads 09:00 unquoted as 540
+        value = f"{value // 60:02d}:{value % 60:02d}"
+    match = _TIME_OF_DAY.match(str(value))
+    return time(int(match.group(1)), int(match.group(2))) if match else None
 
 
 def _file_vars(doc: Located, env: Any) -> Iterable[tuple[str, Any, str | None]]:
@@ -227,12 +282,22 @@ class _Compiler:
         missed = self._static(raw.get("missed", "skip" if schedule is not None else "run"), ("missed",), err)
         if missed not in ("skip", "run"):
             err(("missed",), f"'missed' is 'skip' or 'run' (got {missed!r})")
+        per, per_source = None, None
+        if raw.get("per") is not None:
+            per_source = str(raw["per"])
+            per = self._key(per_source, ("per",), err)
+        channel = self._static(raw.get("channel"), ("channel",), err)
+        if channel is not None and not (isinstance(channel, str) and re.match(r"^[a-z][a-z0-9_-]*$", channel)):
+            err(("channel",), f"'channel' is a name such as marketing or transactional (got {channel!r})")
+        split = self._split(raw.get("split"), err) if raw.get("split") is not None else None
+        goal = self._goal(raw.get("goal"), err) if raw.get("goal") is not None else None
         if errors:
             return None, errors
         return Rule(id=rule_id, on=on, actions=actions, description=str(raw.get("description") or "").strip(),
                     enabled=bool(enabled), when=when, when_source=when_source, anchor=anchor, steps=steps,
                     cancel_on=cancel_on, throttle=throttle, send_at=send_at, missed=str(missed),
-                    source=doc.where(path), file=doc.filename), []
+                    source=doc.where(path), file=doc.filename, per=per, per_source=per_source,
+                    channel=channel, split=split, goal=goal), []
 
     # -- parts -----------------------------------------------------------------------------------
     def _static(self, value: Any, where: tuple[Any, ...], err: Err) -> Any:
@@ -263,10 +328,59 @@ class _Compiler:
                 continue
             if root not in roots:
                 err(where, f"unknown name {root!r}{_did_you_mean(root, roots)}")
+            elif rest and root != "vars" and (known := known_fields(root)):
+                name = rest.split(".")[0]
+                if name not in known:
+                    err(where, f"unknown field {root}.{name}{_did_you_mean(name, known)} (known fields of "
+                               f"{root} that an event lacks read as empty; see rules/README.md)")
             elif root == "vars" and rest:
                 name = rest.split(".")[0]
                 if name not in self.vars:
                     err(where, f"undefined var {name!r}{_did_you_mean(name, self.vars)}")
+
+    def _split(self, value: Any, err: Err) -> dict[str, int] | None:
+        """``{a: 50, b: 50}``: variant names and positive whole weights."""
+        value = self._static(value, ("split",), err)
+        if not isinstance(value, dict) or len(value) < 2 or not all(
+                re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", str(k)) and isinstance(v, int) and not isinstance(v, bool)
+                and v > 0 for k, v in value.items()):
+            err(("split",), f"'split' names two or more variants with positive whole weights, e.g. "
+                            f"{{a: 50, b: 50}} (got {value!r})")
+            return None
+        return {str(k): int(v) for k, v in value.items()}
+
+    def _goal(self, value: Any, err: Err) -> tuple[str, Any] | None:
+        """``subscription.renewed within 14d``."""
+        value = self._static(value, ("goal",), err)
+        match = re.match(r"^\s*(\S+)\s+within\s+(\S+)\s*$", str(value))
+        if not match:
+            err(("goal",), f"'goal' is '<event type> within <duration>', e.g. subscription.renewed within 14d "
+                           f"(got {value!r})")
+            return None
+        type_, window = match.groups()
+        if type_ not in ALL_TYPES:
+            err(("goal",), f"unknown event type {type_!r}{_did_you_mean(type_, ALL_TYPES)}")
+            return None
+        try:
+            return type_, parse_duration(window)
+        except ValueError as exc:
+            err(("goal",), str(exc))
+            return None
+
+    def _key(self, source: str, where: tuple[Any, ...], err: Err) -> Any:
+        """``subscriber``, ``subscription``, ``invoice`` or a template (``"{{ order.id }}"``)."""
+        text = SCOPE_NAMES.get(source, source)
+        if "{{" not in text:
+            err(where, f"a key is subscriber, subscription, invoice or an expression such as "
+                       f"\"{{{{ invoice.id }}}}\" (got {source!r}){_did_you_mean(source, SCOPE_NAMES)}")
+            return None
+        try:
+            compiled = self.exprs.compile_value(text)
+        except TemplateSyntaxError as exc:
+            err(where, f"template does not compile: {exc.message}")
+            return None
+        self._check_paths(text, where, err)
+        return compiled
 
     def _condition(self, source: str, where: tuple[Any, ...], err: Err) -> Any:
         try:
@@ -305,12 +419,16 @@ class _Compiler:
                 err(at, "each action is a single '<connector>.<action>: {params}' mapping")
                 continue
             qualified, params = next(iter(item.items()))
-            found = action_spec(str(qualified))
-            if found is None:
+            canonical = billing.spec(str(qualified))
+            found = action_spec(str(qualified)) if canonical is None else None
+            if canonical is None and found is None:
                 known = [f"{n}.{a}" for n, c in REGISTRY.items() for a in c.actions]
+                known += [f"{billing.CONNECTOR}.{a}" for a in billing.ACTIONS]
                 err(at, f"unknown action {qualified!r}{_did_you_mean(str(qualified), known)}")
                 continue
-            connector, spec = found
+            connector_name, action_name, schema = (
+                (billing.CONNECTOR, canonical.name, canonical.schema) if canonical is not None
+                else (found[0].name, found[1].name, found[1].schema))
             params = {} if params is None else params
             if not isinstance(params, dict):
                 err(at + (qualified,), f"{qualified}: parameters must be a mapping")
@@ -321,9 +439,9 @@ class _Compiler:
                 err(at + (qualified,), f"template does not compile: {exc.message}")
                 continue
             self._check_paths(params, at + (qualified,), err)
-            for field, message in _static_param_errors(spec.schema, params):
+            for field, message in _static_param_errors(schema, params):
                 err(at + (qualified, field), f"{qualified}: {field}: {message}")
-            actions.append(CompiledAction(connector.name, spec.name, compiled, params))
+            actions.append(CompiledAction(connector_name, action_name, compiled, params))
         return actions
 
     def _schedule(self, schedule: Any, err: Err) -> tuple[str | None, list[Step]]:
@@ -403,15 +521,21 @@ class _Compiler:
         return out
 
     def _throttle(self, value: Any, err: Err) -> Throttle | None:
+        key_source = value.get("key") if isinstance(value, dict) else None
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k != "key"}
         value = self._static(value, ("throttle",), err)
         try:
             if isinstance(value, dict):
                 if value.keys() - {"limit", "per"} or "per" not in value:
-                    raise ValueError("'throttle' is a window (30d) or {limit: 3, per: 21d}")
+                    raise ValueError("'throttle' is a window (30d) or {limit: 3, per: 21d, key: invoice}")
                 limit = int(value.get("limit", 1))
                 if limit < 1:
                     raise ValueError("'throttle.limit' must be at least 1")
-                return Throttle(limit, parse_duration(value["per"]))
+                key = None
+                if key_source is not None and key_source != "subscriber":
+                    key = self._key(str(key_source), ("throttle", "key"), err)
+                return Throttle(limit, parse_duration(value["per"]), key, str(key_source or "subscriber"))
             return Throttle(1, parse_duration(value))
         except (ValueError, TypeError) as exc:
             err(("throttle",), str(exc))
@@ -423,10 +547,8 @@ class _Compiler:
         if isinstance(value, dict):
             tz = str(self._static(value.get("timezone", ""), ("send_at", "timezone"), err))
             value = value.get("time")
-        if isinstance(value, int) and not isinstance(value, bool):  # YAML 1.1 reads 09:00 unquoted as 540
-            value = f"{value // 60:02d}:{value % 60:02d}"
-        match = _TIME_OF_DAY.match(str(value))
-        if not match:
+        at = _time_of_day(value)
+        if at is None:
             err(("send_at",), f"'send_at' is a local time of day such as \"09:00\" (got {value!r})")
             return None
         try:
@@ -434,7 +556,7 @@ class _Compiler:
         except (ZoneInfoNotFoundError, ValueError):
             err(("send_at", "timezone"), f"unknown time zone {tz!r} (use an IANA name such as Europe/Paris)")
             return None
-        return SendAt(time(int(match.group(1)), int(match.group(2))), tz)
+        return SendAt(at, tz)
 
 
 def _stored_names(exprs: Expressions, source: Any) -> set[str]:

@@ -16,8 +16,13 @@ _NAMESPACE_BYTES = _KEY_NAMESPACE.bytes
 _DURATION = re.compile(r"^\s*(-?\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
-#: a step due more than this long before the hub plans it counts as missed (late delivery, import)
-MISSED_GRACE = timedelta(hours=1)
+#: steps of an event older than this when the hub plans it are recorded as skipped-historic, never
+#: sent (an import of old history); ``vars.missed_horizon`` overrides it
+MISSED_HORIZON = timedelta(days=1)
+
+#: ``per:`` and ``throttle.key`` shorthands -> the expression they stand for
+SCOPE_NAMES = {"subscriber": "{{ subscriber.id }}", "subscription": "{{ subscription.id }}",
+               "invoice": "{{ invoice.id }}"}
 
 Evaluator = Callable[[dict[str, Any]], Any]
 
@@ -76,10 +81,13 @@ class CancelOn:
 
 @dataclass
 class Throttle:
-    """At most ``limit`` steps of the rule per ``per`` window per subscriber."""
+    """At most ``limit`` steps of the rule per ``per`` window per subscriber, or per ``key`` (a
+    subscription, an invoice, an expression) among the subscriber's steps."""
 
     limit: int
     per: timedelta
+    key: Evaluator | None = None
+    key_source: str = "subscriber"
 
 
 @dataclass
@@ -108,6 +116,29 @@ class Rule:
     missed: str = "skip"
     source: str = ""  # file:line:col of the rule
     file: str = ""
+    #: one instance per value (``per: invoice``): its steps are keyed by it, planning it again
+    #: (a re-failure) changes nothing, and a cancelling event with a value cancels only that instance
+    per: Evaluator | None = None
+    per_source: str | None = None
+    #: the message channel for playbook-wide caps and quiet hours (``vars.frequency_caps``,
+    #: ``vars.quiet_hours``); None: neither applies
+    channel: str | None = None
+    #: ``split: {a: 50, b: 50}``: variant name -> weight; each recipient gets one, deterministically
+    split: dict[str, int] | None = None
+    #: ``goal: subscription.renewed within 14d``: the event type and how long after the step it counts
+    goal: tuple[str, timedelta] | None = None
+
+    def variant_for(self, recipient: str) -> str | None:
+        """The recipient's variant: sha256 of rule id and recipient, modulo the total weight, picks
+        the variant whose cumulative weight range holds it (names in the order written)."""
+        if not self.split:
+            return None
+        point = int(hashlib.sha256(f"{self.id}\x1f{recipient}".encode()).hexdigest(), 16) % sum(self.split.values())
+        for name, weight in self.split.items():
+            if point < weight:
+                return name
+            point -= weight
+        raise AssertionError("unreachable: weights are positive")
 
     def step_actions(self, step: Step) -> list[CompiledAction]:
         return self.actions if step.actions is None else step.actions
@@ -115,6 +146,11 @@ class Rule:
     @property
     def scheduled(self) -> bool:
         return self.anchor is not None
+
+    @property
+    def replaces_moved_anchor(self) -> bool:
+        """A scheduled rule without ``per``: a new anchor date replaces the pending steps of the old one."""
+        return self.anchor is not None and self.per is None
 
 
 @dataclass
@@ -132,10 +168,41 @@ class PlannedAction:
     name: str
     params: dict[str, Any]
     due_at: datetime
+    #: set when the step is recorded but not sent: throttled | capped | skipped-historic |
+    #: skipped-missed | no-route; ``note`` says why
+    suppressed: str | None = None
+    #: why the step looks as it does (routed, delayed by quiet hours) or why it was suppressed
+    note: str | None = None
+    via: str | None = None  # the canonical action it was routed from (billing.retry_payment)
+    channel: str | None = None
+    throttle_key: str | None = None
+    variant: str | None = None
+    goal: str | None = None
+    goal_until: datetime | None = None
 
     @property
     def qualified(self) -> str:
         return f"{self.connector}.{self.name}"
+
+
+@dataclass
+class QuietHours:
+    """No message of ``channels`` between ``start`` and ``end`` local time (the subscriber's zone,
+    else the rule's): a step due then is delayed to ``end``."""
+
+    start: time
+    end: time
+    channels: frozenset[str]
+
+
+@dataclass
+class Policy:
+    """Playbook-wide limits read from ``vars`` (``frequency_caps``, ``quiet_hours``,
+    ``missed_horizon``)."""
+
+    caps: dict[str, timedelta] = field(default_factory=dict)  # channel -> at most one message per window
+    quiet: QuietHours | None = None
+    missed_horizon: timedelta = MISSED_HORIZON
 
 
 @dataclass
@@ -149,6 +216,7 @@ class RuleSet:
     vars: dict[str, Any] = field(default_factory=dict)
     file_hashes: dict[str, str] = field(default_factory=dict)
     default_timezone: str = "UTC"  # the merchant's zone, for subscribers whose zone is unknown
+    policy: Policy = field(default_factory=Policy)
     _on: dict[str, list[Rule]] = field(default_factory=dict, repr=False)
     _cancel: dict[str, list[tuple[Rule, CancelOn]]] = field(default_factory=dict, repr=False)
 
@@ -181,4 +249,9 @@ class RuleSet:
 
     @property
     def anchored(self) -> set[str]:
-        return {r.id for r in self.rules if r.anchor}
+        """Rules whose pending steps a new anchor date replaces (``outbox.write_planned``)."""
+        return {r.id for r in self.rules if r.replaces_moved_anchor}
+
+    @property
+    def per_instance(self) -> set[str]:
+        return {r.id for r in self.rules if r.per is not None}

@@ -56,6 +56,13 @@ class _Loyalty(Schema):
     earn_on = fields.List(fields.String(), load_default=lambda: ["payment.succeeded", "order.paid"])
 
 
+#: the names a segment condition sees (``engine.evaluate`` builds them) besides Jinja's own
+CONDITION_NAMES = frozenset({
+    "active", "trialing", "past_due", "paused", "cancellation_scheduled", "mrr_minor", "total_paid_minor",
+    "currency", "points", "tier", "consent", "tenure_days", "engagement", "days_since_engaged", "active_months",
+    "lifecycle", "subscriber", "now", "days_since", "timedelta", "parse_time", "true", "false", "none", "True",
+    "False", "None", "range", "dict", "namespace"})
+
 @dataclass
 class SegmentDef:
     id: str
@@ -153,6 +160,8 @@ def load_config(paths: Iterable[str | Path]) -> SegmentConfig:
                 loaded = schema.load(data[key])
             except ValidationError as exc:
                 errors.extend(_located(doc, (key,), exc.messages))
+                if key == "segments":  # the conditions' own problems, reported in the same pass
+                    errors.extend(_condition_errors(expressions, doc, data[key]))
                 continue
             if key == "tiers":
                 tiers = loaded
@@ -168,6 +177,8 @@ def load_config(paths: Iterable[str | Path]) -> SegmentConfig:
                         except TemplateSyntaxError as exc:
                             errors.append(f"{where}: segment {seg['id']!r}: {exc.message}")
                             continue
+                        errors.extend(f"{where}: segment {seg['id']!r}: {problem}"
+                                      for problem in unknown_names(expressions, seg["when"]))
                         target.append(SegmentDef(seg["id"], compiled, where, group == "lifecycle",
                                                  seg["description"], seg["sync"]))
                 for dest, spec in loaded["profile_sync"].items():
@@ -179,6 +190,9 @@ def load_config(paths: Iterable[str | Path]) -> SegmentConfig:
                             except TemplateSyntaxError as exc:
                                 errors.append(f"{doc.where(('segments', 'profile_sync', dest, kind, name))}: "
                                               f"{exc.message}")
+                                continue
+                            errors.extend(f"{doc.where(('segments', 'profile_sync', dest, kind, name))}: {p}"
+                                          for p in unknown_names(expressions, str(expr)))
     seen: set[str] = set()
     for seg in lifecycle + custom:
         if seg.id in seen:
@@ -201,6 +215,37 @@ def load_config(paths: Iterable[str | Path]) -> SegmentConfig:
 _KIND = {"properties": "property", "fields": "field"}
 
 
+def _condition_errors(expressions: Expressions, doc: Any, raw: Any) -> list[str]:
+    """Problems of the segment conditions in a ``segments:`` block that failed validation elsewhere."""
+    out: list[str] = []
+    for group in ("lifecycle", "custom"):
+        items = raw.get(group) if isinstance(raw, dict) else None
+        for index, seg in enumerate(items if isinstance(items, list) else []):
+            if not isinstance(seg, dict) or not isinstance(seg.get("when"), str):
+                continue
+            where = doc.where(("segments", group, index, "when"))
+            try:
+                Condition(expressions, seg["when"])
+            except TemplateSyntaxError as exc:
+                out.append(f"{where}: segment {seg.get('id')!r}: {exc.message}")
+                continue
+            out.extend(f"{where}: segment {seg.get('id')!r}: {p}" for p in unknown_names(expressions, seg["when"]))
+    return out
+
+
+def unknown_names(expressions: Expressions, source: str) -> list[str]:
+    """A misspelled name in a segment condition is an error, not a segment that is always empty."""
+    import difflib
+
+    out = []
+    for path in expressions.referenced_paths(source, condition=True):
+        root = path.split(".")[0]
+        if root not in CONDITION_NAMES:
+            close = difflib.get_close_matches(root, sorted(CONDITION_NAMES), n=1, cutoff=0.6)
+            out.append(f"unknown name {root!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return out
+
+
 def _located(doc: Any, path: tuple[Any, ...], messages: Any) -> list[str]:
     if isinstance(messages, dict):
         out: list[str] = []
@@ -208,7 +253,11 @@ def _located(doc: Any, path: tuple[Any, ...], messages: Any) -> list[str]:
             out.extend(_located(doc, path + (key,), value))
         return out
     text = "; ".join(str(m) for m in messages) if isinstance(messages, list) else str(messages)
-    return [f"{doc.where(path)}: {text}"]
+    if text == "Unknown field.":  # marshmallow does not name it: a sync target or key that does not exist
+        return [f"{doc.where(path)}: unknown key {path[-1]!r}"]
+    if path[-1] == "key" and len(path) > 1:  # a dict key that failed its validation
+        return [f"{doc.where(path[:-1])}: unknown key {path[-2]!r}: {text}"]
+    return [f"{doc.where(path)}: {path[-1]}: {text}"]
 
 
 _cache: dict[tuple[str, ...], tuple[tuple[Any, ...], SegmentConfig]] = {}

@@ -157,9 +157,10 @@ class ActionStatus:
     FAILED = "failed"  # permanent error; replayable
     DEAD = "dead"  # retries exhausted; replayable
     CANCELLED = "cancelled"  # a later event made it moot
+    SUPPRESSED = "suppressed"  # recorded, never sent: throttled, capped, skipped (``suppressed`` says which)
 
     PENDING = (SCHEDULED, QUEUED, SENDING)
-    FINISHED = (DONE, FAILED, DEAD, CANCELLED)
+    FINISHED = (DONE, FAILED, DEAD, CANCELLED, SUPPRESSED)
 
 
 class Action(Base):
@@ -170,6 +171,7 @@ class Action(Base):
         Index("ix_actions_status_due", "status", "due_at"),
         Index("ix_actions_subscriber_rule", "subscriber_id", "rule_id", "status"),
         Index("ix_actions_subject_rule", "subject", "rule_id", "status"),
+        Index("ix_actions_goal", "subscriber_id", "goal"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -196,6 +198,17 @@ class Action(Base):
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: why it is suppressed: throttled | capped | skipped-historic | skipped-missed | no-route
+    suppressed: Mapped[str | None] = mapped_column(String(24))
+    #: how planning shaped it (routed, delayed by quiet hours) or why it is suppressed
+    note: Mapped[str | None] = mapped_column(Text)
+    via: Mapped[str | None] = mapped_column(String(80))  # the canonical action it was routed from
+    channel: Mapped[str | None] = mapped_column(String(40))  # the rule's message channel (caps)
+    throttle_key: Mapped[str | None] = mapped_column(String(255))  # the throttle's key value (an invoice id)
+    variant: Mapped[str | None] = mapped_column(String(40))  # the rule's split variant for this recipient
+    goal: Mapped[str | None] = mapped_column(String(64))  # the event type the rule's goal waits for
+    goal_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # ... until then
+    converted_by: Mapped[str | None] = mapped_column(String(36))  # the goal event, once it came
 
 
 class Attempt(Base):

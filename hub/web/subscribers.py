@@ -40,3 +40,22 @@ def metrics() -> Any:
     except m.MetricsError as exc:
         abort(400, str(exc))
     return jsonify(report)
+
+
+@bp.get("/metrics/cohorts")
+def metric_cohorts() -> Any:
+    """Retention by first-payment month (``by=plan``: and plan); ``from``/``to`` are days (YYYY-MM-DD)."""
+    from marshmallow import ValidationError
+
+    from hub.kpis import cohorts as c
+
+    try:
+        args = c.CohortParams().load(request.args.to_dict())
+    except ValidationError as exc:
+        name, messages = next(iter(exc.normalized_messages().items()))
+        abort(400, f"{name}: {'; '.join(map(str, messages))}")
+    last = args["end"] or date.today()
+    first = args["start"] or (last.replace(day=1) - timedelta(days=335)).replace(day=1)
+    hub = current_app.extensions["hub"]
+    with hub.store.session() as session:
+        return jsonify(c.cohorts(session, first, last, args["by"]))

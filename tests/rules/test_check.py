@@ -94,13 +94,77 @@ def test_simulate_prints_one_json_object_per_action(tmp_path: Path):
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert [(r["rule"], r["step"], r["due_at"]) for r in rows] == [
         ("welcome-sequence", "welcome-1", "2026-02-27T18:30:00Z"),
-        ("welcome-sequence", "welcome-2", "2026-03-01T18:30:00Z"),
-        ("welcome-sequence", "welcome-3", "2026-03-04T18:30:00Z")]
+        ("welcome-sequence", "welcome-2", "2026-03-01T09:00:00Z"),
+        ("welcome-sequence", "welcome-3", "2026-03-04T09:00:00Z")]
     assert rows[0]["action"] == "klaviyo.track_event" and rows[0]["cancelled_by"] is None
     assert rows[0]["subject"] == "sub_1" and rows[0]["params"]["metric"] == "Welcome 1"
-    # --now plans every event at that moment: the first two steps are then already missed
+    # --now plans every event at that moment: the event is then more than missed_horizon (1d) old, and
+    # the first two steps are history - shown with the reason, never sent
     late = CliRunner().invoke(rules, ["simulate", "--events", str(tmp_path / "events.jsonl"),
                                       "--rules", str(ROOT / "rules"), "--now", "2026-03-02T00:00:00Z", "--table"])
     assert late.exit_code == 0, late.output
-    welcome = [line for line in late.output.splitlines() if "welcome-sequence" in line]
-    assert len(welcome) == 1 and "welcome-3" in welcome[0]
+    welcome = [line.split() for line in late.output.splitlines() if "welcome-sequence" in line]
+    assert [(w[2], w[5]) for w in welcome] == [("welcome-1", "skipped-historic"), ("welcome-2", "skipped-historic"),
+                                               ("welcome-3", "scheduled")]
+    assert "more than missed_horizon (1d)" in late.output
+    assert "1 events, 8 actions: 3 skipped-historic, 5 scheduled" in late.output  # + the CRM mirror, the reminders
+
+
+SEGMENTS = """\
+segments:
+  custom:
+    - id: big-spenders
+      when: "mrr_minor >= 10000 and tenur_days > 30"
+      sync:
+        mailchimp: {list: "1"}
+    - id: broken
+      when: "points >"
+    - id: vip
+      when: "tier == 'gold'"
+      sync:
+        klaviyo: {lists: "X"}
+tiers:
+  - {name: gold}
+rules:
+  - id: typo
+    on: [subscription.created]
+    when: "subscription.stauts == 'active' and 'vpi' in subscriber.segments"
+    per: invoices
+    actions:
+      - billing.retry_payment: {invoice_id: "{{ invoice.id }}"}
+"""
+
+
+def test_check_validates_segments_tiers_and_names_in_every_file_with_did_you_mean(tmp_path: Path):
+    (tmp_path / "segments.yaml").write_text(SEGMENTS)
+    result = CliRunner().invoke(rules, ["check", str(tmp_path)])
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    path = str(tmp_path / "segments.yaml")
+    assert lines == [
+        f"{path}:18:11: unknown field subscription.stauts (did you mean 'status'?) (known fields of subscription "
+        "that an event lacks read as empty; see rules/README.md)",
+        f"{path}:19:10: a key is subscriber, subscription, invoice or an expression such as \"{{{{ invoice.id }}}}\" "
+        "(got 'invoices') (did you mean 'invoice'?)",
+        f"{path}:6:20: unknown key 'mailchimp'",                       # a sync target that does not exist
+        f"{path}:12:26: unknown key 'lists': Must be one of: list, properties.",
+        f"{path}:4:13: segment 'big-spenders': unknown name 'tenur_days' (did you mean 'tenure_days'?)",
+        f"{path}:8:13: segment 'broken': unexpected 'end of template'",  # a condition that does not compile
+        f"{path}:14:5: min_points: Missing data for required field.",
+        "7 errors",
+    ]
+
+
+def test_a_misspelled_segment_name_in_a_rule_is_an_error(tmp_path: Path):
+    (tmp_path / "segments.yaml").write_text(SEGMENTS.split("rules:")[0].replace("tenur_days", "tenure_days")
+                                            .replace("mailchimp", "klaviyo").replace("lists", "list")
+                                            .replace('"points >"', '"points > 1"').replace("{name: gold}",
+                                                                                         "{name: gold, min_points: 9}"))
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - id: vip-thanks\n    on: [segment.entered]\n    when: \"'vpi' in subscriber.segments\"\n"
+        "    actions:\n      - klaviyo.track_event: {metric: VIP}\n")
+    result = CliRunner().invoke(rules, ["check", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[0] == (
+        f"{tmp_path / 'rules.yaml'}:2:5: rule vip-thanks: unknown segment 'vpi' (did you mean 'vip'?) "
+        "(segments: big-spenders, broken, vip)")

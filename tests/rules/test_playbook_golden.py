@@ -1,6 +1,6 @@
 """Golden simulations of the default playbook in rules/: exact due times (month ends, leap years,
 time zones, DST), cancellation and re-planning, through state and rules as `hub rules simulate`
-runs them."""
+runs them. Dunning, invoice reminders, caps, quiet hours and history: test_playbook_promises.py."""
 
 from __future__ import annotations
 
@@ -70,67 +70,6 @@ def test_monthly_subscribers_get_no_renewal_reminders_by_default(playbook):
     assert by_rule(simulate([created], playbook), "renewal-reminder") == []
 
 
-def _failed(time: str, **payment) -> object:
-    return event("payment.failed", time, invoice={"id": "in_1", "status": "open", "hosted_url": "https://pay/in_1"},
-                 subscription={"id": "sub_1"},
-                 payment={"amount": {"minor": 2900, "currency": "USD"}, "attempt": 1, **payment})
-
-
-def test_dunning_retries_suspends_and_is_cancelled_by_payment(playbook):
-    failed = _failed("2026-01-31T10:00:00Z")  # month end: day 3 is in February
-    paid = event("payment.succeeded", "2026-02-05T08:00:00Z", invoice={"id": "in_1", "status": "paid"},
-                 subscription={"id": "sub_1"}, payment={"amount": {"minor": 2900, "currency": "USD"}})
-    results = simulate([failed, paid], playbook)
-    assert by_rule(results, "payment-failed-notify") == [("now", "2026-01-31T10:00:00Z", "due")]
-    assert by_rule(results, "dunning-retry-stripe") == [
-        ("3d", "2026-02-03T10:00:00Z", "due"),
-        ("7d", "2026-02-07T10:00:00Z", "cancelled"),
-        ("14d", "2026-02-14T10:00:00Z", "cancelled"),
-    ]
-    assert by_rule(results, "dunning-suspend-stripe") == [("21d", "2026-02-21T10:00:00Z", "cancelled")]
-    assert by_rule(results, "dunning-final-notice") == [("21d", "2026-02-21T10:00:00Z", "cancelled")]
-    assert {r.cancelled_by for r in results if r.status == "cancelled"} == {paid.id}
-    [retry] = [r for r in results if r.rule == "dunning-retry-stripe" and r.step == "3d"]
-    assert retry.action == "stripe.retry_payment" and retry.params == {"invoice_id": "in_1"}
-    assert by_rule(results, "dunning-cancel-stripe") == []  # vars.dunning_suspend is pause
-
-
-def test_dunning_suspends_on_a_leap_day_and_cancel_is_a_var():
-    rules = load_rules([ROOT / "rules"], environ={})
-    rules.vars["dunning_suspend"] = "cancel"  # what editing vars.yaml does
-    results = simulate([_failed("2028-02-08T10:00:00Z")], rules)
-    assert by_rule(results, "dunning-cancel-stripe") == [("21d", "2028-02-29T10:00:00Z", "scheduled")]
-    assert by_rule(results, "dunning-suspend-stripe") == []
-
-
-def _dunning(results) -> set[str]:
-    return {r.rule for r in results if r.rule.startswith(("dunning", "payment-"))}
-
-
-def test_dunning_leaves_retries_to_the_provider_when_it_runs_its_own(playbook):
-    provider_retries = _failed("2026-03-01T10:00:00Z", next_retry_at="2026-03-04T10:00:00Z")
-    assert _dunning(simulate([provider_retries], playbook)) == {"payment-failed-notify"}
-    never = load_rules([ROOT / "rules"], environ={"HUB_PLAYBOOK_DUNNING_RETRIES": "provider"})
-    assert _dunning(simulate([_failed("2026-03-01T10:00:00Z")], never)) == {"payment-failed-notify"}
-
-
-def test_invoice_reminders_for_invoices_paid_by_hand(playbook):
-    invoice = {"id": "in_9", "status": "open", "due_at": "2026-03-01T00:00:00Z", "collection_method": "send_invoice",
-               "amount_due": {"minor": 12000, "currency": "EUR"}}
-    created = event("invoice.created", "2026-02-20T12:00:00Z", invoice=invoice, subscription={"id": "sub_9"})
-    paid = event("payment.succeeded", "2026-03-02T16:00:00Z", invoice={**invoice, "status": "paid"},
-                 subscription={"id": "sub_9"})
-    results = simulate([created, paid], playbook)
-    assert by_rule(results, "invoice-reminder") == [
-        ("3d", "2026-02-26T09:00:00Z", "due"),   # February 2026 has 28 days
-        ("0d", "2026-03-01T09:00:00Z", "due"),
-        ("-3d", "2026-03-04T09:00:00Z", "cancelled"),
-    ]
-    automatic = event("invoice.created", "2026-02-20T12:00:00Z",
-                      invoice={**invoice, "id": "in_10", "collection_method": "charge_automatically"})
-    assert by_rule(simulate([automatic], playbook), "invoice-reminder") == []
-
-
 def test_welcome_sequence_day_0_2_5_stops_at_cancellation(playbook):
     created = event("subscription.created", "2026-02-27T18:30:00Z", subscription=subscription(
         period_end="2027-02-27T18:30:00Z"))
@@ -138,9 +77,9 @@ def test_welcome_sequence_day_0_2_5_stops_at_cancellation(playbook):
         status="cancelled", period_end="2027-02-27T18:30:00Z"))
     results = simulate([created, cancelled], playbook)
     assert by_rule(results, "welcome-sequence") == [
-        ("welcome-1", "2026-02-27T18:30:00Z", "due"),
-        ("welcome-2", "2026-03-01T18:30:00Z", "due"),
-        ("welcome-3", "2026-03-04T18:30:00Z", "cancelled"),
+        ("welcome-1", "2026-02-27T18:30:00Z", "due"),  # after the 09:00 send hour: at once
+        ("welcome-2", "2026-03-01T09:00:00Z", "due"),
+        ("welcome-3", "2026-03-04T09:00:00Z", "cancelled"),
     ]
     metrics = [r.params["metric"] for r in results if r.rule == "welcome-sequence"]
     assert metrics == ["Welcome 1", "Welcome 2", "Welcome 3"]
@@ -161,8 +100,11 @@ def test_upsell_above_70_percent_at_most_once_in_30_days(playbook):
 
     results = simulate([usage("2026-03-01T10:00:00Z", 6000), usage("2026-03-05T10:00:00Z", 7500),
                         usage("2026-03-10T10:00:00Z", 8000), usage("2026-04-10T10:00:00Z", 9000)], playbook)
-    upsells = [r for r in results if r.rule == "upsell-usage"]
+    upsells = [r for r in results if r.rule == "upsell-usage" and r.status != "throttled"]
     assert [r.due_at for r in upsells] == ["2026-03-05T10:00:00Z", "2026-04-10T10:00:00Z"]
+    [throttled] = [r for r in results if r.status == "throttled"]  # recorded with its reason, never sent
+    assert (throttled.due_at, throttled.reason) == (
+        "2026-03-10T10:00:00Z", "throttled: at most 1 step(s) of upsell-usage per 30d for subscriber already planned")
     assert upsells[0].params["properties"]["usage_ratio"] == 0.75
 
 

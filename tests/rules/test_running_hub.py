@@ -129,3 +129,30 @@ def test_explain_shows_the_inputs_as_planned_not_todays_profile(hub):
     text = CliRunner().invoke(explain, [str(action_id)]).output
     assert "new@example.com" not in text
     assert "  not recorded when planned: subscriber.email" in text
+
+
+def test_explain_shows_the_provider_a_billing_action_was_routed_to_and_why_a_step_was_suppressed(hub):
+    failed = event("payment.failed", rfc3339(utcnow()), customer="cus_z",
+                   invoice={"id": "in_z", "status": "open"}, subscription={"id": "sub_z"},
+                   payment={"amount": {"minor": 2900, "currency": "USD"}, "attempt": 1})
+    old = event("payment.failed", rfc3339(utcnow() - timedelta(days=90)), customer="cus_z",
+                invoice={"id": "in_old", "status": "open"}, subscription={"id": "sub_z"},
+                payment={"amount": {"minor": 2900, "currency": "USD"}, "attempt": 1})
+    with hub.store.session() as s:
+        record_events(hub, s, [failed, old], origin="import")
+        retry_id = s.execute(select(Action.id).where(Action.rule_id == "dunning-retry", Action.step == "3d",
+                                                     Action.occurrence == "in_z")).scalar_one()
+        old_id = s.execute(select(Action.id).where(Action.rule_id == "payment-failed-notify",
+                                                   Action.occurrence == "in_old")).scalar_one()
+
+    text = CliRunner().invoke(explain, [str(retry_id)]).output
+    assert f"action {retry_id}  stripe.retry_payment  status=scheduled" in text
+    assert "  routed     billing.retry_payment -> stripe.retry_payment" in text
+    assert "  why        routed to stripe.retry_payment (the subscription's provider is stripe)" in text
+    info = json.loads(CliRunner().invoke(explain, [str(retry_id), "--json"]).output)
+    assert info["action"]["routed_from"] == "billing.retry_payment" and info["action"]["throttle_key"] == "in_z"
+
+    text = CliRunner().invoke(explain, [str(old_id)]).output
+    assert f"action {old_id}  klaviyo.track_event  status=suppressed" in text
+    assert "  suppressed skipped-historic: never sent" in text
+    assert "more than missed_horizon (1d) before it was planned" in text

@@ -24,7 +24,7 @@ from hub.store.models import ActionStatus, DeliveryStatus
 from hub.store.privacy_models import DataExport, Redaction
 from hub.subscribers import privacy
 from tests.conftest import FIXTURES
-from tests.helpers import drain, rows
+from tests.helpers import drain, recent, rows
 
 # Maya is the person who asks; Bob shares a Klaviyo batch with her and must be left alone.
 MAYA = ("maya.lin@example.com", "maya", "+14155550142", "7062102134962")
@@ -115,7 +115,8 @@ def test_export_then_redact_end_to_end(privacy_hub):
 
     # Maya's footprint: an order (Shopify), an ActiveCampaign subscription (form body, URL-encoded
     # e-mail), a Klaviyo batch shared with Bob, and a verified Klaviyo payload that failed to normalize.
-    shopify(client, "orders/create", (FIXTURES / "shopify" / "orders.create.json").read_bytes(), "wh-order")
+    order = recent((FIXTURES / "shopify" / "orders.create.json").read_bytes(), "created_at", "processed_at", "updated_at")
+    shopify(client, "orders/create", order, "wh-order")
     form = urlencode([("type", "subscribe"), ("date_time", "2026-01-03 10:00:00"), ("list", "3"),
                       ("contact[id]", "4242"), ("contact[email]", "Maya.Lin@Example.com"),
                       ("contact[first_name]", "Maya"), ("contact[phone]", "+14155550142")]).encode()

@@ -17,8 +17,8 @@ from hub.cli import cli
 from hub.kernel.events import CanonicalEvent
 from hub.store import Delivery, Event, ExternalId, Subscriber
 from tests.conftest import FIXTURES
-from tests.helpers import count, drain, rows
 from tests.connectors.hubspot.test_verify import v2_headers, v3_headers
+from tests.helpers import count, drain, rows
 
 HUBSPOT = FIXTURES / "hubspot"
 HS = connectors.get("hubspot")

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from hub.kernel.settings import Settings
 from hub.kernel.values import exponent
+from hub.kpis.cohorts import retained_mrr
 from hub.store.subscriber_models import KpiFact, MrrMovement
 
 MOVEMENTS = ("new", "expansion", "contraction", "churn", "reactivation")
@@ -150,6 +151,11 @@ def report(session: Session, start: date, end_inclusive: date, interval: str, ra
         bucket = acc[group][index[_as_date(day_value)]]
         bucket["facts"][kind] = bucket["facts"].get(kind, 0) + int(count)
         bucket["amounts"][kind] = bucket["amounts"].get(kind, 0) + converted
+    for i, by_currency in enumerate(retained_mrr(session, cuts)):
+        for currency, minor in by_currency.items():
+            group, amount = group_and_amount(currency, minor)
+            if group is not None:
+                acc[group][i]["retained"] = acc[group][i].get("retained", 0) + amount
     if missing:
         raise MetricsError(f"no exchange rate for {', '.join(sorted(missing))} into {rates.reporting}: "
                            "add it to HUB_FX_RATES (e.g. EUR=1.08)")
@@ -176,7 +182,8 @@ def _kpis(cuts: list[tuple[date, date]], buckets: list[dict[str, Any]], opening:
         active_end = active + bucket["customers"]
         churn, contraction = -d["churn"], -d["contraction"]
         customer_churn = _rate(n["churn"], active)
-        arpa = None if not active_end else round(mrr_end / active_end)
+        arpa = None if not active_end else mrr_end / active_end  # unrounded: CLV is computed from it
+        retained = bucket.get("retained", 0)  # the starting cohort's MRR at the end (hub/cohorts.py)
         converted, lost = facts.get("trial_converted", 0), facts.get("trial_lost", 0)
         recovered, unrecovered = facts.get("dunning_recovered", 0), facts.get("dunning_lost", 0)
         out.append({
@@ -189,9 +196,10 @@ def _kpis(cuts: list[tuple[date, date]], buckets: list[dict[str, Any]], opening:
             "churned_subscribers": n["churn"], "reactivated_subscribers": n["reactivation"],
             "customer_churn_rate": customer_churn,
             "revenue_churn_rate": _rate(churn + contraction, mrr),
-            "net_revenue_retention": _rate(mrr + d["expansion"] - contraction - churn, mrr),
-            "arpa": arpa,
-            "clv": None if arpa is None or not customer_churn else round(arpa / customer_churn),
+            "net_revenue_retention": _rate(retained, mrr),
+            "net_mrr_churn_rate": _rate(mrr - retained, mrr),
+            "arpa": None if arpa is None else round(arpa),
+            "clv": None if arpa is None or not customer_churn else round(arpa * active / n["churn"]),
             "new_member_growth_rate": _rate(n["new"], active),
             "trials_started": facts.get("trial_started", 0), "trials_converted": converted,
             "trial_conversion_rate": _rate(converted, converted + lost),
