@@ -20,6 +20,7 @@ from hub.mapping import MappingTable, Source
 from hub.values import rfc3339
 
 from ..base import RawDelivery
+from ..payload import MAX_DEPTH
 
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 
@@ -46,6 +47,8 @@ def parse_form(body: bytes) -> dict[str, Any]:
             out[key] = value
             continue
         parts = [match.group(1)] + re.findall(r"\[([^\[\]]*)\]", match.group(2))
+        if len(parts) > MAX_DEPTH:  # PHP stops at 64 too (max_input_nesting_level)
+            raise PayloadError(f"form key nested more than {MAX_DEPTH} levels deep: {key[:40]}...")
         _assign(out, parts, value)
     return _listify(out)
 

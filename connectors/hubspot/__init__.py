@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 
 from hub.config import Setting, Settings
@@ -10,6 +9,7 @@ from hub.errors import PayloadError
 from hub.events import CanonicalEvent
 from hub.mapping import table
 
+from .. import payload
 from ..base import Connector, InboundRequest, RawDelivery
 from . import client
 from . import normalize as normalizer
@@ -49,8 +49,8 @@ class HubSpotConnector(Connector):
     def dedup_key(self, request: InboundRequest) -> str:
         """Composite (portal, subscription, event id, occurred at) over the batch; eventId is not unique."""
         try:
-            return normalizer.delivery_key(normalizer.events_of(json.loads(request.body)))
-        except (ValueError, UnicodeDecodeError, RecursionError, PayloadError):
+            return normalizer.delivery_key(normalizer.events_of(payload.loads(request.body)))
+        except PayloadError:
             return super().dedup_key(request)  # unreadable: stored, then marked failed when normalized
 
     def normalize(self, delivery: RawDelivery) -> list[CanonicalEvent]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 from hub.config import Setting, Settings
 from hub.errors import PayloadError
 from hub.mapping import table
 from hub.values import now_utc, rfc3339
 
+from .. import payload
 from ..base import Connector, InboundRequest, RawDelivery
 from . import client, normalize, verify
 
@@ -63,7 +63,7 @@ class KlaviyoConnector(Connector):
     def dedup_key(self, request: InboundRequest) -> str:
         """``data[].external_id``: the id itself for one event, a hash of all of them for a batch."""
         try:
-            ids = [item.get("external_id") for item in normalize.elements(json.loads(request.body))]
+            ids = [item.get("external_id") for item in normalize.elements(payload.loads(request.body))]
         except (ValueError, TypeError, PayloadError):
             ids = []
         if not ids or not all(ids):
