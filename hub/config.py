@@ -81,6 +81,11 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_CONNECTORS", "Inbound connectors that must be configured (start-up fails naming any missing "
             "secret). Unset: every connector whose secret is set.", None, kind="list"),
     Setting("HUB_MAX_BODY_BYTES", "Largest webhook body accepted; larger gets 413.", 1048576, kind="int"),
+    Setting("HUB_SERVE_REQUEST_TIMEOUT_SECONDS", "`hub serve`: a connection still sending one request's headers "
+            "and body after this long is closed (slow clients); idle keep-alive connections close after it too.",
+            30.0, kind="float"),
+    Setting("HUB_SERVE_MAX_CONNECTIONS", "`hub serve`: open connections at most (more wait in the listen "
+            "backlog); slow clients cost a connection, never an app thread.", 1000, kind="int"),
     Setting("HUB_RULES_PATH", "Rules files or folders (comma-separated).", [str(PROJECT_ROOT / "rules")],
             kind="list"),
     Setting("HUB_RETRY_MAX_ATTEMPTS", "Delivery attempts before an action is dead-lettered.", 20, kind="int"),

@@ -53,27 +53,25 @@ def start_background(hub: Hub, stop: threading.Event, workers: int = 2) -> list[
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--workers", default=4, show_default=True, type=int, help="gunicorn worker processes")
-@click.option("--threads", default=4, show_default=True, type=int, help="threads per worker process")
-def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the web app (webhooks, API, health) under gunicorn."""
-    from gunicorn.app.base import BaseApplication
+@click.option("--threads", default=8, show_default=True, type=int, help="app threads (requests served at once)")
+def serve(host: str, port: int, threads: int) -> None:
+    """Serve the web app (webhooks, API, health) under waitress (see hub/web/server.py).
 
-    current().rules  # validate settings and rules before forking
+    Requests are read whole on waitress's event loop before a thread runs them, so slow clients
+    cost a connection, never a thread. One process: run more containers to scale out."""
+    from ..web import create_app
+    from ..web.server import make_server
 
-    class App(BaseApplication):  # type: ignore[misc]
-        def load_config(self) -> None:
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("threads", threads)
-
-        def load(self) -> Any:
-            from ..web import create_app
-
-            return create_app()
-
-    App().run()
+    hub = current()
+    hub.rules  # validate settings and rules before listening
+    server = make_server(create_app(hub), hub.settings, host, port, threads)
+    click.echo(f"hub: serving on http://{host}:{server.effective_port} ({threads} threads)", err=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
 
 
 @click.command()

@@ -1,0 +1,76 @@
+"""The production web server for ``hub serve``: waitress, with a deadline per request.
+
+Why waitress (benchmarks/slow_clients.py measures the alternatives): it reads every request,
+headers *and* body, on its event loop, and hands it to an app thread only once complete. A client
+that dribbles bytes costs a socket, never a thread; a body over the cap is refused with 413 while
+it is read (chunked or not), so it never reaches the app at all. Under gunicorn's gthread worker
+the same 16 slow sockets held all 4x4 threads and the hub stopped answering.
+
+What waitress does not do on its own is bound how long one request may take to arrive: its
+``channel_timeout`` only closes *idle* connections, so a client sending a byte every few seconds
+would stay forever. ``_DeadlineChannel`` notes when a request's first byte came, and the server's
+periodic maintenance closes any connection still reading a request after
+HUB_SERVE_REQUEST_TIMEOUT_SECONDS. With at most HUB_SERVE_MAX_CONNECTIONS open at once, slow
+clients can take at most that many sockets, for at most that long.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
+from waitress.task import ThreadedTaskDispatcher
+
+from ..config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _DeadlineChannel(HTTPChannel):
+    """An HTTP connection that remembers when the request it is reading began."""
+
+    request_started: float | None = None
+
+    def received(self, data: bytes) -> bool:
+        if self.request is None and data:
+            self.request_started = time.monotonic()
+        return bool(super().received(data))
+
+
+class _DeadlineServer(TcpWSGIServer):
+    channel_class = _DeadlineChannel
+    request_timeout = 30.0
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)  # idle connections (waitress's channel_timeout)
+        cutoff = time.monotonic() - self.request_timeout
+        for channel in list(self.active_channels.values()):
+            reading = channel.request is not None and not channel.requests
+            if reading and channel.request_started is not None and channel.request_started < cutoff:
+                log.warning("closing a connection from %s: request not received within %.0f s",
+                            channel.addr[0] if channel.addr else "?", self.request_timeout)
+                channel.will_close = True  # the event loop closes it on its next pass
+
+
+def make_server(app: Any, settings: Settings, host: str, port: int, threads: int) -> _DeadlineServer:
+    """A bound server; ``.run()`` serves until interrupted."""
+    timeout = float(settings["HUB_SERVE_REQUEST_TIMEOUT_SECONDS"])
+    adj = Adjustments(
+        host=host, port=port, threads=threads,
+        connection_limit=settings["HUB_SERVE_MAX_CONNECTIONS"],
+        # waitress refuses a body of max_request_body_size bytes or more: one over the hub's cap
+        max_request_body_size=settings["HUB_MAX_BODY_BYTES"] + 1,
+        max_request_header_size=64 * 1024,
+        channel_timeout=max(1, int(timeout)),  # idle keep-alive connections
+        cleanup_interval=max(1, int(timeout / 10)),  # how often the deadline is enforced
+        ident="hub",
+    )
+    dispatcher = ThreadedTaskDispatcher()
+    dispatcher.set_thread_count(threads)
+    server = _DeadlineServer(app, map={}, dispatcher=dispatcher, adj=adj)
+    server.request_timeout = timeout
+    return server
