@@ -88,6 +88,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "backlog); slow clients cost a connection, never an app thread.", 1000, kind="int"),
     Setting("HUB_RULES_PATH", "Rules files or folders (comma-separated).", [str(PROJECT_ROOT / "rules")],
             kind="list"),
+    Setting("HUB_RULES_ENV", "Further environment variables rules may read as `${NAME}` (comma-separated); "
+            "`HUB_RULES_*` and `HUB_PLAYBOOK_*` are always readable, secret settings never.", None, kind="list"),
     Setting("HUB_RETRY_MAX_ATTEMPTS", "Delivery attempts before an action is dead-lettered.", 20, kind="int"),
     Setting("HUB_RETRY_BASE_SECONDS", "First retry delay; doubles each attempt (with jitter).", 30.0, kind="float"),
     Setting("HUB_RETRY_MAX_SECONDS", "Longest single retry delay (with the defaults the last of 20 attempts comes about two days "
