@@ -3,13 +3,16 @@
 For each setup, in one run on loopback: start the hub's web app, measure /healthz and a signed
 Stripe webhook with no load (the baseline), then again while ``--slow`` sockets each dribble one
 byte a second (half of them in the headers, half in a declared 64 KiB body). Prints, per setup,
-how many probes answered, p50/max latency and the ratio of p50 under attack to the baseline.
+how many probes answered, p50/max latency and the ratio of p50 under attack to the baseline, and
+the price paid in normal operation: signed webhooks per second with 8 concurrent clients, as a
+ratio to gunicorn gthread 4x4 measured in the same run.
 
 Setups:
   gunicorn-gthread   gunicorn, 4 processes x 4 threads (what `hub serve` ran before issue 13)
   gunicorn-gthread64 gunicorn, 2 processes x 64 threads (more threads: a bigger but finite pool)
   hypercorn          hypercorn, asyncio, 2 processes (buffers the body, then runs the app in a thread)
-  hub-serve          `hub serve` as shipped (waitress: buffers the whole request, per-request deadline)
+  hub-serve          `hub serve` as shipped: gunicorn, 2 processes x 8 threads, each process serving with
+                     waitress (reads the whole request first, per-request deadline)
 
 Uses a throwaway SQLite file and the in-process queue (the server, not the database, is measured).
 
@@ -122,6 +125,25 @@ def measure(port: int, seconds: float) -> dict[str, list[tuple[float, int] | Non
     return out
 
 
+def throughput(port: int, requests: int = 400, concurrency: int = 8) -> float:
+    """Signed webhooks acknowledged per second by ``concurrency`` clients in a loop."""
+    done: list[int] = []
+
+    def client(k: int) -> None:
+        for n in range(k, requests, concurrency):
+            result = probe(port, "webhook", n)
+            if result is not None and result[1] == 200:
+                done.append(n)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return len(done) / (time.perf_counter() - started)
+
+
 def summary(results: list[tuple[float, int] | None]) -> tuple[int, int, float, float]:
     ok = [r[0] for r in results if r is not None and r[1] == 200]
     if not ok:
@@ -129,11 +151,12 @@ def summary(results: list[tuple[float, int] | None]) -> tuple[int, int, float, f
     return len(ok), len(results), statistics.median(ok), max(ok)
 
 
-def run(name: str, command: list[str], port: int, slow: int, hold: float, env: dict[str, str]) -> None:
+def run(name: str, command: list[str], port: int, slow: int, hold: float, env: dict[str, str]) -> float:
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
         wait_up(port)
+        rate = throughput(port)
         base = measure(port, 3.0)
         stop = threading.Event()
         socks = slow_sockets(port, slow, stop)
@@ -149,6 +172,7 @@ def run(name: str, command: list[str], port: int, slow: int, hold: float, env: d
             print(f"{name:20} {kind:8} baseline {b_ok:3}/{b_n:<3} p50 {b_p50 * 1000:7.1f} ms | "
                   f"{slow} slow sockets: {a_ok:3}/{a_n:<3} answered, p50 {a_p50 * 1000:7.1f} ms, "
                   f"max {a_max * 1000:7.1f} ms, p50 ratio {ratio:5.2f}", flush=True)
+        return rate
     finally:
         os.killpg(proc.pid, 15)
         proc.wait(20)
@@ -158,16 +182,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--slow", type=int, default=200)
     parser.add_argument("--hold", type=float, default=20.0)
-    parser.add_argument("--setups", default="hub-serve,gunicorn-gthread,gunicorn-gthread64,hypercorn")
+    parser.add_argument("--setups", default="gunicorn-gthread,gunicorn-gthread64,hypercorn,hub-serve")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="hub-slow-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update(HUB_DATABASE_URL=f"sqlite:///{workdir}/hub.db", HUB_STRIPE_WEBHOOK_SECRET=SECRET,
                HUB_RULES_PATH=str(ROOT / "rules"), PATH=f"{BIN}:{env.get('PATH', '')}")
     subprocess.run([str(BIN / "hub"), "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL)
+    rates = {}
     for name in args.setups.split(","):
         port = free_port()
-        run(name, setups(port)[name], port, args.slow, args.hold, env)
+        rates[name] = run(name, setups(port)[name], port, args.slow, args.hold, env)
+    base = rates.get("gunicorn-gthread")
+    for name, rate in rates.items():
+        versus = f", {rate / base:4.2f}x gunicorn-gthread" if base else ""
+        print(f"{name:20} no attack: {rate:6.1f} signed webhooks/s (8 clients){versus}")
 
 
 if __name__ == "__main__":

@@ -53,25 +53,30 @@ def start_background(hub: Hub, stop: threading.Event, workers: int = 2) -> list[
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--threads", default=8, show_default=True, type=int, help="app threads (requests served at once)")
-def serve(host: str, port: int, threads: int) -> None:
-    """Serve the web app (webhooks, API, health) under waitress (see hub/web/server.py).
+@click.option("--workers", default=2, show_default=True, type=int, help="worker processes")
+@click.option("--threads", default=8, show_default=True, type=int, help="app threads per process")
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Serve the web app (webhooks, API, health): gunicorn processes serving with waitress.
 
-    Requests are read whole on waitress's event loop before a thread runs them, so slow clients
-    cost a connection, never a thread. One process: run more containers to scale out."""
-    from ..web import create_app
-    from ..web.server import make_server
+    Each request is read whole, headers and body, before an app thread runs it, so slow clients
+    cost a connection, never a thread (see hub/web/server.py)."""
+    from gunicorn.app.base import BaseApplication
 
-    hub = current()
-    hub.rules  # validate settings and rules before listening
-    server = make_server(create_app(hub), hub.settings, host, port, threads)
-    click.echo(f"hub: serving on http://{host}:{server.effective_port} ({threads} threads)", err=True)
-    try:
-        server.run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
+    current().rules  # validate settings and rules before forking
+
+    class App(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("worker_class", "hub.web.server.WaitressWorker")
+            self.cfg.set("threads", threads)
+
+        def load(self) -> Any:
+            from ..web import create_app
+
+            return create_app()
+
+    App().run()
 
 
 @click.command()

@@ -1,4 +1,5 @@
-"""The production web server for ``hub serve``: waitress, with a deadline per request.
+"""The production web server for ``hub serve``: gunicorn processes that serve with waitress, with a
+deadline per request.
 
 Why waitress (benchmarks/slow_clients.py measures the alternatives): it reads every request,
 headers *and* body, on its event loop, and hands it to an app thread only once complete. A client
@@ -12,13 +13,22 @@ would stay forever. ``_DeadlineChannel`` notes when a request's first byte came,
 periodic maintenance closes any connection still reading a request after
 HUB_SERVE_REQUEST_TIMEOUT_SECONDS. With at most HUB_SERVE_MAX_CONNECTIONS open at once, slow
 clients can take at most that many sockets, for at most that long.
+
+gunicorn still forks, supervises and restarts the worker processes (``WaitressWorker``), so the
+hub uses every core; inside each process waitress does the reading.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
+import threading
 import time
 from typing import Any
+
+from gunicorn.workers.base import Worker
 
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
@@ -56,11 +66,11 @@ class _DeadlineServer(TcpWSGIServer):
                 channel.will_close = True  # the event loop closes it on its next pass
 
 
-def make_server(app: Any, settings: Settings, host: str, port: int, threads: int) -> _DeadlineServer:
-    """A bound server; ``.run()`` serves until interrupted."""
+def make_server(app: Any, settings: Settings, sock: socket.socket, threads: int) -> _DeadlineServer:
+    """A server on the listening socket ``sock``; ``.run()`` serves until interrupted."""
     timeout = float(settings["HUB_SERVE_REQUEST_TIMEOUT_SECONDS"])
     adj = Adjustments(
-        host=host, port=port, threads=threads,
+        sockets=[sock], threads=threads,
         connection_limit=settings["HUB_SERVE_MAX_CONNECTIONS"],
         # waitress refuses a body of max_request_body_size bytes or more: one over the hub's cap
         max_request_body_size=settings["HUB_MAX_BODY_BYTES"] + 1,
@@ -71,6 +81,36 @@ def make_server(app: Any, settings: Settings, host: str, port: int, threads: int
     )
     dispatcher = ThreadedTaskDispatcher()
     dispatcher.set_thread_count(threads)
-    server = _DeadlineServer(app, map={}, dispatcher=dispatcher, adj=adj)
+    sockinfo = (sock.family, sock.type, sock.proto, sock.getsockname())
+    server = _DeadlineServer(app, map={}, _sock=sock, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo,
+                             bind_socket=False)
     server.request_timeout = timeout
     return server
+
+
+class WaitressWorker(Worker):  # type: ignore[misc]
+    """A gunicorn worker process serving with waitress on gunicorn's listening socket."""
+
+    def run(self) -> None:
+        from ..runtime import current
+
+        server = make_server(self.wsgi, current().settings, self.sockets[0].sock, self.cfg.threads)
+        threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
+        server.run()  # returns once a signal handler below raises SystemExit in this thread
+
+    def _heartbeat(self) -> None:
+        """Tell the gunicorn arbiter this process is alive; stop if the arbiter went away."""
+        while self.alive:
+            self.notify()
+            if os.getppid() != self.ppid:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(1.0)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:  # SIGTERM, SIGINT: stop serving
+        super().handle_exit(sig, frame)
+        raise SystemExit(0)  # waitress's loop catches it and lets the app threads finish
+
+    def handle_quit(self, sig: int, frame: Any) -> None:  # SIGQUIT: stop now
+        self.alive = False
+        raise SystemExit(0)
