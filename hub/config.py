@@ -84,7 +84,7 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_SERVE_REQUEST_TIMEOUT_SECONDS", "`hub serve`: a connection still sending one request's headers "
             "and body after this long is closed (slow clients); idle keep-alive connections close after it too.",
             30.0, kind="float"),
-    Setting("HUB_SERVE_MAX_CONNECTIONS", "`hub serve`: open connections at most (more wait in the listen "
+    Setting("HUB_SERVE_MAX_CONNECTIONS", "`hub serve`: open connections per worker process at most (more wait in the listen "
             "backlog); slow clients cost a connection, never an app thread.", 1000, kind="int"),
     Setting("HUB_RULES_PATH", "Rules files or folders (comma-separated).", [str(PROJECT_ROOT / "rules")],
             kind="list"),
