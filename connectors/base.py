@@ -9,7 +9,6 @@ driven by ``mappings/<name>.yaml``), ``client.py`` (outbound calls and the actio
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -61,10 +60,9 @@ class RawDelivery:
     received_at: datetime
 
     def json(self) -> Any:
-        try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise PayloadError(f"body is not valid JSON: {exc}") from exc
+        from connectors.payload import loads
+
+        return loads(self.body)
 
 
 @dataclass
@@ -188,9 +186,11 @@ class Connector:
 
     def dedup_key_from_id(self, request: InboundRequest, field: str = "id") -> str:
         """The body's top-level ``field`` (an event id), or the body hash when it has none."""
+        from connectors.payload import loads
+
         try:
-            value = json.loads(request.body).get(field)
-        except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
+            value = loads(request.body).get(field)
+        except (AttributeError, PayloadError):
             value = None
         return str(value) if value else Connector.dedup_key(self, request)
 

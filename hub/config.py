@@ -32,6 +32,13 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_CONNECTORS", "Inbound connectors that must be configured (start-up fails naming any missing "
             "secret). Unset: every connector whose secret is set.", None, kind="list"),
     Setting("HUB_MAX_BODY_BYTES", "Largest webhook body accepted; larger gets 413.", 1048576, kind="int"),
+    Setting("HUB_SERVE_REQUEST_TIMEOUT_SECONDS", "`hub serve`: a connection still sending one request's headers "
+            "and body after this long is closed (slow clients); idle keep-alive connections close after it too.",
+            30.0, kind="float"),
+    Setting("HUB_SERVE_MAX_CONNECTIONS", "`hub serve`: open connections per worker process at most (more wait in the listen "
+            "backlog); slow clients cost a connection, never an app thread.", 1000, kind="int"),
+    Setting("HUB_RULES_ENV", "Further environment variables rules may read as `${NAME}` (comma-separated); "
+            "`HUB_RULES_*` and `HUB_PLAYBOOK_*` are always readable, secret settings never.", None, kind="list"),
     Setting("HUB_RULES_PATH", "Rules files or folders (comma-separated). Unset: the default playbook shipped "
             "with the hub (`rules/` of the source tree, `hub/defaults/rules` in an installed wheel).",
             [str(DEFAULT_RULES_PATH)], kind="list"),
@@ -52,6 +59,9 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_SWEEP_INTERVAL_SECONDS", "How often the scheduler sweeps for stranded work.", 30, kind="int"),
     Setting("HUB_SCHEDULER_INTERVAL_SECONDS", "How often the scheduler moves due actions to the queues.", 1.0,
             kind="float"),
+    Setting("HUB_ALLOW_INSECURE_API_URLS", "With HUB_ENV=production, allow `*_API_URL` settings that are "
+            "`http://` or name a loopback, private or link-local address (a proxy or test double on your own "
+            "network).", False, kind="bool"),
     Setting("HUB_HTTP_TIMEOUT_SECONDS", "Connect and read timeout of every outbound call.", 10.0, kind="float"),
     Setting("HUB_LOG_LEVEL", "Python log level.", "INFO"),
     Setting("HUB_REPORTING_CURRENCY", "Currency KPIs and loyalty points are stated in (amounts converted with "
@@ -99,6 +109,11 @@ def _missing(settings: Settings) -> Iterable[str]:
         for name in ("HUB_DATABASE_URL", "HUB_REDIS_URL", "HUB_ADMIN_TOKEN"):
             if not settings[name]:
                 yield f"{name}: required when HUB_ENV=production"
+        if not settings["HUB_ALLOW_INSECURE_API_URLS"]:
+            for name in sorted(n for n in settings.declared if n.endswith("_API_URL")):
+                problem = _insecure_api_url(settings[name])
+                if problem:
+                    yield f"{name}: {problem} (HUB_ENV=production; set HUB_ALLOW_INSECURE_API_URLS=true if intended)"
     from connectors import REGISTRY
 
     for name in settings["HUB_CONNECTORS"] or []:
@@ -108,6 +123,36 @@ def _missing(settings: Settings) -> Iterable[str]:
             continue
         for var in connector.missing_inbound_settings(settings):
             yield f"{var}: required because HUB_CONNECTORS lists {name!r}"
+
+
+def _insecure_api_url(url: str | None) -> str | None:
+    """Why an outbound API base URL is unsafe in production: plain http (credentials in clear), or a
+    host that is a loopback, private, link-local or metadata address (the hub's API keys sent
+    inside the network). Host names are not resolved here; literal addresses in any IPv4 spelling
+    (``2130706433``, ``0177.0.0.1``) and ``localhost`` names are."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    from connectors.webhook.guard import blocked_reason
+
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https":
+        return f"{parts.scheme or 'no'}:// URL refused: API credentials travel only over https"
+    host = (parts.hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return f"host {host} is loopback"
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
+    except ValueError:
+        try:  # the legacy IPv4 spellings inet_aton accepts: 127.1, 0x7f000001, 2130706433, 0177.0.0.1
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None  # a name: the connector's calls go where DNS says
+    reason = blocked_reason(ip)
+    return f"host {host} is a {reason} address" if reason else None
 
 
 def markdown_table() -> str:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from rq import SimpleWorker
@@ -65,3 +69,20 @@ def stripe_event(type_: str, obj: dict[str, Any], *, event_id: str = "evt_1", cr
     return json.dumps({"id": event_id, "object": "event", "api_version": "2026-06-24.dahlia",
                        "created": created or int(time.time()), "livemode": False, "type": type_,
                        "data": data}).encode()
+
+
+def process_env(hub: Hub) -> dict[str, str]:
+    """The environment a ``hub`` subprocess needs to run with ``hub``'s settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") or k.startswith("HUB_TEST_")}
+    for name, value in hub.settings.values.items():
+        if value is None:
+            continue
+        env[name] = ",".join(value) if isinstance(value, list) else str(value)
+    return env
+
+
+def spawn(hub: Hub, *args: str) -> subprocess.Popen:
+    """``hub <args>`` as a real process in its own session (HUB_TEST_PROC_LOG collects its stderr)."""
+    hub_bin = str(Path(sys.executable).with_name("hub"))
+    return subprocess.Popen([hub_bin, *args], env=process_env(hub), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=open(os.environ.get("HUB_TEST_PROC_LOG", os.devnull), "ab"))

@@ -106,3 +106,23 @@ def test_the_merchants_time_zone_is_an_iana_name_defaulting_to_utc() -> None:
         "HUB_DEFAULT_TIMEZONE"] == "Europe/Paris"
     with pytest.raises(ConfigError, match="HUB_DEFAULT_TIMEZONE: must be an IANA time zone"):
         load_settings(environ={"HUB_DEFAULT_TIMEZONE": "CEST"}, dotenv_path=None)
+PRODUCTION = {"HUB_ENV": "production", "HUB_DATABASE_URL": "postgresql+psycopg://db/hub",
+              "HUB_REDIS_URL": "redis://redis:6379/0", "HUB_ADMIN_TOKEN": "admin-token"}
+
+
+def test_production_refuses_plain_http_and_private_address_api_urls():
+    bad = {"HUB_KLAVIYO_API_URL": "http://a.klaviyo.com", "HUB_STRIPE_API_URL": "https://127.0.0.1:9999",
+           "HUB_HUBSPOT_API_URL": "https://2130706433", "HUB_ACTIVECAMPAIGN_API_URL": "https://[::ffff:10.0.0.5]",
+           "HUB_CHARGEBEE_API_URL": "https://169.254.169.254/latest"}
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={**PRODUCTION, **bad})
+    assert sorted(p.split(":")[0] for p in err.value.problems) == sorted(bad)
+    assert "https" in str(err.value) and "loopback" in str(err.value) and "metadata" in str(err.value)
+
+
+def test_private_api_urls_are_allowed_when_explicit_or_outside_production():
+    private = {"HUB_KLAVIYO_API_URL": "http://127.0.0.1:8001", "HUB_STRIPE_API_URL": "https://10.1.2.3"}
+    assert load_settings(environ=private)["HUB_KLAVIYO_API_URL"] == "http://127.0.0.1:8001"
+    allowed = load_settings(environ={**PRODUCTION, **private, "HUB_ALLOW_INSECURE_API_URLS": "true"})
+    assert allowed["HUB_STRIPE_API_URL"] == "https://10.1.2.3"
+    assert load_settings(environ=PRODUCTION)["HUB_KLAVIYO_API_URL"] == "https://a.klaviyo.com"  # the defaults pass

@@ -4,6 +4,10 @@
 2. A correctly signed request whose authentication header (or URL token) is damaged is refused.
 3. Normalizing the same payload twice gives identical events, and a damaged payload fails only
    with PayloadError (stored as failed and replayable), never with another exception.
+4. Hostile forgeries (non-ASCII bytes in an authentication header, an odd number where a timestamp
+   was, a deeply nested or odd-numbered body under a signature made for another) get 401.
+5. A *correctly signed* hostile body (deep nesting, NaN, 1e400, 5,000-digit integers, odd keys)
+   is stored (200), then processed or flagged failed by the ingest worker: never a 5xx.
 
 How to sign, and what settings enable a connector, come from its contract test class
 (subclasses of WebhookContract in tests/connectors/<name>/test_*.py). Example counts are modest so the
@@ -16,6 +20,7 @@ import copy
 import importlib
 import json
 import pkgutil
+import re
 import time
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -29,9 +34,10 @@ from connectors.base import RawDelivery
 from hub.kernel.errors import PayloadError
 from hub.runtime import Hub
 from hub.store import Delivery
+from hub.store.models import DeliveryStatus
 from tests import connectors as contract_tests
 from tests.connectors.contract import Signed, WebhookContract
-from tests.helpers import count
+from tests.helpers import count, drain, rows
 
 INBOUND = sorted(name for name, c in connectors.REGISTRY.items() if c.receives)
 IMPORT_PROBLEMS: dict[str, str] = {}
@@ -216,3 +222,89 @@ def test_normalizing_twice_gives_identical_events(name: str) -> None:
         assert first == events_or_error(body, headers)
 
     check()
+
+
+# -- hostile input (issue 13) ---------------------------------------------------------------------
+HOSTILE = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                           HealthCheck.too_slow])
+non_ascii = st.text(st.characters(min_codepoint=0x80, max_codepoint=0xFF), min_size=1, max_size=8)
+odd_numbers = st.sampled_from(["nan", "NaN", "inf", "-inf", "Infinity", "1e400", "-1", "0", "-0", "1e-400",
+                               "9" * 40, "9" * 5000, "0x10", "1_000", "\u0661\u0662\u0663", "12.5.1", " ", ""])
+
+
+def _nested(depth: int, leaf: str = "1") -> bytes:
+    return ("[" * depth + leaf + "]" * depth).encode()
+
+
+hostile_bodies = st.one_of(
+    st.integers(min_value=65, max_value=20_000).map(_nested),
+    st.integers(min_value=65, max_value=5_000).map(lambda d: ('{"a":' * d + "1" + "}" * d).encode()),
+    odd_numbers.filter(lambda t: t.strip() != "").map(lambda t: f'{{"id": "evt_odd", "amount": {t}}}'.encode()),
+    st.sampled_from([b'{"id": NaN}', b'[Infinity]', b'{"created": 1e400}', b'{"id": 1' + b'0' * 5000 + b'}',
+                     rb'{"\ud800": 1}', b'\xff\xfe', b"", b"null", b'"text"', b"[]" * 1000]),
+)
+
+
+def _hostile_form(draw_depth: int) -> bytes:
+    return b"contact" + b"[a]" * draw_depth + b"=1&type=subscribe"
+
+
+@pytest.mark.parametrize("name", INBOUND)
+def test_hostile_forgeries_are_refused_with_401(name: str, make_hub: Callable[..., Hub]) -> None:
+    contract = _contract(name)
+    if contract is None:
+        pytest.fail(f"{name} receives webhooks but has no contract test {IMPORT_PROBLEMS or ''}")
+    hub = contract.hub_for(make_hub)
+    body = contract.sample_body()
+
+    @HOSTILE
+    @given(data=st.data(), how=st.sampled_from(["non-ascii", "odd-number", "other-body"]))
+    def check(data: st.DataObject, how: str) -> None:
+        signed = contract.signed(body, timestamp=time.time())
+        headers = dict(signed.headers)
+        token = signed.token
+        names = list(contract.required_headers if contract.required_headers is not None else signed.headers)
+        sent = body
+        if how == "other-body" and contract.signs_body:
+            sent = data.draw(hostile_bodies)
+        elif how == "odd-number" and any(any(c.isdigit() for c in headers[n]) for n in names):
+            target = data.draw(st.sampled_from([n for n in names if any(c.isdigit() for c in headers[n])]))
+            # replace the first run of digits (a timestamp, a length, part of a MAC) with an odd number
+            headers[target] = re.sub(r"[0-9]+", lambda m: data.draw(odd_numbers), headers[target], count=1)
+        elif names:
+            target = data.draw(st.sampled_from(names))
+            at = data.draw(st.integers(min_value=0, max_value=len(headers[target])))
+            headers[target] = headers[target][:at] + data.draw(non_ascii) + headers[target][at:]
+        elif token:
+            token = token + data.draw(token_text)  # URL-token schemes: a longer token
+        answer = contract.post(hub, sent, Signed(headers, token), token=token)
+        assert answer.status_code == 401, (how, answer.status_code, answer.get_data(as_text=True)[:200])
+
+    check()
+    assert count(hub, Delivery) == 0
+
+
+@pytest.mark.parametrize("name", INBOUND)
+def test_signed_hostile_bodies_are_stored_then_processed_or_flagged_never_5xx(
+        name: str, make_hub: Callable[..., Hub]) -> None:
+    contract = _contract(name)
+    if contract is None:
+        pytest.fail(f"{name} receives webhooks but has no contract test {IMPORT_PROBLEMS or ''}")
+    hub = contract.hub_for(make_hub)
+    bodies = hostile_bodies
+    if contract.content_type != "application/json":  # form-encoded: deep PHP-style keys instead
+        bodies = bodies | st.integers(min_value=1, max_value=3_000).map(_hostile_form)
+
+    @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                     HealthCheck.too_slow])
+    @given(body=bodies)
+    def check(body: bytes) -> None:
+        answer = contract.post(hub, body, contract.signed(body))
+        assert answer.status_code in (200, 413), (answer.status_code, answer.get_data(as_text=True)[:200])
+
+    check()
+    drain(hub)
+    stored = rows(hub, Delivery)
+    assert stored, "no hostile body was stored"
+    assert {d.status for d in stored} <= {DeliveryStatus.PROCESSED, DeliveryStatus.FAILED}
+    assert all("internal error" not in (d.error or "") for d in stored), [d.error for d in stored]

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from connectors.base import RawDelivery
+from connectors.payload import MAX_DEPTH
 from hub.kernel.errors import PayloadError
 from hub.kernel.events import CanonicalEvent, EventType
 from hub.kernel.mapping import MappingTable, Source
@@ -45,6 +46,8 @@ def parse_form(body: bytes) -> dict[str, Any]:
             out[key] = value
             continue
         parts = [match.group(1)] + re.findall(r"\[([^\[\]]*)\]", match.group(2))
+        if len(parts) > MAX_DEPTH:  # PHP stops at 64 too (max_input_nesting_level)
+            raise PayloadError(f"form key nested more than {MAX_DEPTH} levels deep: {key[:40]}...")
         _assign(out, parts, value)
     return _listify(out)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import time
 
+from connectors import payload
 from connectors.base import Connector, InboundRequest, RawDelivery, SyncTarget
 from connectors.hubspot import client
 from connectors.hubspot import normalize as normalizer
@@ -48,8 +48,8 @@ class HubSpotConnector(Connector):
     def dedup_key(self, request: InboundRequest) -> str:
         """Composite (portal, subscription, event id, occurred at) over the batch; eventId is not unique."""
         try:
-            return normalizer.delivery_key(normalizer.events_of(json.loads(request.body)))
-        except (ValueError, UnicodeDecodeError, RecursionError, PayloadError):
+            return normalizer.delivery_key(normalizer.events_of(payload.loads(request.body)))
+        except PayloadError:
             return super().dedup_key(request)  # unreadable: stored, then marked failed when normalized
 
     def normalize(self, delivery: RawDelivery) -> list[CanonicalEvent]:

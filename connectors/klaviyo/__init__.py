@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
+from connectors import payload
 from connectors.base import Connector, InboundRequest, RawDelivery, SyncTarget
 from connectors.klaviyo import client, normalize, verify
 from hub.kernel.errors import PayloadError
@@ -64,7 +64,7 @@ class KlaviyoConnector(Connector):
     def dedup_key(self, request: InboundRequest) -> str:
         """``data[].external_id``: the id itself for one event, a hash of all of them for a batch."""
         try:
-            ids = [item.get("external_id") for item in normalize.elements(json.loads(request.body))]
+            ids = [item.get("external_id") for item in normalize.elements(payload.loads(request.body))]
         except (ValueError, TypeError, PayloadError):
             ids = []
         if not ids or not all(ids):

@@ -16,6 +16,7 @@ secret to the flow's webhook action, and we compare it in constant time.
 from __future__ import annotations
 
 import hmac
+import math
 from datetime import datetime, timezone
 from hashlib import sha256
 from typing import Iterable
@@ -44,6 +45,10 @@ def timestamp_seconds(value: str) -> float:
             return parse_time(text).timestamp()
         except ValueError:
             raise VerificationError("Klaviyo-Timestamp is neither ISO 8601 nor epoch time") from None
+    # float() also reads "nan", "inf" and "1e400": nan compares false with everything, so it
+    # would pass any window; refuse them and anything before 1970 or past the year 5138 (in ms)
+    if not math.isfinite(number) or not 0 < number < 1e14:
+        raise VerificationError("Klaviyo-Timestamp is not a plausible epoch time")
     return number / 1000.0 if number > 1e11 else number  # 1e11 s is the year 5138: that is milliseconds
 
 
@@ -54,13 +59,15 @@ def verify_system(body: bytes, signature: str | None, timestamp: str | None, sec
         raise VerificationError("missing Klaviyo-Signature header")
     if not timestamp:
         raise VerificationError("missing Klaviyo-Timestamp header")
-    given = signature.strip().lower()
-    if not any(hmac.compare_digest(sign(body, s, timestamp), given) for s in secrets):
+    # compare bytes: compare_digest raises TypeError on a str with non-ASCII characters, which any
+    # caller can put in a header
+    given = signature.strip().lower().encode("utf-8", "surrogateescape")
+    if not any(hmac.compare_digest(sign(body, s, timestamp).encode(), given) for s in secrets):
         raise VerificationError("no signature matches the payload (check HUB_KLAVIYO_WEBHOOK_SECRET)")
     if tolerance:
         sent = timestamp_seconds(timestamp)
         current = datetime.now(timezone.utc).timestamp() if now is None else now
-        if abs(current - sent) > tolerance:
+        if not abs(current - sent) <= tolerance:  # written so that a nan could never pass
             raise VerificationError("Klaviyo-Timestamp outside the tolerance zone")
 
 
@@ -71,6 +78,6 @@ def verify_flow(given: str | None, secrets: Iterable[str]) -> None:
     # compare with every secret (no early exit) so timing does not tell which one nearly matched
     matched = False
     for secret in secrets:
-        matched |= hmac.compare_digest(given.encode(), secret.encode())
+        matched |= hmac.compare_digest(given.encode("utf-8", "surrogateescape"), secret.encode())
     if not matched:
         raise VerificationError("X-Hub-Webhook-Secret matches no secret (check HUB_KLAVIYO_FLOW_SECRET)")

@@ -71,6 +71,8 @@ def verify(body: bytes, headers: Mapping[str, str], secrets: Iterable[str], *, t
     if not candidates:
         raise VerificationError("no signatures found with expected scheme v1")
     expected = [signature(secret_key(s), msg_id, timestamp, body) for s in secrets]
-    if not any(hmac.compare_digest(e, c) for e in expected for c in candidates):
+    # bytes: compare_digest raises TypeError on a str with non-ASCII characters
+    offered = [c.encode("utf-8", "surrogateescape") for c in candidates]
+    if not any(hmac.compare_digest(e.encode(), c) for e in expected for c in offered):
         raise VerificationError("no signature matches the payload (check HUB_WEBHOOK_SECRET)")
     return timestamp

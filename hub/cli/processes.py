@@ -36,10 +36,13 @@ def start_background(hub: Hub, stop: threading.Event, workers: int = 2) -> list[
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--workers", default=4, show_default=True, type=int, help="gunicorn worker processes")
-@click.option("--threads", default=4, show_default=True, type=int, help="threads per worker process")
+@click.option("--workers", default=2, show_default=True, type=int, help="worker processes")
+@click.option("--threads", default=8, show_default=True, type=int, help="app threads per process")
 def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the web app (webhooks, API, health) under gunicorn."""
+    """Serve the web app (webhooks, API, health): gunicorn processes serving with waitress.
+
+    Each request is read whole, headers and body, before an app thread runs it, so slow clients
+    cost a connection, never a thread (see hub/web/server.py)."""
     from gunicorn.app.base import BaseApplication
 
     current().rules  # validate settings and rules before forking
@@ -48,7 +51,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
-            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("worker_class", "hub.web.server.WaitressWorker")
             self.cfg.set("threads", threads)
 
         def load(self) -> Any:

@@ -16,6 +16,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from hub.kernel.values import parse_time, rfc3339
+from hub.rules.budget import EVALUATION, BudgetedSandbox, render
 
 _WHOLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
 _PATH = re.compile(r"^\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\s*$")
@@ -95,9 +96,9 @@ class Expressions:
     """A sandboxed environment with the helpers rules may call."""
 
     def __init__(self) -> None:
-        self.env = ImmutableSandboxedEnvironment(undefined=_LenientUndefined, autoescape=False)
+        self.env = BudgetedSandbox(undefined=_LenientUndefined, autoescape=False)  # see budget.py
         self.env.globals.update(timedelta=timedelta, parse_time=parse_time)
-        self.env.filters.update(rfc3339=_rfc3339, duration=_duration_filter)
+        self.env.add_filters(rfc3339=_rfc3339, duration=_duration_filter)
         self._compiled: dict[Any, Any] = {}
 
     def parse(self, source: str) -> nodes.Template:
@@ -118,8 +119,9 @@ class Expressions:
 
             def found(ctx: dict[str, Any]) -> Any:
                 context = _jinja_context(env, ctx)
-                for _ in root(context):  # the expression's template only assigns ``result``
-                    pass
+                with EVALUATION:
+                    for _ in root(context):  # the expression's template only assigns ``result``
+                        pass
                 value = context.vars.pop("result", None)
                 return None if isinstance(value, Undefined) else value
 
@@ -138,7 +140,8 @@ class Expressions:
                 context = _jinja_context(env, ctx)
                 if statements:
                     context = Context(env, context.parent, None, {})
-                return "".join(root(context))
+                with EVALUATION:
+                    return render(root(context))
 
             self._compiled[("t", source)] = found
         return found

@@ -43,9 +43,12 @@ FOREIGN_TOP_LEVEL_KEYS = {"segments", "tiers", "loyalty"}
 #: names a condition or template may start from (event parts, profile, helpers)
 CONTEXT_ROOTS = {"event", "subscriber", "subscription", "previous", "invoice", "payment", "order", "usage",
                  "consent", "message", "tier", "segment", "mrr", "step", "now", "vars", "days_since",
-                 "usage_ratio", "timedelta", "parse_time", "range", "dict", "lipsum", "cycler", "joiner", "variant",
+                 "usage_ratio", "timedelta", "parse_time", "range", "dict", "cycler", "joiner", "variant",
                  "namespace", "true", "false", "none", "True", "False", "None", "loop"}
 ANCHOR_ROOTS = {"event", "subscriber", "subscription", "invoice", "payment", "order", "usage", "previous", "tier"}
+#: environment variables rules may read without being listed in HUB_RULES_ENV
+ENV_PREFIXES = ("HUB_RULES_", "HUB_PLAYBOOK_")
+ENV_NAMES = frozenset({"HUB_DEFAULT_TIMEZONE"})  # the merchant's zone: the playbook's send times use it
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _TIME_OF_DAY = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
@@ -162,15 +165,43 @@ def _file_vars(doc: Located, env: Any) -> Iterable[tuple[str, Any, str | None]]:
     if not isinstance(data["vars"], dict):
         yield "", None, f"{doc.where(('vars',))}: 'vars' is a mapping of name: value"
         return
+    readable = _readable_env(env)
     for name, value in data["vars"].items():
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(name)):
             yield str(name), None, f"{doc.where(('vars', name))}: var names are letters, digits and _ ({name!r})"
+            continue
+        refused = sorted({ref for ref in _env_refs(value) if not readable(ref)})
+        if refused:
+            yield str(name), None, (f"{doc.where(('vars', name))}: rules may not read ${{{refused[0]}}}: only "
+                                    f"variables starting with {' or '.join(ENV_PREFIXES)} or listed in "
+                                    f"HUB_RULES_ENV, and never a secret setting")
             continue
         try:
             yield str(name), _substitute(value, env), None
         except KeyError as exc:
             yield str(name), None, (f"{doc.where(('vars', name))}: environment variable {exc.args[0]} is not set "
                                     f"(write ${{{exc.args[0]}:-default}} to give a default)")
+
+
+def _readable_env(env: Any) -> Callable[[str], bool]:
+    """Whether a rules file may read a variable: ENV_PREFIXES and HUB_RULES_ENV, never a secret
+    setting (a rule's vars end up in planned actions, which /api/actions shows)."""
+    from hub.config import declared_settings
+
+    secrets = {s.name for s in declared_settings() if s.secret}
+    listed = {n.strip() for n in str(env.get("HUB_RULES_ENV") or "").split(",") if n.strip()}
+    return lambda name: name not in secrets and (name.startswith(ENV_PREFIXES) or name in ENV_NAMES or name in listed)
+
+
+def _env_refs(value: Any) -> Iterable[str]:
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _env_refs(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _env_refs(v)
+    elif isinstance(value, str):
+        yield from (m.group(1) for m in _ENV_REF.finditer(value))
 
 
 def _substitute(value: Any, env: Any) -> Any:

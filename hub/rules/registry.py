@@ -1,5 +1,9 @@
 """The rules in force for a process: reloaded when files change, and a broken file never
-replaces rules that are running."""
+replaces rules that are running.
+
+A reload runs on a thread of its own: request and worker threads keep the rules in force and never
+wait for a load (YAML and the sandbox are bounded, see yamlpos.py and budget.py, but a rules folder
+on a slow disk is not). A load that takes longer than RELOAD_TIME_LIMIT is discarded."""
 
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from hub.rules.yamlpos import LocatedError
 
 log = logging.getLogger(__name__)
 
+RELOAD_TIME_LIMIT = 30.0
+
 
 class RulesRegistry:
     def __init__(self, paths: str | Iterable[str | Path], check_every: float = 1.0, default_timezone: str = "UTC"):
@@ -27,6 +33,7 @@ class RulesRegistry:
         self._stamp = self._fingerprint()
         self._checked = time.monotonic()
         self.last_errors: list[str] = []
+        self._loader: threading.Thread | None = None
 
     def _load(self) -> RuleSet:
         # the setting reaches the rules as ${HUB_DEFAULT_TIMEZONE} and as the planner's last fallback
@@ -45,19 +52,33 @@ class RulesRegistry:
             if time.monotonic() - self._checked >= self.check_every:
                 self._checked = time.monotonic()
                 stamp = self._fingerprint()
-                if stamp != self._stamp:
+                if stamp != self._stamp and (self._loader is None or not self._loader.is_alive()):
                     self._stamp = stamp
-                    self._reload()
+                    self._loader = threading.Thread(target=self._reload, name="rules-reload", daemon=True)
+                    self._loader.start()
             return self._ruleset
 
+    def wait_reloaded(self, timeout: float = RELOAD_TIME_LIMIT) -> None:
+        """Wait for a reload in progress (tests, and ``hub rules`` tools that want the new set)."""
+        loader = self._loader
+        if loader is not None:
+            loader.join(timeout)
+
     def _reload(self) -> None:
+        started = time.monotonic()
         try:
             ruleset = self._load()
         except LocatedError as exc:
             self.last_errors = exc.errors
             log.error("rules not reloaded; the previous rules stay in force:\n%s", exc)
             return
+        took = time.monotonic() - started
+        if took > RELOAD_TIME_LIMIT:
+            self.last_errors = [f"loading the rules took {took:.0f} s (limit {RELOAD_TIME_LIMIT:.0f} s)"]
+            log.error("rules not reloaded: loading took %.0f s; the previous rules stay in force", took)
+            return
         self.last_errors = []
         if ruleset.hash != self._ruleset.hash:
             log.info("rules reloaded: %d rules, version %s", len(ruleset.rules), ruleset.hash)
-        self._ruleset = ruleset
+        with self._lock:
+            self._ruleset = ruleset

@@ -15,6 +15,7 @@ from jinja2.runtime import Context
 from marshmallow import Schema, ValidationError, fields, validate
 
 import connectors
+from hub.rules.budget import EVALUATION
 from hub.rules.expressions import Expressions, TemplateSyntaxError
 from hub.rules.loader import rule_files
 from hub.rules.yamlpos import LocatedError, load
@@ -124,8 +125,9 @@ class Condition:
 
     def on(self, context: Context) -> Any:
         context.vars.clear()  # each condition sees only the names, never another's ``result``
-        for _ in self._render(context):  # the expression's template only assigns ``result``
-            pass
+        with EVALUATION:  # the rules' budgets (hub/rules/budget.py)
+            for _ in self._render(context):  # the expression's template only assigns ``result``
+                pass
         value = context.vars.get("result")
         return None if isinstance(value, Undefined) else value
 

@@ -8,7 +8,8 @@
 - stored raw deliveries that concern the person: their values are replaced by ``[redacted]`` in the
   parsed body (JSON or form) and headers, and the delivery is marked ``redacted``;
 - canonical events' data, the outbox's action params and errors, and every attempt's request and
-  response: the same value scrub. Pending actions are cancelled. RQ jobs carry only row ids;
+  response: the same value scrub. A provider event id or delivery dedup key that embeds one of the
+  person's identifiers is replaced by ``redacted:<sha256 of the key>``. Pending actions are cancelled. RQ jobs carry only row ids;
 - rows of any other table that point at the subscriber (profiles, merges, sync state, ...);
 - earlier data exports of the person.
 
@@ -104,6 +105,19 @@ class Person:
                 and any(str(value) == e for _, e in self.external_ids):
             return REDACTED  # numeric ids (Shopify customer and order ids are JSON numbers)
         return value
+
+    def scrub_key(self, key: str | None) -> str | None:
+        """A provider event id or dedup key that embeds one of the person's identifiers (Shopify's
+        ``customer/4211/email-consent/...``, ActiveCampaign's ``subscribe:42:3:<time>`` or
+        ``subscribe:ann@example.com:...``) becomes ``redacted:<sha256 of the key>``: still unique, so
+        the row keeps its place, but no longer naming anyone. Ids match as whole tokens only."""
+        if not key or key.startswith("redacted:"):
+            return key
+        values = self.emails | self.phones | {ext for _, ext in self.external_ids}
+        for value in (v for v in values if v):
+            if re.search(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", key, re.IGNORECASE):
+                return "redacted:" + hashlib.sha256(key.encode()).hexdigest()
+        return key
 
     def scrub_body(self, body: bytes) -> bytes:
         """The raw body with the person's data replaced: parsed as JSON, else as a form, else as text."""
@@ -226,6 +240,7 @@ def redact(session: Session, person: Person, *, event_id: str | None = None, pro
     for row in events:
         row.data = person.scrub(row.data or {})
         row.subject = person.scrub_text(row.subject) if row.subject else row.subject
+        row.provider_event_id = person.scrub_key(row.provider_event_id)
     counts["events"] = len(events)
 
     # deliveries: those the events came from, or mentioning the person
@@ -240,6 +255,7 @@ def redact(session: Session, person: Person, *, event_id: str | None = None, pro
         row.body = person.scrub_body(row.body or b"")
         row.headers = person.scrub(row.headers or {})
         row.error = person.scrub_text(row.error) if row.error else row.error
+        row.dedup_key = person.scrub_key(row.dedup_key)
         if row.id != keep_delivery:
             row.status = DeliveryStatus.REDACTED
     counts["deliveries"] = len(deliveries)

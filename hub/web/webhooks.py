@@ -40,6 +40,19 @@ def _external_url() -> str:
     return base + (f"?{query}" if query else "")
 
 
+def _whole_body(cap: int) -> bytes:
+    """The request body, or 413 when it is larger than ``cap``.
+
+    A Content-Length over MAX_CONTENT_LENGTH is refused by werkzeug before reading. A chunked body
+    has no length: werkzeug's capped stream then stops at the cap *silently*, and storing that
+    prefix would ack a body the provider never sent. One more read past the cap raises 413
+    (so a chunked body of exactly ``cap`` bytes is refused too)."""
+    body = request.get_data(cache=False)
+    if request.content_length is None and len(body) >= cap:
+        request.stream.read(1)  # RequestEntityTooLarge: the body went on past the cap
+    return body
+
+
 @bp.route("/webhooks/<name>", methods=["HEAD", "GET"], defaults={"token": None})
 @bp.route("/webhooks/<name>/<token>", methods=["HEAD", "GET"])
 def probe(name: str, token: str | None) -> Any:
@@ -59,7 +72,7 @@ def receive(name: str, token: str | None) -> Any:
     if missing:
         return jsonify(error="connector not configured", connector=name,
                        message=f"set {', '.join(missing)} to enable /webhooks/{name}"), 404
-    body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: werkzeug answers 413 here
+    body = _whole_body(hub.settings["HUB_MAX_BODY_BYTES"])
     headers = {k.lower(): v for k, v in request.headers.items()}
     inbound = InboundRequest(request.method, _external_url, headers, body, token)
     try:

@@ -12,10 +12,8 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -24,7 +22,7 @@ from hub.cli import cli
 from hub.cli.processes import start_background
 from hub.store import Action, Attempt
 from tests.conftest import FIXTURES
-from tests.helpers import count, rows, stripe_event, stripe_headers
+from tests.helpers import count, rows, spawn, stripe_event, stripe_headers
 from tests.mockapi import MockApi, always, sequence, wait_for
 
 FAST = {"HUB_RULES_PATH": str(FIXTURES / "rules" / "payment_failed_only.yaml"),
@@ -116,21 +114,6 @@ def test_400_fails_without_retry_and_keeps_the_response(running, api):
     assert "klaviyo.track_event" in listing.output and "failed" in listing.output
 
 
-def _env(hub) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_") or k.startswith("HUB_TEST_")}
-    for name, value in hub.settings.values.items():
-        if value is None:
-            continue
-        env[name] = ",".join(value) if isinstance(value, list) else str(value)
-    return env
-
-
-def _spawn(hub, *args: str) -> subprocess.Popen:
-    hub_bin = str(Path(sys.executable).with_name("hub"))
-    return subprocess.Popen([hub_bin, *args], env=_env(hub), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=open(os.environ.get("HUB_TEST_PROC_LOG", os.devnull), "ab"))
-
-
 def _kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
     try:
         os.killpg(proc.pid, sig)  # the worker and its work horse
@@ -144,13 +127,13 @@ def test_worker_killed_mid_delivery_is_recovered_once(make_hub, api):
     # the first request hangs (the worker is killed while waiting); later ones answer at once
     api.script = lambda seen, n: (202, {}, b"", 8.0 if n == 0 else 0.0)
     post(hub, payment_failed(4))
-    first = _spawn(hub, "worker")
+    first = spawn(hub, "worker")
     second = scheduler = None
     try:
         wait_for(lambda: api.requests, timeout=30)
         _kill(first)
-        scheduler = _spawn(hub, "scheduler")
-        second = _spawn(hub, "worker")
+        scheduler = spawn(hub, "scheduler")
+        second = spawn(hub, "worker")
         wait_for(lambda: finished(hub), timeout=30)
     finally:
         for proc in (first, second, scheduler):

@@ -72,11 +72,12 @@ def test_segments_and_tiers_keys_belong_to_the_profiles_engine(tmp_path: Path):
 
 
 def test_vars_come_from_the_environment_with_defaults(tmp_path: Path):
-    (tmp_path / "vars.yaml").write_text("vars:\n  on: ${HUB_X:-true}\n  list: ${HUB_LIST}\n  text: 'id-${HUB_X:-1}'\n")
-    loaded = load_rules([tmp_path], environ={"HUB_LIST": "[a, b]"})
+    (tmp_path / "vars.yaml").write_text("vars:\n  on: ${HUB_RULES_X:-true}\n  list: ${HUB_LIST}\n"
+                                        "  text: 'id-${HUB_RULES_X:-1}'\n")
+    loaded = load_rules([tmp_path], environ={"HUB_LIST": "[a, b]", "HUB_RULES_ENV": "HUB_LIST"})
     assert loaded.vars == {"on": True, "list": ["a", "b"], "text": "id-1"}
     with pytest.raises(LocatedError) as caught:
-        load_rules([tmp_path], environ={})
+        load_rules([tmp_path], environ={"HUB_RULES_ENV": "HUB_LIST"})
     assert caught.value.errors == [f"{tmp_path / 'vars.yaml'}:3:9: environment variable HUB_LIST is not set "
                                    "(write ${HUB_LIST:-default} to give a default)"]
 

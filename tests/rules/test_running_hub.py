@@ -63,6 +63,7 @@ def test_a_broken_file_is_refused_and_the_running_rules_stay(make_hub, tmp_path:
     with caplog.at_level(logging.ERROR, logger="hub.rules.registry"):
         _post_failure(client, 1)
         drain(hub)
+        hub._rules.wait_reloaded()  # reloads run off the request and worker threads
     assert hub.rules is first
     refused = [r.getMessage() for r in caplog.records if "not reloaded" in r.getMessage()]
     assert refused and f"{rules_dir / 'broken.yaml'}:4:11: condition does not compile" in refused[0]
@@ -70,6 +71,8 @@ def test_a_broken_file_is_refused_and_the_running_rules_stay(make_hub, tmp_path:
 
     (rules_dir / "broken.yaml").unlink()
     _touch(rules_dir / "notify.yaml", NOTIFY.format(metric="Second"), 10)
+    hub.rules  # notices the change and starts the reload...
+    hub._rules.wait_reloaded()  # ...which the test waits for, so event 2 meets the new rules
     _post_failure(client, 2)
     drain(hub)
     with hub.store.session() as s:

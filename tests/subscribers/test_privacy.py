@@ -264,3 +264,35 @@ def test_redaction_works_on_the_embedded_sqlite_default(sqlite_hub):
     assert b"sam" not in stored.body.lower() and stored.status == DeliveryStatus.REDACTED
     (recorded,) = rows(hub, Event, Event.provider_event_id == "u1")
     assert recorded.data["subscriber"] == {"email": "[redacted]", "external_ids": {"activecampaign": "[redacted]"}}
+
+
+def test_erasure_hashes_provider_event_ids_and_dedup_keys_that_name_the_person(privacy_hub):
+    from hub.web import create_app
+
+    hub = privacy_hub
+    client = create_app(hub).test_client()
+    # Shopify consent events are keyed customer/<id>/...; ActiveCampaign keys carry the contact id
+    shopify(client, "customers/update", (FIXTURES / "shopify" / "customers.update.json").read_bytes(), "wh-update")
+    for contact, email in (("4242", "Maya.Lin@Example.com"), ("5151", "other@example.com")):
+        form = urlencode([("type", "subscribe"), ("date_time", "2026-01-03 10:00:00"), ("list", "3"),
+                          ("contact[id]", contact), ("contact[email]", email)]).encode()
+        assert client.post("/webhooks/activecampaign/ac-token", data=form,
+                           headers={"Content-Type": "application/x-www-form-urlencoded"}).status_code == 200
+    drain(hub)
+    with hub.store.session() as s:
+        event_ids = set(s.execute(select(Event.provider_event_id)).scalars())
+        dedup_keys = set(s.execute(select(Delivery.dedup_key)).scalars())
+    assert any("7062102134962" in e for e in event_ids) and any(":4242:" in k for k in dedup_keys)
+
+    shopify(client, "customers/redact", (FIXTURES / "shopify" / "customers.redact.json").read_bytes(), "wh-redact")
+    drain(hub)
+
+    with hub.store.session() as s:
+        event_ids = set(s.execute(select(Event.provider_event_id)).scalars())
+        dedup_keys = set(s.execute(select(Delivery.dedup_key)).scalars())
+    for key in event_ids | dedup_keys:
+        assert "7062102134962" not in key and not re.search(r"(?<!\d)4242(?!\d)", key), key
+        assert "maya" not in key.lower(), key
+    assert any(k.startswith("redacted:") and len(k) == len("redacted:") + 64 for k in dedup_keys)
+    assert any(":5151:" in k for k in dedup_keys)  # the other subscriber's delivery keeps its key
+    assert any(":5151:" in e for e in event_ids)

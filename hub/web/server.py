@@ -1,0 +1,115 @@
+"""The production web server for ``hub serve``: gunicorn processes that serve with waitress, with a
+deadline per request.
+
+Why waitress (benchmarks/slow_clients.py measures the alternatives): it reads every request,
+headers *and* body, on its event loop, and hands it to an app thread only once complete. A client
+that dribbles bytes costs a socket, never a thread; a body over the cap is refused with 413 while
+it is read (chunked or not), so it never reaches the app at all. Under gunicorn's gthread worker
+the same 16 slow sockets held all 4x4 threads and the hub stopped answering.
+
+What waitress does not do on its own is bound how long one request may take to arrive: its
+``channel_timeout`` only closes *idle* connections, so a client sending a byte every few seconds
+would stay forever. ``_DeadlineChannel`` notes when a request's first byte came, and the server's
+periodic maintenance closes any connection still reading a request after
+HUB_SERVE_REQUEST_TIMEOUT_SECONDS. With at most HUB_SERVE_MAX_CONNECTIONS open at once, slow
+clients can take at most that many sockets, for at most that long.
+
+gunicorn still forks, supervises and restarts the worker processes (``WaitressWorker``), so the
+hub uses every core; inside each process waitress does the reading.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from typing import Any
+
+from gunicorn.workers.base import Worker
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
+from waitress.task import ThreadedTaskDispatcher
+
+from hub.kernel.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _DeadlineChannel(HTTPChannel):
+    """An HTTP connection that remembers when the request it is reading began."""
+
+    request_started: float | None = None
+
+    def received(self, data: bytes) -> bool:
+        if self.request is None and data:
+            self.request_started = time.monotonic()
+        return bool(super().received(data))
+
+
+class _DeadlineServer(TcpWSGIServer):
+    channel_class = _DeadlineChannel
+    request_timeout = 30.0
+
+    def maintenance(self, now: float) -> None:
+        super().maintenance(now)  # idle connections (waitress's channel_timeout)
+        cutoff = time.monotonic() - self.request_timeout
+        for channel in list(self.active_channels.values()):
+            reading = channel.request is not None and not channel.requests
+            if reading and channel.request_started is not None and channel.request_started < cutoff:
+                log.warning("closing a connection from %s: request not received within %.0f s",
+                            channel.addr[0] if channel.addr else "?", self.request_timeout)
+                channel.will_close = True  # the event loop closes it on its next pass
+
+
+def make_server(app: Any, settings: Settings, sock: socket.socket, threads: int) -> _DeadlineServer:
+    """A server on the listening socket ``sock``; ``.run()`` serves until interrupted."""
+    timeout = float(settings["HUB_SERVE_REQUEST_TIMEOUT_SECONDS"])
+    adj = Adjustments(
+        sockets=[sock], threads=threads,
+        connection_limit=settings["HUB_SERVE_MAX_CONNECTIONS"],
+        # waitress refuses a body of max_request_body_size bytes or more: one over the hub's cap
+        max_request_body_size=settings["HUB_MAX_BODY_BYTES"] + 1,
+        max_request_header_size=64 * 1024,
+        channel_timeout=max(1, int(timeout)),  # idle keep-alive connections
+        cleanup_interval=max(1, int(timeout / 10)),  # how often the deadline is enforced
+        ident="hub",
+    )
+    dispatcher = ThreadedTaskDispatcher()
+    dispatcher.set_thread_count(threads)
+    sockinfo = (sock.family, sock.type, sock.proto, sock.getsockname())
+    server = _DeadlineServer(app, map={}, _sock=sock, dispatcher=dispatcher, adj=adj, sockinfo=sockinfo,
+                             bind_socket=False)
+    server.request_timeout = timeout
+    return server
+
+
+class WaitressWorker(Worker):  # type: ignore[misc]
+    """A gunicorn worker process serving with waitress on gunicorn's listening socket."""
+
+    def run(self) -> None:
+        from hub.runtime import current
+
+        server = make_server(self.wsgi, current().settings, self.sockets[0].sock, self.cfg.threads)
+        threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
+        server.run()  # returns once a signal handler below raises SystemExit in this thread
+
+    def _heartbeat(self) -> None:
+        """Tell the gunicorn arbiter this process is alive; stop if the arbiter went away."""
+        while self.alive:
+            self.notify()
+            if os.getppid() != self.ppid:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            time.sleep(1.0)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:  # SIGTERM, SIGINT: stop serving
+        super().handle_exit(sig, frame)
+        raise SystemExit(0)  # waitress's loop catches it and lets the app threads finish
+
+    def handle_quit(self, sig: int, frame: Any) -> None:  # SIGQUIT: stop now
+        self.alive = False
+        raise SystemExit(0)
