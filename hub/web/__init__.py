@@ -17,6 +17,7 @@ def create_app(hub: Hub | None = None) -> Flask:
     app.extensions["hub"] = hub
 
     from .api import bp as api_bp
+    from .console import bp as console_bp
     from .health import bp as health_bp
     from .prometheus import bp as prometheus_bp
     from .subscribers import bp as subscribers_bp
@@ -27,6 +28,7 @@ def create_app(hub: Hub | None = None) -> Flask:
     app.register_blueprint(subscribers_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(prometheus_bp)
+    app.register_blueprint(console_bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
