@@ -186,3 +186,17 @@ def test_a_reconcile_run_from_the_console_is_shown_with_its_drift(hub, signed_in
     answer = signed_in.post("/segments/reconcile", data={"csrf_token": csrf_of(signed_in, "/segments")})
     page = signed_in.get(answer.location).get_data(as_text=True)
     assert "Reconciled:" in page and "Last reconcile" in page
+
+
+def test_the_rules_page_lists_files_rules_and_a_broken_files_errors_at_file_line_col(make_hub, tmp_path):
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "a.yaml").write_text("rules:\n  - id: hello\n    on: [subscriber.created]\n    actions:\n"
+                                   "      - klaviyo.track_event: {metric: Hello}\n")
+    client = create_app(make_hub(HUB_RULES_PATH=str(folder))).test_client()
+    sign_in(client)
+    page = client.get("/rules").get_data(as_text=True)
+    assert "a.yaml" in page and "hello" in page and "subscriber.created" in page and "do not load" not in page
+    (folder / "b.yaml").write_text("rules:\n  - id: broken\n    on: [no.such_type]\n    actions: []\n")
+    page = client.get("/rules").get_data(as_text=True)
+    assert "do not load" in page and re.search(r"b\.yaml:\d+:\d+: ", page)

@@ -107,6 +107,9 @@ def line(periods: Sequence[dict[str, Any]], key: str, label: str, fmt: Any, widt
         x = pad_left + i * step
         y = pad_top + (high - v) / span * (height - pad_top - pad_bottom)
         coords.append(f"{_num(x)},{_num(y)}")
+        if i % max(1, len(periods) // 12) == 0:
+            out.append(f'<text class="tick" x="{_num(x)}" y="{height - 10}" text-anchor="middle">'
+                       f'{p["start"][:7] if len(periods) > 14 else p["start"][5:]}</text>')
         marks.append(f'<circle cx="{_num(x)}" cy="{_num(y)}" r="3" data-period="{p["start"]}" data-value="{v}">'
                      f'<title>{p["start"]} {escape(label)}: {escape(fmt(v))}</title></circle>')
     out.append(f'<polyline class="series" fill="none" points="{" ".join(coords)}"/>')

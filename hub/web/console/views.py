@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 from datetime import date, timedelta
 from typing import Any, Callable
 
@@ -350,19 +351,37 @@ def unmerge(subscriber_id: int) -> Any:
 
 @bp.get("/rules")
 def rules() -> Any:
-    from ...rules import LocatedError, load_rules
     from ...rules.loader import as_paths
 
     hub = _hub()
     ruleset = hub.rules
-    try:
-        load_rules(as_paths(hub.settings["HUB_RULES_PATH"]))
-        errors: list[str] = []
-    except LocatedError as exc:  # the files on disk now; the rules in force are the last good ones
-        errors = list(exc.errors)
+    errors = _load_errors(as_paths(hub.settings["HUB_RULES_PATH"]))
     args = _load(SimulateArgs(), request.args)
     simulation = _simulate(hub, ruleset, args) if args["rules"] else None
     return render_template("console/rules.html", ruleset=ruleset, errors=errors, args=args, simulation=simulation)
+
+
+_checked: dict[tuple[Any, ...], list[str]] = {}
+_checked_lock = threading.Lock()
+
+
+def _load_errors(paths: list[Any]) -> list[str]:
+    """The errors of the rules files as they are on disk now (the rules in force are the last good
+    ones), checked again only when a file changed."""
+    from ...rules import LocatedError, load_rules
+    from ...rules.loader import rule_files
+
+    stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in rule_files(paths))
+    with _checked_lock:
+        if stamp not in _checked:
+            try:
+                load_rules(paths)
+                _checked[stamp] = []
+            except LocatedError as exc:
+                _checked[stamp] = list(exc.errors)
+            if len(_checked) > 16:
+                _checked.pop(next(iter(_checked)))
+        return _checked[stamp]
 
 
 def _simulate(hub: Any, ruleset: Any, args: dict[str, Any]) -> dict[str, Any]:
