@@ -3,8 +3,8 @@
 Loads 100k subscribers (each with a provider id, a subscription and a segment), 250k deliveries that
 produced 1M events over a year, 200k actions with attempts for the failed ones, and a year of MRR
 movements; then renders every console page through the Flask app (the test client: the whole
-request, routing, queries and templates, no network) and prints the best of 5 renders after one
-warm-up. Goal: every page under 200 ms. The baseline in the same run is ``/healthz`` (a request
+request, routing, queries and templates, no network) and prints the first render and the best of 5
+more. Goal: every page under 200 ms. The baseline in the same run is ``/healthz`` (a request
 that does no work), so each figure also reads as "N bare requests".
 
     .venv/bin/python benchmarks/console.py [--subscribers 100000] [--events 1000000] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/postgres]
@@ -90,6 +90,8 @@ def populate(dsn: str, subscribers: int, events: int, seed: int = 11) -> dict[st
             for i in range(1, actions + 1):
                 status = rnd.choice(ACTION_STATUSES)
                 when = NOW - timedelta(seconds=(actions - i) * 365 * 86400 // actions)
+                if status == "scheduled":  # planned steps fall due later (a due backlog is an incident)
+                    when = NOW + timedelta(days=rnd.randint(1, 30))
                 cp.write_row((i, f"key-{i}", "payment-failed-notify", "h", str(uuid.UUID(int=i * 5)),
                               rnd.randint(1, subscribers), f"sub_{i}", "klaviyo", "track_event",
                               '{"metric": "Payment Failed"}', when, status, 1, 1, False,
@@ -108,18 +110,22 @@ def populate(dsn: str, subscribers: int, events: int, seed: int = 11) -> dict[st
                     cp.write_row((i, str(uuid.uuid4()), when + timedelta(days=1), "churn", "USD", -1900, 1900, 0))
         for table, n in (("subscribers", subscribers), ("deliveries", deliveries), ("actions", actions)):
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), {n})")
-        cur.execute("ANALYZE")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")  # what autovacuum would have done by now
     return counts
 
 
-def render(client, path: str, rounds: int = 5) -> tuple[float, int]:
-    answer = client.get(path)  # warm-up (and the status to report)
+def render(client, path: str, rounds: int = 5) -> tuple[float, float, int]:
+    """The first render (cold caches) and the best of ``rounds`` more."""
+    t0 = time.perf_counter()
+    answer = client.get(path)
+    first = time.perf_counter() - t0
     best = float("inf")
     for _ in range(rounds):
         t0 = time.perf_counter()
         client.get(path)
         best = min(best, time.perf_counter() - t0)
-    return best, answer.status_code
+    return first, best, answer.status_code
 
 
 def main() -> None:
@@ -162,16 +168,17 @@ def main() -> None:
             "/subscribers", f"/subscribers?q=s{sid}@example.com", f"/subscribers?q=cus_{sid}",
             f"/subscribers?q=First{sid}", f"/subscribers/{sid}", "/rules", "/segments", "/kpis", "/connectors",
         ]
-        baseline, _ = render(client, "/healthz")
+        _, baseline, _ = render(client, "/healthz")
         print(f"subscribers: {counts['subscribers']:,}  events: {counts['events']:,}  deliveries: "
               f"{counts['deliveries']:,}  actions: {counts['actions']:,}  (bulk load {load_s:.0f} s)")
-        print(f"baseline /healthz: {baseline * 1000:.1f} ms; best of 5 renders, goal 200 ms")
+        print(f"baseline /healthz: {baseline * 1000:.1f} ms. Per page: first render, then the best of 5 "
+              "(goal 200 ms)")
         worst = 0.0
         for path in pages:
-            took, status = render(client, path)
+            first, took, status = render(client, path)
             worst = max(worst, took)
-            print(f"  {path[:60]:<60} {status}  {took * 1000:7.1f} ms  ({took / baseline:5.0f}x baseline)"
-                  + ("" if took < 0.2 else "  OVER GOAL"))
+            print(f"  {path[:58]:<58} {status} {first * 1000:7.1f} ms {took * 1000:7.1f} ms "
+                  f"({took / baseline:4.0f}x baseline)" + ("" if took < 0.2 else "  OVER GOAL"))
         print(f"slowest page: {worst * 1000:.1f} ms ({'under' if worst < 0.2 else 'over'} the 200 ms goal)")
     finally:
         if hub is not None:

@@ -200,3 +200,15 @@ def test_the_rules_page_lists_files_rules_and_a_broken_files_errors_at_file_line
     (folder / "b.yaml").write_text("rules:\n  - id: broken\n    on: [no.such_type]\n    actions: []\n")
     page = client.get("/rules").get_data(as_text=True)
     assert "do not load" in page and re.search(r"b\.yaml:\d+:\d+: ", page)
+
+
+def test_replaying_the_filtered_failed_deliveries_requeues_only_those(hub, signed_in):
+    with hub.store.session() as s:
+        for i, connector in enumerate(["stripe", "stripe", "shopify"]):
+            s.add(Delivery(connector=connector, dedup_key=f"evt_{i}", headers={}, body=b"{}", received_at=T0,
+                           status="failed", error="bad"))
+    answer = signed_in.post("/deliveries/replay", data={"connector": "stripe",
+                                                        "csrf_token": csrf_of(signed_in, "/deliveries")})
+    assert "Replayed 2 failed deliveries" in signed_in.get(answer.location).get_data(as_text=True)
+    assert sorted((d.connector, d.status) for d in rows(hub, Delivery)) == [
+        ("shopify", "failed"), ("stripe", "received"), ("stripe", "received")]

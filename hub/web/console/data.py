@@ -99,22 +99,37 @@ def action(session: Session, action_id: int) -> dict[str, Any] | None:
     return out
 
 
+def find_subscribers(session: Session, q: str) -> list[int]:
+    """Ids of the subscribers ``q`` names: an id, an e-mail (any case) or a provider's id, each one
+    index probe; failing those (and not an e-mail), a first, last or full name (a scan)."""
+    import connectors
+
+    q = q.strip()
+    ids: set[int] = set()
+    if q.isdigit():
+        ids.update(session.execute(select(Subscriber.id).where(Subscriber.id == int(q))).scalars())
+    ids.update(session.execute(select(Subscriber.id).where(Subscriber.email == q.casefold())).scalars())
+    # provider first: the (provider, external_id) unique index answers; other providers by a scan
+    ext = session.execute(select(ExternalId.subscriber_id).where(
+        ExternalId.provider.in_(sorted(connectors.REGISTRY)), ExternalId.external_id == q)).scalars().all()
+    if not ext:
+        ext = session.execute(select(ExternalId.subscriber_id).where(ExternalId.external_id == q)).scalars().all()
+    ids.update(ext)
+    if not ids and "@" not in q:
+        words = q.lower().split()
+        first, last = func.lower(Subscriber.first_name), func.lower(Subscriber.last_name)
+        match = or_(first == q.lower(), last == q.lower())
+        if len(words) == 2:
+            match = or_(match, (first == words[0]) & (last == words[1]))
+        ids.update(session.execute(select(Subscriber.id).where(match).limit(1000)).scalars())
+    return sorted(ids, reverse=True)
+
+
 def subscribers(session: Session, *, q: str | None, before: int | None, limit: int) -> Page:
-    """Newest first; ``q`` finds by id, e-mail (exact, any case), any provider's external id, or name."""
+    """Newest first; ``q`` finds by id, e-mail, any provider's id or name (``find_subscribers``)."""
     query = select(Subscriber).order_by(Subscriber.id.desc()).limit(limit + 1)
     if q:
-        q = q.strip()
-        found = [Subscriber.email == q.casefold(),
-                 Subscriber.id.in_(select(ExternalId.subscriber_id).where(ExternalId.external_id == q))]
-        if q.isdigit():
-            found.append(Subscriber.id == int(q))
-        if "@" not in q:
-            words = q.split()
-            if len(words) == 2:
-                found.append((func.lower(Subscriber.first_name) == words[0].lower())
-                             & (func.lower(Subscriber.last_name) == words[1].lower()))
-            found += [func.lower(Subscriber.first_name) == q.lower(), func.lower(Subscriber.last_name) == q.lower()]
-        query = query.where(or_(*found))
+        query = query.where(Subscriber.id.in_(find_subscribers(session, q)))
     if before:
         query = query.where(Subscriber.id < before)
     rows = [{"id": s.id, "email": s.email, "name": " ".join(p for p in (s.first_name, s.last_name) if p),
@@ -248,9 +263,11 @@ def last_webhooks(session: Session, names: Sequence[str]) -> dict[str, datetime]
     """When each connector's newest delivery arrived (one index probe per connector)."""
     out = {}
     for name in names:
-        newest = session.execute(select(func.max(Delivery.id)).where(Delivery.connector == name)).scalar()
+        # ordered like the (connector, id) index, so even a generic prepared plan walks that index
+        newest = session.execute(select(Delivery.received_at).where(Delivery.connector == name)
+                                 .order_by(Delivery.connector.desc(), Delivery.id.desc()).limit(1)).scalar()
         if newest is not None:
-            out[name] = session.execute(select(Delivery.received_at).where(Delivery.id == newest)).scalar_one()
+            out[name] = newest
     return out
 
 

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import threading
+import time
 from datetime import date, timedelta
 from typing import Any, Callable
 
@@ -165,6 +166,24 @@ def _blocks(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
     return {report["currency"]: report["periods"]} if "currency" in report else report["per_currency"]
 
 
+HEADLINE_SECONDS = 60
+
+
+def _headline_kpis() -> tuple[Any, str | None]:
+    """The overview's 12 months of KPIs, computed at most once a minute per process (the page
+    refreshes itself; the ledger's figures move by the day)."""
+    cached = current_app.extensions.get("console.headlines")
+    if cached and time.monotonic() - cached[0] < HEADLINE_SECONDS:
+        return cached[1], cached[2]
+    kpis, error = None, None
+    try:
+        kpis = _blocks(_kpi_report(*_kpi_range({}), "month"))
+    except m.MetricsError as exc:
+        error = str(exc)
+    current_app.extensions["console.headlines"] = (time.monotonic(), kpis, error)
+    return kpis, error
+
+
 @bp.get("/")
 def overview() -> Any:
     hub = _hub()
@@ -173,11 +192,7 @@ def overview() -> Any:
         backlog = data.queue_backlog(hub, session)
         hourly = data.webhooks_by_hour(session)
         attention = data.attention(session)
-    kpis, kpi_error = None, None
-    try:
-        kpis = _blocks(_kpi_report(*_kpi_range({}), "month"))
-    except m.MetricsError as exc:
-        kpi_error = str(exc)
+    kpis, kpi_error = _headline_kpis()
     return render_template("console/overview.html", health=data.health(hub), backlog=backlog, hourly=hourly,
                            attention=attention, kpis=kpis, kpi_error=kpi_error, sparkline=charts.sparkline,
                            refresh=max(refresh, 5) if refresh else 0)
