@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import threading
 import time
 from datetime import date, timedelta
@@ -133,7 +134,14 @@ def pretty_body(body: bytes | None) -> str:
         return text
 
 
+def relative(path: str) -> str:
+    """A source location under the working directory, shown relative to it (``rules/x.yaml:3:5``)."""
+    here = os.getcwd().rstrip("/") + "/"
+    return path[len(here):] if path.startswith(here) else path
+
+
 bp.add_app_template_filter(pretty, "pretty")
+bp.add_app_template_filter(relative, "relative")
 bp.add_app_template_global(money, "money")
 bp.add_app_template_global(pct, "pct")
 bp.add_app_template_global(ago, "ago")
