@@ -212,3 +212,20 @@ def test_replaying_the_filtered_failed_deliveries_requeues_only_those(hub, signe
     assert "Replayed 2 failed deliveries" in signed_in.get(answer.location).get_data(as_text=True)
     assert sorted((d.connector, d.status) for d in rows(hub, Delivery)) == [
         ("shopify", "failed"), ("stripe", "received"), ("stripe", "received")]
+
+
+def test_the_connectors_page_shows_the_setting_to_set_and_the_rate_limit_in_use(hub, signed_in):
+    import connectors
+    from connectors.base import windows
+
+    from hub.ratelimit import RateLimiter, limit_key
+
+    klaviyo = connectors.get("klaviyo")
+    bucket, spans = sorted(klaviyo.rate_limits_for(hub.settings).items())[0]
+    key = limit_key("klaviyo", klaviyo.rate_limit_account(hub.settings), bucket)
+    for token in ("a", "b"):
+        assert RateLimiter(hub.redis).acquire(key, windows(spans), token).granted
+    page = signed_in.get("/connectors").get_data(as_text=True)
+    n, seconds = windows(spans)[0]
+    assert f"{bucket}: 2 of {n} per {seconds:g} s used" in page
+    assert "off (set HUB_CHARGEBEE_WEBHOOK_USERNAME)" in page

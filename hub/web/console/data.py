@@ -271,6 +271,22 @@ def last_webhooks(session: Session, names: Sequence[str]) -> dict[str, datetime]
     return out
 
 
+def rate_limit_use(hub: "Hub", connector: Any) -> dict[str, list[dict[str, Any]]]:
+    """Per rate-limit bucket of an outbound connector: each window's requests used now and its limit."""
+    from connectors.base import windows
+
+    from ...ratelimit import RateLimiter, limit_key
+
+    limiter = RateLimiter(hub.redis)
+    account = connector.rate_limit_account(hub.settings)
+    out = {}
+    for bucket, value in sorted(connector.rate_limits_for(hub.settings).items()):
+        spans = windows(value)
+        used = limiter.used(limit_key(connector.name, account, bucket), spans)
+        out[bucket] = [{"used": u, "limit": n, "seconds": w} for u, (n, w) in zip(used, spans)]
+    return out
+
+
 # -- segments -------------------------------------------------------------------------------------
 
 def segment_sizes(session: Session) -> dict[str, int]:

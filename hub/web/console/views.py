@@ -532,7 +532,14 @@ def connectors_page() -> Any:
 
     hub = _hub()
     rows = [connector_status(hub, c) for c in connectors.REGISTRY.values()]
+    use: dict[str, Any] = {}
+    for c in connectors.REGISTRY.values():
+        if c.actions and isinstance(next((r for r in rows if r["name"] == c.name), {}).get("rate_limit"), dict):
+            try:
+                use[c.name] = data.rate_limit_use(hub, c)
+            except Exception:  # Redis away: the status column already says so
+                pass
     with hub.store.session() as session:
         last = data.last_webhooks(session, [r["name"] for r in rows])
-    return render_template("console/connectors.html", rows=rows, last=last)
+    return render_template("console/connectors.html", rows=rows, last=last, use=use)
 
