@@ -229,3 +229,22 @@ def test_the_connectors_page_shows_the_setting_to_set_and_the_rate_limit_in_use(
     n, seconds = windows(spans)[0]
     assert f"{bucket}: 2 of {n} per {seconds:g} s used" in page
     assert "off (set HUB_CHARGEBEE_WEBHOOK_USERNAME)" in page
+
+
+def test_segment_sizes_over_time_are_worked_back_from_the_entered_and_exited_events(hub, signed_in):
+    from hub.store import utcnow
+    from hub.store.profile_models import SegmentMembership
+
+    now = utcnow()
+    with hub.store.session() as s:
+        s.add(Subscriber(id=1, created_at=now, updated_at=now))
+        s.add(Subscriber(id=2, created_at=now, updated_at=now))
+        s.add_all([SegmentMembership(subscriber_id=1, segment="subscribers", entered_at=now),
+                   SegmentMembership(subscriber_id=2, segment="subscribers", entered_at=now)])
+        for i, (days_ago, kind) in enumerate([(10, "entered"), (5, "entered"), (5, "entered"), (2, "exited")]):
+            s.add(Event(id=f"00000000-0000-0000-0000-0000000000a{i}", type=f"segment.{kind}",
+                        time=now - timedelta(days=days_ago), provider="hub", provider_event_id=f"s{i}",
+                        provider_type=f"segment.{kind}", data={"segment": {"id": "subscribers"}}, recorded_at=now))
+    page = signed_in.get("/segments").get_data(as_text=True)
+    # 30 days: 0 members until 10 days ago, then 1, then 3 five days ago, then 2 since two days ago
+    assert "subscribers members at the end of each day: 30 points, from 0 to 2 (low 0, high 3)" in page

@@ -294,6 +294,41 @@ def segment_sizes(session: Session) -> dict[str, int]:
                                 .group_by(SegmentMembership.segment)).all())
 
 
+def _day(session: Session, column: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone("UTC", column))
+    return func.date(column)
+
+
+def segment_history(session: Session, sizes: dict[str, int], days: int = 30) -> dict[str, list[int]]:
+    """Each segment's size at the end of each of the last ``days`` days (oldest first), worked back
+    from today's size through the ``segment.entered`` / ``segment.exited`` events."""
+    from datetime import date as date_
+
+    today = utcnow().date()
+    start = today - timedelta(days=days - 1)
+    segment, day = Event.data["segment"]["id"].as_string(), _day(session, Event.time)
+    rows = session.execute(select(segment, day, Event.type, func.count())
+                           .where(Event.type.in_(("segment.entered", "segment.exited")),
+                                  Event.time >= datetime.combine(start, datetime.min.time(), utcnow().tzinfo))
+                           .group_by(segment, day, Event.type)).all()
+    net: dict[str, list[int]] = {}
+    for name, when, kind, count in rows:
+        when = when if isinstance(when, date_) else date_.fromisoformat(str(when)[:10])
+        index = (when - start).days
+        if name and 0 <= index < days:
+            net.setdefault(name, [0] * days)[index] += count if kind == "segment.entered" else -count
+    out = {}
+    for name in set(sizes) | set(net):
+        size, series = sizes.get(name, 0), []
+        changes = net.get(name, [0] * days)
+        for i in range(days - 1, -1, -1):  # the size at the end of day i, newest first
+            series.append(size)
+            size -= changes[i]
+        out[name] = series[::-1]
+    return out
+
+
 def sync_states(session: Session) -> dict[str, dict[str, int]]:
     """Per sync target: how many subscribers' last sync action is in each outbox status."""
     rows = session.execute(select(SyncState.target, Action.status, func.count())

@@ -449,9 +449,10 @@ def segments() -> Any:
     config = config_mod.current(hub.settings["HUB_RULES_PATH"])
     with hub.store.session() as session:
         sizes = data.segment_sizes(session)
+        history = data.segment_history(session, sizes)
         sync = data.sync_states(session)
-    return render_template("console/segments.html", config=config, sizes=sizes, sync=sync,
-                           last=data.last_reconcile(hub))
+    return render_template("console/segments.html", config=config, sizes=sizes, sync=sync, history=history,
+                           last=data.last_reconcile(hub), sparkline=charts.sparkline)
 
 
 @bp.post("/segments/reconcile")
