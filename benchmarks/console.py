@@ -166,7 +166,7 @@ def main() -> None:
             f"/events?before={middle.time.isoformat()}|{middle.id}".replace("+", "%2B"),
             "/actions", "/actions?status=dead", f"/actions?before={counts['actions'] // 2}", "/actions/51",
             "/subscribers", f"/subscribers?q=s{sid}@example.com", f"/subscribers?q=cus_{sid}",
-            f"/subscribers?q=First{sid}", f"/subscribers/{sid}", "/rules", "/segments", "/kpis", "/connectors",
+            f"/subscribers?q=First{sid}", f"/subscribers/{sid}", "/rules", "/segments", "/kpis", "/kpis?cohorts=1", "/connectors",
         ]
         _, baseline, _ = render(client, "/healthz")
         print(f"subscribers: {counts['subscribers']:,}  events: {counts['events']:,}  deliveries: "

@@ -248,3 +248,24 @@ def test_segment_sizes_over_time_are_worked_back_from_the_entered_and_exited_eve
     page = signed_in.get("/segments").get_data(as_text=True)
     # 30 days: 0 members until 10 days ago, then 1, then 3 five days ago, then 2 since two days ago
     assert "subscribers members at the end of each day: 30 points, from 0 to 2 (low 0, high 3)" in page
+
+
+def test_cohort_retention_and_the_aging_of_open_failed_payments(hub, signed_in):
+    a, b, c = (who("stripe", f"cus_{x}", f"{x}@x.com") for x in "abc")
+    feed(hub, ev("subscription.created", "2025-01-05T09:00:00Z", subscriber=a, subscription=sub("sub_a", "active", 1000)),
+         ev("subscription.created", "2025-01-20T09:00:00Z", subscriber=b, subscription=sub("sub_b", "active", 1000)),
+         ev("subscription.created", "2025-02-03T09:00:00Z", subscriber=c, subscription=sub("sub_c", "active", 1000)),
+         ev("subscription.cancelled", "2025-02-10T09:00:00Z", subscriber=b, subscription=sub("sub_b", "cancelled", 0)),
+         ev("payment.failed", "2025-03-01T09:00:00Z", subscriber=c,
+            payment={"amount": money(1000), "subscription_id": "sub_c"}))
+    answer = signed_in.get("/kpis.csv?chart=cohorts&from=2025-01-01&to=2025-03-31")
+    table = list(csv.reader(io.StringIO(answer.get_data(as_text=True))))
+    assert table == [["cohort", "subscribers", "month_0", "month_1", "month_2"],
+                     ["2025-01", "2", "2", "1", "1"],  # b left in February
+                     ["2025-02", "1", "1", "1"],
+                     ["2025-03", "0", "0"]]
+    aging = list(csv.reader(io.StringIO(signed_in.get("/kpis.csv?chart=aging&from=2025-01-01&to=2025-03-31")
+                                        .get_data(as_text=True))))
+    assert aging[0] == ["age", "open_cases", "amount_USD"] and aging[-1] == ["over 90 days", "1", "1000"]
+    page = signed_in.get("/kpis?from=2025-01-01&to=2025-03-31&cohorts=1").get_data(as_text=True)
+    assert 'id="cohort-table"' in page and "(50.0%)" in page

@@ -496,13 +496,25 @@ def _kpi_periods(args: dict[str, Any]) -> tuple[dict[str, Any], str | None, list
     return report, currency, list(blocks), blocks.get(currency or "", [])
 
 
+def _aging_and_cohorts(report: dict[str, Any], *, with_cohorts: bool) -> tuple[Any, Any]:
+    from ... import retention
+    from ...store import utcnow
+
+    start, end = date.fromisoformat(report["from"]), date.fromisoformat(report["to"])
+    with _hub().store.session() as session:
+        aging = retention.dunning_aging(session, utcnow())
+        table = retention.cohorts(session, start, end) if with_cohorts else None
+    return aging, table
+
+
 @bp.get("/kpis")
 def kpis() -> Any:
     args = _load(KpiArgs(), request.args)
     report, currency, currencies, periods = _kpi_periods(args)
     fmt = (lambda v: money(int(v), currency)) if currency else str
+    aging, cohort_table = _aging_and_cohorts(report, with_cohorts=request.args.get("cohorts") == "1")
     return render_template("console/kpis.html", report=report, currency=currency, currencies=currencies,
-                           periods=periods, args=args, charts=CSV_CHARTS,
+                           periods=periods, args=args, charts=CSV_CHARTS, aging=aging, cohorts=cohort_table,
                            movements_chart=charts.movements(periods, fmt),
                            mrr_chart=charts.line(periods, "mrr", "MRR", fmt))
 
@@ -511,15 +523,27 @@ def kpis() -> Any:
 def kpis_csv() -> Any:
     args = _load(KpiArgs(), request.args)
     chart = request.args.get("chart", "movements")
-    if chart not in CSV_CHARTS:
-        abort(400, f"chart: one of {', '.join(CSV_CHARTS)}")
+    if chart not in (*CSV_CHARTS, "aging", "cohorts"):
+        abort(400, f"chart: one of {', '.join((*CSV_CHARTS, 'aging', 'cohorts'))}")
     report, currency, _, periods = _kpi_periods(args)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["start", "end", "currency", *(name for name, _ in CSV_CHARTS[chart])])
-    for p in periods:
-        writer.writerow([p["start"], p["end"], currency, *("" if (v := f(p)) is None else v
-                                                           for _, f in CSV_CHARTS[chart])])
+    if chart in CSV_CHARTS:
+        writer.writerow(["start", "end", "currency", *(name for name, _ in CSV_CHARTS[chart])])
+        for p in periods:
+            writer.writerow([p["start"], p["end"], currency, *("" if (v := f(p)) is None else v
+                                                               for _, f in CSV_CHARTS[chart])])
+    else:
+        aging, table = _aging_and_cohorts(report, with_cohorts=chart == "cohorts")
+        if chart == "aging":
+            codes = sorted({c for row in aging for c in row["amounts"]})
+            writer.writerow(["age", "open_cases", *(f"amount_{c}" for c in codes)])
+            for row in aging:
+                writer.writerow([row["bucket"], row["cases"], *(row["amounts"].get(c, 0) for c in codes)])
+        else:
+            writer.writerow(["cohort", "subscribers", *(f"month_{k}" for k in range(len(table or [])))])
+            for row in table or []:
+                writer.writerow([row["cohort"], row["subscribers"], *row["retained"]])
     name = f"hub-{chart}-{report['from']}-{report['to']}-{report['interval']}.csv"
     return Response(buffer.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
