@@ -44,29 +44,33 @@ def cohorts(session: Session, start: date, end: date) -> list[dict[str, Any]]:
         cursor = _next_month(cursor)
     table: dict[date, list[int]] = {c: [0] * (len(months) - i) for i, c in enumerate(months)}
     size: dict[date, int] = {c: 0 for c in months}
+    index = {c: i for i, c in enumerate(months)}
+    ends = [datetime.combine(_next_month(c), time(), timezone.utc) for c in months]
 
     def close(cohort: date, changes: list[tuple[datetime, str, int]]) -> None:
         size[cohort] += 1
-        mrr: dict[str, int] = {}
-        k = 0
-        offset = months.index(cohort)
-        for month_start in months[offset:]:
-            boundary = datetime.combine(_next_month(month_start), time(), timezone.utc)
-            while k < len(changes) and changes[k][0] < boundary:
+        offset, row, mrr, k = index[cohort], table[cohort], {}, 0
+        for j in range(offset, len(months)):
+            if k == len(changes):  # no more changes: the state holds to the end of the range
+                if any(v > 0 for v in mrr.values()):
+                    for rest in range(j - offset, len(row)):
+                        row[rest] += 1
+                return
+            while k < len(changes) and changes[k][0] < ends[j]:
                 mrr[changes[k][1]] = changes[k][2]
                 k += 1
             if any(v > 0 for v in mrr.values()):
-                table[cohort][months.index(month_start) - offset] += 1
+                row[j - offset] += 1
 
-    current, first, changes = None, None, []
+    current, cohort, changes = None, None, []
     for sid, first_time, when, currency, after in rows:
         if sid != current:
             if current is not None:
-                close(_month(first.date()), changes)
-            current, first, changes = sid, first_time.astimezone(timezone.utc), []
+                close(cohort, changes)
+            current, cohort, changes = sid, _month(first_time.astimezone(timezone.utc).date()), []
         changes.append((when, currency, after))
     if current is not None:
-        close(_month(first.date()), changes)
+        close(cohort, changes)
     return [{"cohort": c.isoformat()[:7], "subscribers": size[c],
              "retained": table[c], "rates": [None if not size[c] else round(n / size[c], 4) for n in table[c]]}
             for c in months]
