@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench screenshots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rules.py
 	$(BIN)/python benchmarks/segments.py
 	$(BIN)/python benchmarks/ratelimit.py
+	$(BIN)/python benchmarks/console.py
+
+## Photograph every console page into docs/screenshots/ (headless Chromium, installed when missing).
+screenshots: $(STAMP)
+	HUB_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest -q tests/console/test_browser.py -k photographed
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

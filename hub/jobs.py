@@ -6,6 +6,7 @@ Jobs carry ids only; the database holds the work. Job functions live in ``hub/ta
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any, Iterable, Sequence
 
 from redis import Redis
@@ -114,3 +115,14 @@ class ThreadWorker(SimpleWorker):
 
 def make_worker(redis: Redis, queues: list[str], cls: type[Worker] = Worker, **kwargs: Any) -> Worker:
     return cls([queue(redis, q) for q in queues], connection=redis, serializer=JSONSerializer, **kwargs)
+
+
+def queue_depth(redis: Redis, name: str) -> tuple[int, datetime | None]:
+    """Jobs waiting in a queue and when the oldest of them was enqueued (naive UTC, as RQ keeps it)."""
+    q = queue(redis, name)
+    first = q.get_job_ids(0, 0)
+    oldest = None
+    if first:
+        job = Job.fetch(first[0], connection=redis, serializer=JSONSerializer)
+        oldest = job.enqueued_at.replace(tzinfo=None) if job.enqueued_at else None
+    return q.count, oldest

@@ -201,6 +201,12 @@ class RateLimiter:
     def paused_for(self, key: str) -> float:
         return float(self._paused(keys=[f"{self.prefix}:{key}:pause"]))
 
+    def used(self, key: str, windows: Windows) -> list[int]:
+        """How many requests each window of ``key`` holds now (read-only; the console's "use")."""
+        seconds, micros = self.redis.time()
+        now = seconds + micros / 1e6
+        return [int(self.redis.zcount(f"{self.prefix}:{key}:log:{n}/{w:g}", now - w, "+inf")) for n, w in windows]
+
 
 def limit_key(connector: str, account: str, bucket: str) -> str:
     return f"{connector}:{account}:{bucket}"

@@ -39,6 +39,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("connector", "dedup_key", name="uq_deliveries_dedup"),
         Index("ix_deliveries_status_received", "status", "received_at"),
+        Index("ix_deliveries_connector", "connector", "id"),  # the console's per-tool views
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -64,6 +65,8 @@ class Event(Base):
         Index("ix_events_subscriber_time", "subscriber_id", "time"),
         Index("ix_events_type_time", "type", "time"),
         Index("ix_events_recorded", "recorded_at"),
+        Index("ix_events_time", "time", "id"),  # the console's newest-first listing (keyset pages)
+        Index("ix_events_delivery", "delivery_id"),  # a delivery's events
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -19,6 +19,7 @@ def create_app(hub: Hub | None = None) -> Flask:
     from hub.web.api import bp as api_bp
     from hub.web.changes import api as changes_bp
     from hub.web.changes import page as self_service_bp
+    from hub.web.console import bp as console_bp
     from hub.web.health import bp as health_bp
     from hub.web.prometheus import bp as prometheus_bp
     from hub.web.subscribers import bp as subscribers_bp
@@ -33,6 +34,7 @@ def create_app(hub: Hub | None = None) -> Flask:
     app.register_blueprint(usage_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(prometheus_bp)
+    app.register_blueprint(console_bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
