@@ -28,3 +28,4 @@ __all__ = [
 
 from . import profile_models  # noqa: E402,F401  (registers the profile, segment and KPI tables)
 from . import privacy_models  # noqa: E402,F401  (registers the redactions and data_exports tables)
+from . import sync_models  # noqa: E402,F401  (registers the backfill_runs and webhook_registrations tables)
