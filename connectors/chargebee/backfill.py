@@ -29,7 +29,7 @@ def _list(client: ApiClient, resource: str, field: str, start: datetime, end: da
                               f"{field}[before]": epoch(end), f"sort_by[asc]": field}
     if cursor:
         params["offset"] = cursor
-    data = client.request("GET", f"/api/v2/{resource}", params=params).data or {}
+    data = client.request("GET", f"/api/v2/{resource}", params=params, whole=True).data or {}
     items = [i for i in data.get("list") or [] if isinstance(i, dict)]
     return items, data.get("next_offset")
 

@@ -36,7 +36,7 @@ def _list(client: ApiClient, path: str, start: datetime, end: datetime, cursor: 
                               **(extra or {})}
     if cursor:
         params["starting_after"] = cursor
-    data = client.request("GET", path, params=params).data or {}
+    data = client.request("GET", path, params=params, whole=True).data or {}
     items = [o for o in data.get("data") or [] if isinstance(o, dict)]
     return items, (items[-1]["id"] if data.get("has_more") and items else None)
 
