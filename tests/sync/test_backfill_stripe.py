@@ -17,6 +17,7 @@ from hub import backfill
 from hub.cli import cli
 from hub.events import event_id
 from hub.runtime import Hub
+from hub.web import create_app
 from hub.store import Action, Attempt, Delivery, Event, Subscriber, Subscription, utcnow
 from hub.store.models import ActionStatus
 from hub.store.sync_models import BackfillRun
@@ -102,11 +103,11 @@ def test_a_second_backfill_adds_nothing(stripe_hub: Hub, stripe: FakeStripe) -> 
     assert (count(stripe_hub, Event), count(stripe_hub, Action), count(stripe_hub, Delivery)) == before
 
 
-def test_a_webhook_of_a_backfilled_fact_records_nothing_new(stripe_hub: Hub, stripe: FakeStripe, client: Any
-                                                            ) -> None:
+def test_a_webhook_of_a_backfilled_fact_records_nothing_new(stripe_hub: Hub, stripe: FakeStripe) -> None:
     seed(stripe)
     now = int(utcnow().timestamp())
     run(stripe_hub)
+    client = create_app(stripe_hub).test_client()
     events, actions = count(stripe_hub, Event), count(stripe_hub, Action)
     # the same event id as the log's (Stripe redelivering it) ...
     logged = next(e for e in stripe.events if e["id"] == "evt_fail_2")
