@@ -85,7 +85,7 @@ def run(hub: "Hub", stop: threading.Event) -> None:
     last_sweep = 0.0
     import time
 
-    from . import segments
+    from . import segments, sync
 
     alarm = outbox.Alarm(hub, stop)
     while not stop.is_set():
@@ -97,6 +97,7 @@ def run(hub: "Hub", stop: threading.Event) -> None:
                 last_sweep = time.monotonic()
                 sweep(hub)
             segments.sweep_if_due(hub)  # time-based segment transitions, every HUB_SEGMENT_SWEEP_SECONDS
+            sync.health_if_due(hub)  # webhook subscriptions and gap repair, every HUB_SYNC_HEALTH_SECONDS
             soonest = outbox.seconds_to_next_due(hub)
             if soonest is not None:
                 pause = min(pause, max(soonest, 0.002))

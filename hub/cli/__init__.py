@@ -37,6 +37,7 @@ def main() -> None:
 # Every command group, registered explicitly (click lists them alphabetically in --help).
 from . import backfill as backfill_cli  # noqa: E402
 from . import connectors as connectors_cli  # noqa: E402
+from . import sync as sync_cli  # noqa: E402,F401  (adds `connectors register` and `connectors health`)
 from . import explain, inspect, metrics, privacy, processes, rules, segments, store, subscribers, tools  # noqa: E402
 
 for module in (processes, store, inspect, tools, rules, explain, connectors_cli, privacy, subscribers, segments,
