@@ -25,6 +25,7 @@ import json
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -150,55 +151,65 @@ class Reader:
 def record_page(hub: "Hub", session: Session, connector: Connector, records: Iterable[Record], *,
                 horizon_start: datetime, origin: str, dry_run: bool = False) -> tuple[Counts, list[int]]:
     """Record one page's records (oldest first) in ``session``; return the counts and the ids of the
-    actions to dispatch after commit. With ``dry_run`` nothing is written: only counted."""
+    actions to dispatch after commit. With ``dry_run`` nothing is written: only counted.
+
+    What the hub already holds is found with one query per page (delivery keys), and one for the
+    canonical ids of the rest, so a second run or a dry run costs a few queries a page."""
     from .pipeline import record_events
 
     counts = Counts()
     due: list[int] = []
     now = utcnow()
-    for record in sorted(records, key=lambda r: r.time):
-        counts.fetched += 1
+    batch = sorted(records, key=lambda r: r.time)
+    keys = {r.key[:255] for r in batch}
+    known_keys = set(session.execute(select(Delivery.dedup_key).where(
+        Delivery.connector == connector.name, Delivery.dedup_key.in_(keys))).scalars()) if keys else set()
+    counts.fetched = len(batch)
+    counts.present = sum(1 for r in batch if r.key[:255] in known_keys)
+    todo = []
+    for record in (r for r in batch if r.key[:255] not in known_keys):
         body = json.dumps(record.body, separators=(",", ":"), sort_keys=True).encode()
-        key = record.key[:255]
-        if dry_run:
-            known = session.execute(select(Delivery.id).where(Delivery.connector == connector.name,
-                                                              Delivery.dedup_key == key)).first()
-            delivery_id = None
-        else:
-            inserted = insert_ignore(session, Delivery.__table__, {
-                "connector": connector.name, "dedup_key": key, "headers": {"x-hub-origin": origin}, "body": body,
-                "received_at": now, "status": DeliveryStatus.RECEIVED, "attempts": 1, "enqueued": 0,
-                "event_count": 0}, ["connector", "dedup_key"])
-            known, delivery_id = not inserted, (inserted[0] if inserted else None)
-        if known:
-            counts.present += 1
-            continue
         try:
-            events = connector.normalize(RawDelivery(delivery_id, connector.name, {}, body, now))
+            events = connector.normalize(RawDelivery(None, connector.name, {}, body, now))
         except PayloadError as exc:
+            events, error = [], str(exc)
             counts.failed += 1
-            log.warning("%s %s: %s record %s cannot be read: %s", connector.name, origin, record.key, key, exc)
-            if delivery_id is not None:
-                session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
-                    status=DeliveryStatus.FAILED, error=str(exc)[:4000]))
+            log.warning("%s %s: record %s cannot be read: %s", connector.name, origin, record.key, exc)
+        else:
+            error = None
+        todo.append((record, body, events, error))
+    ids = {e.id for _, _, events, _ in todo for e in events}
+    known_ids = set(session.execute(select(Event.id).where(Event.id.in_(ids))).scalars()) if ids else set()
+    for record, body, events, error in todo:
+        delivery_id = None
+        if not dry_run:
+            inserted = insert_ignore(session, Delivery.__table__, {
+                "connector": connector.name, "dedup_key": record.key[:255], "headers": {"x-hub-origin": origin},
+                "body": body, "received_at": now, "status": DeliveryStatus.FAILED if error else DeliveryStatus.RECEIVED,
+                "error": error, "attempts": 1, "enqueued": 0, "event_count": 0}, ["connector", "dedup_key"])
+            if not inserted:  # a webhook of the same event arrived meanwhile
+                counts.present += 1
+                continue
+            delivery_id = inserted[0]
+        if error:
             continue
-        new = [e for e in events if session.get(Event, e.id) is None]
+        new = [e for e in events if e.id not in known_ids]
+        known_ids.update(e.id for e in new)
         counts.events += len(new)
         if new:
             counts.recorded += 1
         else:
             counts.present += 1
-        if dry_run or not new:
-            if delivery_id is not None:
-                _processed(session, delivery_id, len(events))
+        if delivery_id is None:
             continue
-        action_ids = record_events(hub, session, new, delivery_id=delivery_id, origin=origin, now=now)
-        if record.time < horizon_start:
-            counts.skipped += skip_historic(session, action_ids, now)
-        else:
-            counts.actions += len(action_ids)
-            due.extend(action_ids)
-        _processed(session, delivery_id, len(events))  # type: ignore[arg-type]
+        if new:
+            action_ids = record_events(hub, session, new, delivery_id=delivery_id, origin=origin, now=now)
+            if record.time < horizon_start:
+                counts.skipped += skip_historic(session, action_ids, now)
+            else:
+                counts.actions += len(action_ids)
+                due.extend(action_ids)
+        _processed(session, delivery_id, len(events))
     return counts, due
 
 
@@ -296,26 +307,43 @@ class Run:
         plan = plan_window(source, start, end)
         reader = self.reader or Reader(self.hub, self.connector)
         phases = source.phases
+
+        def at(index: int, token: Any) -> tuple[int, Any] | None:
+            """The next page to read from (phase ``index``, ``token``), skipping phases with nothing."""
+            while index < len(phases):
+                lo, hi = plan.span(phases[index])
+                if lo < hi:
+                    return index, token
+                index, token = index + 1, None
+            return None
+
+        def fetch(where: tuple[int, Any]) -> Page:
+            return reader.page(phases[where[0]], *plan.span(phases[where[0]]), where[1])
+
+        # The next page is read while this one is recorded (one reader thread): reading waits on
+        # the vendor's limit, recording on the database, and neither waits for the other. After a
+        # crash at most that one page, read but not recorded, is read again.
+        here = at(phase_index, cursor)
         read_now = 0
-        while phase_index < len(phases):
-            phase = phases[phase_index]
-            lo, hi = plan.span(phase)
-            if lo >= hi:  # nothing of the window is this phase's
-                phase_index, cursor = phase_index + 1, None
-                continue
-            if self.max_pages is not None and read_now >= self.max_pages:
-                return self.counts
-            page = reader.page(phase, lo, hi, cursor)
-            read_now += 1
-            pages += 1
-            cursor = page.next
-            next_index = phase_index if cursor is not None else phase_index + 1
-            due = self._record(page, next_index, None if cursor is None else cursor, pages)
-            if due:
-                outbox.dispatch(self.hub, due)
-            self.on_progress(Progress(self.connector.name, phase.name, phase_index, len(phases), pages, self.counts,
-                                      _done(phases, phase_index, lo, hi, page, cursor is None)))
-            phase_index = next_index
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-read") as pool:
+            pending = pool.submit(fetch, here) if here else None
+            while here is not None and pending is not None:
+                page = pending.result()
+                read_now += 1
+                pages += 1
+                index, lo_hi = here[0], plan.span(phases[here[0]])
+                following = at(index, page.next) if page.next is not None else at(index + 1, None)
+                last_allowed = self.max_pages is not None and read_now >= self.max_pages
+                pending = pool.submit(fetch, following) if following and not last_allowed else None
+                nxt_index, nxt_cursor = following if following else (len(phases), None)
+                due = self._record(page, nxt_index, nxt_cursor, pages)
+                if due:
+                    outbox.dispatch(self.hub, due)
+                self.on_progress(Progress(self.connector.name, phases[index].name, index, len(phases), pages,
+                                          self.counts, _done(phases, index, *lo_hi, page, page.next is None)))
+                here = following
+                if last_allowed and following is not None:
+                    return self.counts  # stopped early (tests: a crash after max_pages)
         if not self.dry_run:
             with self.hub.store.session() as session:
                 session.execute(update(BackfillRun).where(BackfillRun.connector == self.connector.name)
