@@ -12,7 +12,8 @@ Stripe counts). Measured in the same run:
   recorded (delivery, normalize, event, subscriber, rules).
 
 The figure is pages per second over the limit (1.0 = every request the vendor allows was used) and
-the number of 429 answers. Uses Redis db 13 (flushed) and a throwaway PostgreSQL database.
+the number of 429 answers. Uses a Redis database number claimed like a test session's (so no
+parallel test run is disturbed) and a throwaway PostgreSQL database.
 
     .venv/bin/python benchmarks/backfill.py [--objects 3000] [--page 20] [--limit 10]
 """
@@ -31,7 +32,7 @@ from typing import Any
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = os.environ.get("HUB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
+REDIS_SERVER = os.environ.get("HUB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_SERVER = os.environ.get("HUB_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -64,7 +65,7 @@ def run_baseline(fake: Any, page: int) -> tuple[int, float]:
         after = body["data"][-1]["id"]
 
 
-def run_hub(fake: Any, page: int, limit: int, db_url: str, dry_run: bool) -> tuple[Any, int, float]:
+def run_hub(fake: Any, page: int, limit: int, db_url: str, redis_url: str, dry_run: bool) -> tuple[Any, int, float]:
     """``hub backfill stripe [--dry-run]`` over the fake. Returns (counts, pages read, seconds)."""
     import connectors
     from connectors.stripe import backfill as stripe_backfill
@@ -74,7 +75,7 @@ def run_hub(fake: Any, page: int, limit: int, db_url: str, dry_run: bool) -> tup
     from hub.store import utcnow
     from hub.store.migrate import upgrade
 
-    env = {"HUB_DATABASE_URL": db_url, "HUB_REDIS_URL": REDIS_URL, "HUB_STRIPE_API_KEY": "sk_bench",
+    env = {"HUB_DATABASE_URL": db_url, "HUB_REDIS_URL": redis_url, "HUB_STRIPE_API_KEY": "sk_bench",
            "HUB_STRIPE_API_URL": fake.url, "HUB_STRIPE_RATE_LIMIT": f"{limit}/1s", "HUB_LOG_LEVEL": "WARNING",
            "HUB_RULES_PATH": str(ROOT / "rules")}
     hub = Hub(load_settings(environ=env, dotenv_path=None))
@@ -99,14 +100,19 @@ def main() -> None:
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     import sqlalchemy as sa
-    from redis import Redis
     from sqlalchemy.engine import make_url
 
+    from tests.services import claimed_redis_db
+
+    with claimed_redis_db(REDIS_SERVER) as claim:
+        measure(args, sa, make_url, claim.url)
+
+
+def measure(args: argparse.Namespace, sa: Any, make_url: Any, redis_url: str) -> None:
     admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
     name = f"hub_bench_{uuid.uuid4().hex[:8]}"
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    Redis.from_url(REDIS_URL).flushdb()
     db_url = make_url(PG_SERVER).set(database=name).render_as_string(False)
     results = []
     try:
@@ -115,13 +121,13 @@ def main() -> None:
         results.append(("baseline: plain paging loop, Retry-After on 429 (reads only)", base_pages, base_time,
                         fake.rate.refused, None))
         time.sleep(1.1)  # the vendor's window empties between runs
-        counts, pages, elapsed = run_hub(fake, args.page, args.limit, db_url, dry_run=True)
+        counts, pages, elapsed = run_hub(fake, args.page, args.limit, db_url, redis_url, dry_run=True)
         results.append(("hub backfill --dry-run: shared limiter, every record checked", pages, elapsed,
                         fake.rate.refused, counts))
         fake.close()
         time.sleep(1.1)
         fake = make_fake(args.recorded, args.limit)
-        counts, pages, elapsed = run_hub(fake, args.page, args.limit, db_url, dry_run=False)
+        counts, pages, elapsed = run_hub(fake, args.page, args.limit, db_url, redis_url, dry_run=False)
         results.append(("hub backfill: every customer recorded (events, profiles, rules)", pages, elapsed,
                         fake.rate.refused, counts))
         fake.close()
@@ -129,7 +135,6 @@ def main() -> None:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-        Redis.from_url(REDIS_URL).flushdb()
     print(f"vendor limit {args.limit} requests/s (sliding 1 s window), {args.page} objects per page: at most "
           f"{args.limit * args.page} objects/s")
     base_share = results[0][1] / results[0][2] / args.limit

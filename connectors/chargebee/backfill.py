@@ -26,7 +26,7 @@ EVENTS_REACH = timedelta(days=90)
 def _list(client: ApiClient, resource: str, field: str, start: datetime, end: datetime, cursor: Any
           ) -> tuple[list[dict[str, Any]], Any]:
     params: dict[str, Any] = {"limit": PAGE_SIZE, f"{field}[after]": epoch(start) - 1,  # [after] is exclusive
-                              f"{field}[before]": epoch(end), f"sort_by[asc]": field}
+                              f"{field}[before]": epoch(end), "sort_by[asc]": field}
     if cursor:
         params["offset"] = cursor
     data = client.request("GET", f"/api/v2/{resource}", params=params, whole=True).data or {}
