@@ -54,6 +54,10 @@ class Source:
     events_reach: Any  # timedelta: how long the provider keeps events readable (None: no events API)
     page_size: int = 100
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: the connector's rate-limit bucket the pages count against (shared with its deliveries), and
+    #: the vendor's limit for reads where the connector declares no such bucket
+    bucket: str = "default"
+    read_limit: tuple[tuple[int, float], ...] = ()
 
     def events_phase(self) -> Phase | None:
         return next((p for p in self.phases if p.kind == "events"), None)

@@ -103,16 +103,18 @@ class Reader:
 
     attempts = 10
 
-    def __init__(self, hub: "Hub", connector: Connector, *, sleep: Callable[[float], None] = time.sleep):
+    def __init__(self, hub: "Hub", connector: Connector, *, sleep: Callable[[float], None] = time.sleep,
+                 source: Source | None = None):
         settings = hub.settings
         if connector.dry_run(settings):
             missing = [n for n in connector.outbound_settings if not settings[n]]
             raise BackfillError(f"set {', '.join(missing)} to read {connector.name}'s history")
         self.connector = connector
         self.client = connector.client(settings)
+        source = source or source_for(connector)
         limits = connector.rate_limits_for(settings)
-        self.windows = limits.get("default") or next(iter(limits.values()), ())
-        self.key = limit_key(connector.name, connector.rate_limit_account(settings), "default")
+        self.windows = limits.get(source.bucket) or source.read_limit or limits.get("default", ())
+        self.key = limit_key(connector.name, connector.rate_limit_account(settings), source.bucket)
         self.limiter = RateLimiter(hub.redis)
         self.sleep = sleep
         self.requests = 0
