@@ -106,6 +106,13 @@ def _body_text(body: Any) -> Any:
     return body
 
 
+def _whole_json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise PermanentError(f"{response.url} answered a body that is not JSON", status=response.status_code) from exc
+
+
 def classify(response: requests.Response, summary: dict[str, Any]) -> None:
     """Raise the error that says what to do with a non-2xx response."""
     status = response.status_code
@@ -148,8 +155,11 @@ class ApiClient:
 
     def request(self, method: str, path: str, *, json_body: Any = None, form: Any = None,
                 headers: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None,
-                allow_redirects: bool = False) -> Outcome:
-        """Send (or, in dry run, record) one request; raise a classified ActionError on failure."""
+                allow_redirects: bool = False, whole: bool = False) -> Outcome:
+        """Send (or, in dry run, record) one request; raise a classified ActionError on failure.
+
+        ``data`` is the parsed body, trimmed like the recorded response unless ``whole`` (pages read
+        by a backfill)."""
         url = self.url(path)
         all_headers = {**self.headers, **(headers or {})}
         if json_body is not None:
@@ -172,8 +182,9 @@ class ApiClient:
             raise RetriableError(f"{method} {url} could not connect: {type(exc).__name__}") from exc
         classify(response, summary)
         parsed = _body_text(response.text) if response.content else None
+        data = _whole_json(response) if whole and response.content else parsed
         return Outcome(status_code=response.status_code, request=summary,
-                       response={"status": response.status_code, "body": parsed}, data=parsed)
+                       response={"status": response.status_code, "body": parsed}, data=data)
 
     @retry(retry=retry_if_exception_type(requests.ConnectionError), stop=stop_after_attempt(3),
            wait=wait_exponential(multiplier=0.2, max=1.0), reraise=True)

@@ -72,6 +72,16 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "time-based transitions (0: never).", 3600, kind="int", group="segments"),
     Setting("HUB_SELF_SERVICE_SECRET", "Key that signs self-service links (`POST /api/subscriptions/<id>/"
             "self-service-links`). Unset: no links are issued.", None, secret=True, group="changes"),
+    Setting("HUB_BACKFILL_HORIZON_HOURS", "Backfilled or repaired events older than this are recorded, but the "
+            "actions the rules plan for them are skipped, never sent (docs/backfill.md).", 24, kind="int",
+            group="sync"),
+    Setting("HUB_SYNC_HEALTH_SECONDS", "How often the scheduler checks the registered webhook subscriptions and "
+            "fetches events the webhooks missed (0: never).", 900, kind="int", group="sync"),
+    Setting("HUB_SYNC_LOOKBACK_HOURS", "How far back the health check compares the provider's events with what "
+            "arrived.", 72, kind="int", group="sync"),
+    Setting("HUB_SECRETS_FILE", "File (dotenv format, mode 0600) where `hub connectors register` stores the "
+            "signing secrets providers return; read for any variable the environment does not set.",
+            "var/secrets.env", group="sync"),
 )
 
 
@@ -96,6 +106,11 @@ def load_settings(
         env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
     env.update(os.environ if environ is None else environ)
     env.update(overrides or {})
+    # secrets stored by `hub connectors register`: the default file is read only with the real
+    # environment (tests pass theirs explicitly); a variable the environment sets wins
+    secrets_file = env.get("HUB_SECRETS_FILE") or ("var/secrets.env" if environ is None else None)
+    if secrets_file and Path(secrets_file).is_file():
+        env.update({k: v for k, v in dotenv_values(secrets_file).items() if v is not None and not env.get(k)})
 
     settings, problems = validate_values({s.name: s for s in declared_settings()}, env)
     problems.extend(_missing(settings))

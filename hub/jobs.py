@@ -126,3 +126,12 @@ def queue_depth(redis: Redis, name: str) -> tuple[int, datetime | None]:
         job = Job.fetch(first[0], connection=redis, serializer=JSONSerializer)
         oldest = job.enqueued_at.replace(tzinfo=None) if job.enqueued_at else None
     return q.count, oldest
+
+
+def enqueue_once(redis: Redis, queue_name: str, func: str, arg: Any, job_id: str) -> bool:
+    """A job that carries only an id; a second enqueue of the same job id is a no-op (False)."""
+    try:
+        queue(redis, queue_name).enqueue(func, arg, job_id=job_id, unique=True, job_timeout=JOB_TIMEOUT, **_OPTIONS)
+        return True
+    except DuplicateJobError:
+        return False

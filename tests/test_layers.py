@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("hub.outbound",),
     ("hub.segments",),
     ("hub.ingest", "hub.changes"),
-    ("hub.runtime", "hub.logs", "hub.queries", "hub.tasks", "hub.simulate", "hub.check"),
+    ("hub.runtime", "hub.logs", "hub.queries", "hub.tasks", "hub.simulate", "hub.check", "hub.backfill", "hub.sync", "hub.status"),
     ("hub.scheduler", "hub.web", "hub.cli", "hub.migrations", "hub"),
 ]
 

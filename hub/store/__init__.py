@@ -26,5 +26,8 @@ __all__ = [
     "utcnow",
 ]
 
-from hub.store import privacy_models  # noqa: E402,F401  (registers the redactions and data_exports tables)
+from hub.store import (
+    privacy_models,  # noqa: E402,F401  (registers the redactions and data_exports tables)
+    sync_models,  # noqa: E402,F401  (registers the backfill_runs and webhook_registrations tables)
+)
 from hub.store import subscriber_models as profile_models  # noqa: E402,F401  (registers the profile, segment and KPI tables)

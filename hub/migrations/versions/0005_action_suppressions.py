@@ -1,7 +1,7 @@
 """actions: suppressions with their reason, planning notes, routed-from action, channel, throttle key,
 split variant and goal tracking
 
-Revision ID: 0005_i12
+Revision ID: 0005_action_suppressions
 Revises: 0004_merge_heads
 Create Date: 2026-11-26
 """
@@ -10,7 +10,7 @@ from alembic import op
 
 import hub.store.types
 
-revision = "0005_i12"
+revision = "0005_action_suppressions"
 down_revision = "0004_merge_heads"
 branch_labels = None
 depends_on = None

@@ -1,14 +1,14 @@
 """indexes the console's pages read by: events by time and by delivery, deliveries by connector
 
-Revision ID: 0005_i14
-Revises: 0004_merge_heads
+Revision ID: 0006_console_indexes
+Revises: 0005_action_suppressions
 Create Date: 2026-11-26
 """
 
 from alembic import op
 
-revision = "0005_i14"
-down_revision = "0004_merge_heads"
+revision = "0006_console_indexes"
+down_revision = "0005_action_suppressions"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,149 @@
+"""Objects backfilled per second against a Stripe mock enforcing the vendor's rate limit, as a share
+of that limit.
+
+A loopback Stripe list API (tests/fakeproviders.py) serves N customers, ``--page`` per page, and
+answers 429 with ``Retry-After`` beyond ``--limit`` requests per second (a sliding window, as
+Stripe counts). Measured in the same run:
+
+- baseline: a plain paging loop with ``requests`` (next page at once, ``Retry-After`` obeyed on a
+  429), reading the same pages and recording nothing;
+- hub: ``hub backfill stripe`` over the same customers (``HUB_STRIPE_RATE_LIMIT`` set to the
+  vendor's limit, as an operator would): pages through the shared Redis limiter, every customer
+  recorded (delivery, normalize, event, subscriber, rules).
+
+The figure is pages per second over the limit (1.0 = every request the vendor allows was used) and
+the number of 429 answers. Uses a Redis database number claimed like a test session's (so no
+parallel test run is disturbed) and a throwaway PostgreSQL database.
+
+    .venv/bin/python benchmarks/backfill.py [--objects 3000] [--page 20] [--limit 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_SERVER = os.environ.get("HUB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+PG_SERVER = os.environ.get("HUB_BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def make_fake(objects: int, limit: int) -> Any:
+    from tests.fakeproviders import FakeStripe, RateLimit
+
+    fake = FakeStripe(rate=RateLimit(limit, 1.0))
+    created = int(time.time()) - 60 * 86400
+    for n in range(objects):
+        fake.lists["customers"].append({"id": f"cus_{n:06d}", "object": "customer", "email": f"p{n}@example.com",
+                                        "name": f"Person {n}", "created": created + n})
+    return fake
+
+
+def run_baseline(fake: Any, page: int) -> tuple[int, float]:
+    """A plain client: next page at once, sleeping Retry-After on a 429. Returns (pages, seconds)."""
+    pages, after, began = 0, None, time.monotonic()
+    while True:
+        params: dict[str, Any] = {"limit": page}
+        if after:
+            params["starting_after"] = after
+        answer = requests.get(f"{fake.url}/v1/customers", params=params, timeout=10)
+        if answer.status_code == 429:
+            time.sleep(float(answer.headers.get("Retry-After", "1")))
+            continue
+        body = answer.json()
+        pages += 1
+        if not body["has_more"]:
+            return pages, time.monotonic() - began
+        after = body["data"][-1]["id"]
+
+
+def run_hub(fake: Any, page: int, limit: int, db_url: str, redis_url: str, dry_run: bool) -> tuple[Any, int, float]:
+    """``hub backfill stripe [--dry-run]`` over the fake. Returns (counts, pages read, seconds)."""
+    import connectors
+    from connectors.stripe import backfill as stripe_backfill
+    from hub import backfill
+    from hub.config import load_settings
+    from hub.runtime import Hub
+    from hub.store import utcnow
+    from hub.store.migrate import upgrade
+
+    env = {"HUB_DATABASE_URL": db_url, "HUB_REDIS_URL": redis_url, "HUB_STRIPE_API_KEY": "sk_bench",
+           "HUB_STRIPE_API_URL": fake.url, "HUB_STRIPE_RATE_LIMIT": f"{limit}/1s", "HUB_LOG_LEVEL": "WARNING",
+           "HUB_RULES_PATH": str(ROOT / "rules")}
+    hub = Hub(load_settings(environ=env, dotenv_path=None))
+    upgrade(hub.store)
+    hub.rules  # loaded before the clock starts, as in a running hub
+    stripe_backfill.PAGE_SIZE = page
+    fake.api.requests.clear()
+    fake.rate.refused = 0
+    began = time.monotonic()
+    counts = backfill.Run(hub, connectors.get("stripe"), dry_run=dry_run).start(utcnow() - timedelta(days=90))
+    elapsed = time.monotonic() - began
+    hub.close()
+    return counts, len(fake.api.requests) - fake.rate.refused, elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=1500, help="customers read by the baseline and the dry run")
+    parser.add_argument("--recorded", type=int, default=300, help="customers read and recorded by the full backfill")
+    parser.add_argument("--page", type=int, default=10)
+    parser.add_argument("--limit", type=int, default=10, help="the vendor's limit, requests per second")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    import sqlalchemy as sa
+    from sqlalchemy.engine import make_url
+
+    from tests.services import claimed_redis_db
+
+    with claimed_redis_db(REDIS_SERVER) as claim:
+        measure(args, sa, make_url, claim.url)
+
+
+def measure(args: argparse.Namespace, sa: Any, make_url: Any, redis_url: str) -> None:
+    admin = sa.create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+    name = f"hub_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    db_url = make_url(PG_SERVER).set(database=name).render_as_string(False)
+    results = []
+    try:
+        fake = make_fake(args.objects, args.limit)
+        base_pages, base_time = run_baseline(fake, args.page)
+        results.append(("baseline: plain paging loop, Retry-After on 429 (reads only)", base_pages, base_time,
+                        fake.rate.refused, None))
+        time.sleep(1.1)  # the vendor's window empties between runs
+        counts, pages, elapsed = run_hub(fake, args.page, args.limit, db_url, redis_url, dry_run=True)
+        results.append(("hub backfill --dry-run: shared limiter, every record checked", pages, elapsed,
+                        fake.rate.refused, counts))
+        fake.close()
+        time.sleep(1.1)
+        fake = make_fake(args.recorded, args.limit)
+        counts, pages, elapsed = run_hub(fake, args.page, args.limit, db_url, redis_url, dry_run=False)
+        results.append(("hub backfill: every customer recorded (events, profiles, rules)", pages, elapsed,
+                        fake.rate.refused, counts))
+        fake.close()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    print(f"vendor limit {args.limit} requests/s (sliding 1 s window), {args.page} objects per page: at most "
+          f"{args.limit * args.page} objects/s")
+    base_share = results[0][1] / results[0][2] / args.limit
+    for label, pages, elapsed, refused, counts in results:
+        share = pages / elapsed / args.limit
+        objects = counts.fetched if counts else pages * args.page
+        print(f"{label:<64} {objects / elapsed:7.1f} objects/s = {share:6.1%} of the limit "
+              f"({share / base_share:.2f}x baseline), {refused} x 429, {pages} pages in {elapsed:.1f}s")
+
+
+if __name__ == "__main__":
+    main()

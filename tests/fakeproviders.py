@@ -1,0 +1,165 @@
+"""Stripe and Chargebee list APIs as real HTTP servers on 127.0.0.1 (tests/mockapi.py), serving
+paginated data the way the vendors document it, optionally with the vendor's rate limit (429 with
+``Retry-After``), and Stripe's webhook endpoints API. Used by the backfill, gap-repair and
+registration tests and by benchmarks/backfill.py."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from tests.mockapi import MockApi, Reply, Seen
+
+JSON = {"Content-Type": "application/json"}
+
+
+@dataclass
+class RateLimit:
+    """At most ``limit`` requests per ``window`` seconds; beyond that 429 with ``Retry-After``."""
+
+    limit: int
+    window: float
+    sent: deque[float] = field(default_factory=deque)
+    refused: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def admit(self) -> float | None:
+        """None when the request may go; otherwise the seconds until it could."""
+        with self._lock:
+            now = time.monotonic()
+            while self.sent and self.sent[0] <= now - self.window:
+                self.sent.popleft()
+            if len(self.sent) >= self.limit:
+                self.refused += 1
+                return self.sent[0] + self.window - now
+            self.sent.append(now)
+            return None
+
+
+def _query(seen: Seen) -> tuple[str, dict[str, list[str]]]:
+    parts = urlsplit(seen.path)
+    return parts.path, parse_qs(parts.query)
+
+
+def _one(q: dict[str, list[str]], name: str, default: Any = None) -> Any:
+    return q[name][0] if name in q else default
+
+
+class FakeStripe:
+    """``/v1/events`` and the four list endpoints, newest first, ``starting_after`` paging."""
+
+    def __init__(self, rate: RateLimit | None = None, latency: float = 0.0):
+        self.events: list[dict[str, Any]] = []
+        self.lists: dict[str, list[dict[str, Any]]] = {"customers": [], "subscriptions": [], "invoices": [],
+                                                       "charges": []}
+        self.endpoints: dict[str, dict[str, Any]] = {}
+        self.rate = rate
+        self.latency = latency
+        self.api = MockApi(self.script)
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def close(self) -> None:
+        self.api.close()
+
+    def script(self, seen: Seen, n: int) -> Reply:
+        if self.rate is not None:
+            wait = self.rate.admit()
+            if wait is not None:
+                return 429, {**JSON, "Retry-After": str(max(1, round(wait)))}, b'{"error":{"type":"rate_limit"}}', 0.0
+        path, q = _query(seen)
+        if path.startswith("/v1/webhook_endpoints"):
+            return self._endpoints(seen, path)
+        if seen.method != "GET":
+            return 405, JSON, b"{}", 0.0
+        if path == "/v1/events":
+            items = self.events
+            types = q.get("types[]")
+            if types:
+                items = [e for e in items if e["type"] in types]
+        elif path.startswith("/v1/") and path[4:] in self.lists:
+            items = self.lists[path[4:]]
+            if path == "/v1/subscriptions" and _one(q, "status") != "all":
+                items = [s for s in items if s.get("status") != "canceled"]  # Stripe's default leaves them out
+        else:
+            return 404, JSON, b'{"error":{"type":"invalid_request_error"}}', 0.0
+        return 200, JSON, json.dumps(self.page(items, q)).encode(), self.latency
+
+    @staticmethod
+    def page(items: list[dict[str, Any]], q: dict[str, list[str]]) -> dict[str, Any]:
+        gte, lt = int(_one(q, "created[gte]", 0)), int(_one(q, "created[lt]", 2 ** 40))
+        chosen = sorted((i for i in items if gte <= i["created"] < lt), key=lambda i: (i["created"], i["id"]),
+                        reverse=True)
+        after = _one(q, "starting_after")
+        if after:
+            ids = [i["id"] for i in chosen]
+            chosen = chosen[ids.index(after) + 1:]
+        limit = int(_one(q, "limit", 10))
+        return {"object": "list", "url": "/v1/...", "has_more": len(chosen) > limit, "data": chosen[:limit]}
+
+    def _endpoints(self, seen: Seen, path: str) -> Reply:
+        form = {k: v for k, v in parse_qs(seen.body.decode()).items()}
+        if seen.method == "GET" and path == "/v1/webhook_endpoints":
+            data = list(self.endpoints.values())
+            return 200, JSON, json.dumps({"object": "list", "has_more": False, "data": data}).encode(), 0.0
+        if seen.method == "POST" and path == "/v1/webhook_endpoints":
+            eid = f"we_{len(self.endpoints) + 1}"
+            self.endpoints[eid] = {"id": eid, "object": "webhook_endpoint", "url": form["url"][0],
+                                   "enabled_events": form.get("enabled_events[]", []), "status": "enabled"}
+            return 200, JSON, json.dumps({**self.endpoints[eid], "secret": f"whsec_created_{eid}"}).encode(), 0.0
+        eid = path.rsplit("/", 1)[1]
+        if eid not in self.endpoints:
+            return 404, JSON, b'{"error":{"type":"invalid_request_error"}}', 0.0
+        if seen.method == "POST":
+            endpoint = self.endpoints[eid]
+            if "url" in form:
+                endpoint["url"] = form["url"][0]
+            if "enabled_events[]" in form:
+                endpoint["enabled_events"] = form["enabled_events[]"]
+            if "disabled" in form:
+                endpoint["status"] = "disabled" if form["disabled"][0] == "true" else "enabled"
+        return 200, JSON, json.dumps(self.endpoints[eid]).encode(), 0.0
+
+
+class FakeChargebee:
+    """``/api/v2/events``, ``/customers``, ``/subscriptions``, ``/invoices``: offset paging."""
+
+    FIELDS = {"events": ("event", "occurred_at"), "customers": ("customer", "created_at"),
+              "subscriptions": ("subscription", "created_at"), "invoices": ("invoice", "date")}
+
+    def __init__(self) -> None:
+        self.lists: dict[str, list[dict[str, Any]]] = {name: [] for name in self.FIELDS}
+        self.api = MockApi(self.script)
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def close(self) -> None:
+        self.api.close()
+
+    def script(self, seen: Seen, n: int) -> Reply:
+        path, q = _query(seen)
+        name = path.rsplit("/", 1)[1]
+        if not path.startswith("/api/v2/") or name not in self.FIELDS:
+            return 404, JSON, b'{"message":"not found"}', 0.0
+        resource, field_ = self.FIELDS[name]
+        after, before = int(_one(q, f"{field_}[after]", -1)), int(_one(q, f"{field_}[before]", 2 ** 40))
+        chosen = sorted((i for i in self.lists[name] if after < i[resource][field_] < before),
+                        key=lambda i: (i[resource][field_], i[resource]["id"]))
+        if _one(q, "sort_by[asc]") != field_:
+            chosen.reverse()
+        offset, limit = int(_one(q, "offset", 0)), int(_one(q, "limit", 10))
+        body: dict[str, Any] = {"list": chosen[offset:offset + limit]}
+        if offset + limit < len(chosen):
+            body["next_offset"] = str(offset + limit)  # Chargebee's token is opaque; a position will do here
+        return 200, JSON, json.dumps(body).encode(), 0.0
