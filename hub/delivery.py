@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from marshmallow import ValidationError
@@ -36,7 +36,7 @@ import connectors
 from connectors.base import ActionContext, ActionSpec, Connector, ItemOutcome, windows
 from connectors.http import ApiClient, Outcome
 
-from . import outbox, state
+from . import outbox, state, telemetry
 from .circuit import Circuit, Credentials
 from .errors import ActionError, CredentialsError, PermanentError, RetriableError
 from .outbox import backoff_seconds
@@ -67,6 +67,8 @@ class Item:
     params: dict[str, Any]
     attempt: int
     ctx: ActionContext
+    connector: str = ""
+    due_at: datetime | None = None
 
 
 @dataclass
@@ -185,7 +187,8 @@ def claim(hub: "Hub", connector: str, lead: int | None = None, limit: int = CLAI
                 profile = profiles[row.subscriber_id]
             subscriber = {**profile, "external_id": (profile.get("external_ids") or {}).get(connector)}
             items.append(Item(row.id, row.key, row.name, row.params or {}, row.attempts,
-                              ActionContext(key=row.key, action_id=row.id, subscriber=subscriber)))
+                              ActionContext(key=row.key, action_id=row.id, subscriber=subscriber),
+                              connector, row.due_at))
     outbox.withdraw_jobs(hub, connector, [(row.id, row.dispatch_seq) for row in rows if row.id != lead])
     return items
 
@@ -282,6 +285,7 @@ class Sender:
             unit.results = [Result("held", wait=wait, error=reason, decided_at=now) for _ in unit.items]
 
     def _wait_for_room(self, unit: Unit, wait: float, booked: bool) -> None:
+        telemetry.rate_limit_wait(self.connector.name, unit.spec.bucket)
         if booked:  # a room is kept for it: back in the schedule for exactly that long
             self._hold_all([unit], wait, f"rate limit {unit.spec.bucket}: room booked in {wait:.2f}s")
         else:  # every room is booked: back in the outbox line, the next freed room is handed to it
@@ -384,6 +388,7 @@ class Sender:
             if isinstance(exc, CredentialsError):
                 self.credentials.mark_invalid(name, exc.status, self.hub.scrub(str(exc)))
             elif isinstance(exc, RetriableError) and exc.status == 429:
+                telemetry.throttled(name)
                 key = limit_key(name, self.account, unit.spec.bucket)
                 self.limiter.pause(key, exc.retry_after if exc.retry_after is not None else DEFAULT_429_PAUSE)
             elif isinstance(exc, RetriableError):
@@ -437,6 +442,7 @@ def record(hub: "Hub", results: list[tuple[Item, Result]]) -> dict[int, str]:
     released: dict[str, list[int]] = {}
     finished: dict[tuple[str, int | None, str | None], list[int]] = {}  # one UPDATE per kind of end
     attempts: list[dict[str, Any]] = []
+    by_id = {item.id: item for item, _ in results}
     with hub.store.session() as session:
         for item, r in results:
             if r.outcome == "released":
@@ -483,6 +489,9 @@ def record(hub: "Hub", results: list[tuple[Item, Result]]) -> dict[int, str]:
             outbox.hold(session, {i: w for i, w in holds.items() if reasons[i] == reason}, reason, now)
         for reason, ids in released.items():
             outbox.release(session, ids, reason, now)
+    for attempt in attempts:  # committed: count them
+        item = by_id[attempt["action_id"]]
+        telemetry.action_attempted(item.connector, item.name, attempt["outcome"], item.due_at)
     if holds:
         outbox.wake_scheduler(hub, min(holds.values()))
     return statuses

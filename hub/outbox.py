@@ -12,6 +12,7 @@ from rq.exceptions import DuplicateJobError
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
+from . import telemetry
 from .rules import Cancellation, PlannedAction
 from .store import Action, insert_ignore, utcnow
 from .store.models import ActionStatus
@@ -64,10 +65,12 @@ def cancel(session: Session, cancellations: Iterable[Cancellation], *, subscribe
             scope.append(Action.subject == subject)
         else:
             continue
-        result = session.execute(update(Action).where(
+        rows = session.execute(update(Action).where(
             Action.rule_id == c.rule_id, Action.status == ActionStatus.SCHEDULED, *scope,
-        ).values(status=ActionStatus.CANCELLED, cancelled_by=c.event_id, updated_at=utcnow()))
-        total += result.rowcount or 0
+        ).values(status=ActionStatus.CANCELLED, cancelled_by=c.event_id, updated_at=utcnow())
+            .returning(Action.connector, Action.name)).all()
+        telemetry.actions_cancelled(rows)  # counted before the commit: a rollback is rare here
+        total += len(rows)
     return total
 
 

@@ -59,6 +59,9 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Serve the web app (webhooks, API, health) under gunicorn."""
     from gunicorn.app.base import BaseApplication
 
+    from .. import telemetry
+
+    telemetry.prepare_multiprocess()  # the workers' counters go to files /metrics adds up
     current().rules  # validate settings and rules before forking
 
     class App(BaseApplication):  # type: ignore[misc]
@@ -81,6 +84,9 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 def worker(queues: tuple[str, ...], burst: bool) -> None:
     """Run an RQ worker on the ingest and deliver-* queues."""
+    from .. import telemetry
+
+    telemetry.prepare_multiprocess(worker=True)  # its work-horses record under this worker's id
     hub = current()
     hub.rules  # refuse to start on rules that do not load
     if hub.settings.embedded_queue:

@@ -9,8 +9,9 @@ from flask import Blueprint, current_app, jsonify
 
 from .. import queries
 from .auth import require_admin
-from .schemas import (ActionsQuery, ActionWithAttemptsOut, DeliveriesQuery, DeliveryOut, EventOut, EventsQuery,
-                      ReplayBody, ReplayOut, accepts, openapi)
+from ..queries import DeliveryOut, EventOut
+from .schemas import (ActionsQuery, ActionWithAttemptsOut, DeliveriesQuery, EventsQuery, ReplayBody, ReplayOut,
+                      accepts, openapi)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

@@ -21,7 +21,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import jsonify, request
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from ..queries import ActionOut, AttemptOut, DeliveryOut, EventOut
+from ..queries import ActionOut, AttemptOut
 from ..store.models import ActionStatus, DeliveryStatus
 from ..values import parse_time
 

@@ -10,13 +10,16 @@ provider retries); HEAD 200 for set-up probes.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 import connectors
 from connectors.base import InboundRequest
 
+from .. import telemetry
 from ..errors import VerificationError
 from ..store import Delivery, utcnow
 from ..store.db import StoreUnavailable
@@ -52,14 +55,27 @@ def probe(name: str, token: str | None) -> Any:
 @bp.post("/webhooks/<name>", defaults={"token": None})
 @bp.post("/webhooks/<name>/<token>")
 def receive(name: str, token: str | None) -> Any:
+    started = time.perf_counter()
+    try:
+        answer, outcome = _receive(name, token)
+    except RequestEntityTooLarge:
+        telemetry.webhook_answered(name, "too_large", time.perf_counter() - started)
+        raise
+    if outcome is not None:  # an unknown connector name is not a label value
+        telemetry.webhook_answered(name, outcome, time.perf_counter() - started)
+    return answer
+
+
+def _receive(name: str, token: str | None) -> tuple[Any, str | None]:
+    """The answer, and its outcome for the metrics (stored, duplicate, refused, unavailable)."""
     hub = _hub()
     connector = connectors.get(name)
     if connector is None or not connector.receives:
-        return jsonify(error="unknown connector", connector=name), 404
+        return (jsonify(error="unknown connector", connector=name), 404), None
     missing = connector.missing_inbound_settings(hub.settings)
     if missing:
-        return jsonify(error="connector not configured", connector=name,
-                       message=f"set {', '.join(missing)} to enable /webhooks/{name}"), 404
+        return (jsonify(error="connector not configured", connector=name,
+                       message=f"set {', '.join(missing)} to enable /webhooks/{name}"), 404), None
     body = request.get_data(cache=False)  # over MAX_CONTENT_LENGTH: werkzeug answers 413 here
     headers = {k.lower(): v for k, v in request.headers.items()}
     inbound = InboundRequest(request.method, _external_url, headers, body, token)
@@ -67,7 +83,7 @@ def receive(name: str, token: str | None) -> Any:
         connector.verify(inbound, hub.settings)
     except VerificationError as exc:
         log.warning("webhook %s rejected: %s", name, hub.scrub(str(exc)))
-        return jsonify(error="unauthorized"), 401
+        return (jsonify(error="unauthorized"), 401), "refused"
     dedup = connector.dedup_key(inbound)[:255]
     kept = {h: headers[h] for h in connector.kept_headers if h in headers}
     now = utcnow()
@@ -81,8 +97,8 @@ def receive(name: str, token: str | None) -> Any:
             if attempt == 1 and exc.retry:
                 continue  # a pooled connection died (database restarted): once more on a fresh one
             log.error("webhook %s not stored: database unavailable (%s)", name, exc)
-            return jsonify(error="temporarily unavailable"), 503
+            return (jsonify(error="temporarily unavailable"), 503), "unavailable"
     if delivery_id is None:
-        return jsonify(ok=True, duplicate=True), 200
+        return (jsonify(ok=True, duplicate=True), 200), "duplicate"
     hub.relay.submit(delivery_id)  # durable already: the job is enqueued off this thread
-    return jsonify(ok=True, delivery=delivery_id), 200
+    return (jsonify(ok=True, delivery=delivery_id), 200), "stored"
