@@ -479,7 +479,8 @@ def record(hub: "Hub", results: list[tuple[Item, Result]]) -> dict[int, str]:
                              "response": r.response, "error": r.error})
             statuses[item.id] = values["status"]
             log.info("action %s attempt %s: %s%s", item.id, item.attempt, outcome,
-                     f" ({r.error})" if r.error else "")
+                     f" ({r.error})" if r.error else "",
+                     extra={"action_id": item.id, "subscriber_id": item.ctx.subscriber.get("id")})
         for (status, code, error), ids in finished.items():
             session.execute(update(Action).where(Action.id.in_(ids), Action.status == ActionStatus.SENDING).values(
                 status=status, lease_until=None, last_status_code=code, last_error=error, updated_at=now))
