@@ -12,7 +12,7 @@ from rq.exceptions import DuplicateJobError
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
-from . import telemetry
+from . import telemetry, tracing
 from .rules import Cancellation, PlannedAction
 from .store import Action, insert_ignore, utcnow
 from .store.models import ActionStatus
@@ -101,13 +101,15 @@ def dispatch(hub: "Hub", action_ids: Sequence[int] | None = None, *, limit: int 
                  updated_at=now).returning(Action.id, Action.connector, Action.dispatch_seq)).all()
     from .runtime import deliver_queue_name
 
+    trace = tracing.carrier()  # when tracing: the deliver jobs join the trace that planned them
     for action_id, connector, seq in sorted(claimed, reverse=True):  # at the front: the lowest id first
         try:
             # at the front of the destination's queue: what falls due now is the time-critical work
             # (an action coming back for its booked room), not the jobs of a backlog waiting in line
             hub.queue(deliver_queue_name(connector)).enqueue(
                 "hub.tasks.deliver_action", action_id, job_id=job_id(action_id, seq), unique=True,
-                at_front=True, result_ttl=0, failure_ttl=7 * 86400, job_timeout=300)
+                at_front=True, result_ttl=0, failure_ttl=7 * 86400, job_timeout=300,
+                meta={"trace": trace} if trace else None)
         except DuplicateJobError:
             pass
         except Exception as exc:  # Redis down: the sweeper re-enqueues stranded rows

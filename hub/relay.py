@@ -31,11 +31,13 @@ def delivery_job_id(delivery_id: int, seq: int) -> str:
     return f"d{delivery_id}-{seq}"
 
 
-def enqueue_deliveries(hub: "Hub", ids: list[int], seq: int = 1) -> None:
-    """One ingest job per delivery (ids only), all in one pipeline."""
+def enqueue_deliveries(hub: "Hub", ids: list[int], seq: int = 1, traces: dict[int, dict] | None = None) -> None:
+    """One ingest job per delivery (ids only; a trace context in the job's meta), all in one pipeline."""
     queue = hub.queue(INGEST_QUEUE)
+    traces = traces or {}
     jobs = [Queue.prepare_data("hub.tasks.process_delivery", (i,), job_id=delivery_job_id(i, seq), result_ttl=0,
-                               failure_ttl=7 * 86400, timeout=300) for i in ids]
+                               failure_ttl=7 * 86400, timeout=300,
+                               meta={"trace": traces[i]} if traces.get(i) else None) for i in ids]
     with hub.redis.pipeline() as pipe:
         queue.enqueue_many(jobs, pipeline=pipe)
         pipe.execute()
@@ -45,12 +47,15 @@ class Relay:
     def __init__(self, hub: "Hub"):
         self.hub = hub
         self._ids: deque[int] = deque()
+        self._traces: dict[int, dict[str, str]] = {}
         self._wake = threading.Condition()
         self._busy = False
         self._pid: int | None = None
 
-    def submit(self, delivery_id: int) -> None:
+    def submit(self, delivery_id: int, trace: dict[str, str] | None = None) -> None:
         with self._wake:
+            if trace:
+                self._traces[delivery_id] = trace
             if self._pid != os.getpid():  # first use in this process (gunicorn forks after import)
                 self._pid = os.getpid()
                 threading.Thread(target=self._run, name="ingest-relay", daemon=True).start()
@@ -67,9 +72,10 @@ class Relay:
             with self._wake:
                 self._wake.wait_for(lambda: bool(self._ids))
                 batch = [self._ids.popleft() for _ in range(min(len(self._ids), BATCH))]
+                traces = {i: t for i in batch if (t := self._traces.pop(i, None))}
                 self._busy = True
             try:
-                enqueue_deliveries(self.hub, batch)
+                enqueue_deliveries(self.hub, batch, traces=traces)
             except Exception as exc:  # Redis away: the sweeper enqueues these deliveries later
                 log.warning("%d deliveries stored but not enqueued (%s); the sweeper will pick them up",
                             len(batch), type(exc).__name__)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from . import delivery, logs, pipeline
+from . import delivery, logs, pipeline, tracing
 from .runtime import current
 
 
 def process_delivery(delivery_id: int) -> None:
-    with logs.context(delivery_id=delivery_id):
+    with logs.context(delivery_id=delivery_id), tracing.job_span("ingest", delivery_id=delivery_id):
         pipeline.process(current(), delivery_id)
 
 
 def deliver_action(action_id: int) -> None:
-    with logs.context(action_id=action_id):
+    with logs.context(action_id=action_id), tracing.job_span("deliver", action_id=action_id):
         delivery.deliver(current(), action_id)

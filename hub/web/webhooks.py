@@ -19,7 +19,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 import connectors
 from connectors.base import InboundRequest
 
-from .. import telemetry
+from .. import telemetry, tracing
 from ..errors import VerificationError
 from ..store import Delivery, utcnow
 from ..store.db import StoreUnavailable
@@ -57,7 +57,9 @@ def probe(name: str, token: str | None) -> Any:
 def receive(name: str, token: str | None) -> Any:
     started = time.perf_counter()
     try:
-        answer, outcome = _receive(name, token)
+        with tracing.span("webhook.receive", connector=name):
+            answer, outcome = _receive(name, token)
+            tracing.annotate(outcome=outcome)
     except RequestEntityTooLarge:
         telemetry.webhook_answered(name, "too_large", time.perf_counter() - started)
         raise
@@ -100,5 +102,7 @@ def _receive(name: str, token: str | None) -> tuple[Any, str | None]:
             return (jsonify(error="temporarily unavailable"), 503), "unavailable"
     if delivery_id is None:
         return (jsonify(ok=True, duplicate=True), 200), "duplicate"
-    hub.relay.submit(delivery_id)  # durable already: the job is enqueued off this thread
+    tracing.annotate(delivery_id=delivery_id)
+    # durable already: the job is enqueued off this thread (with the trace context, when tracing)
+    hub.relay.submit(delivery_id, tracing.carrier(delivery_id=delivery_id))
     return (jsonify(ok=True, delivery=delivery_id), 200), "stored"
