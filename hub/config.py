@@ -99,6 +99,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("HUB_LOG_LEVEL", "Python log level.", "INFO"),
     Setting("HUB_LOG_FORMAT", "`text` (one readable line per record) or `json` (one JSON object per line, with "
             "the delivery, event, action and subscriber ids where known).", "text", group="observability"),
+    Setting("HUB_ALERT_INTERVAL_SECONDS", "How often the scheduler evaluates the alerts (`alerts:` in the rules "
+            "files; 0: never).", 60, kind="int", group="observability"),
     Setting("HUB_METRICS_TOKEN", "Bearer token for `/metrics` and for the details of `/readyz` (`/healthz` stays "
             "open). Unset: open in development, loopback clients only in production.", None, secret=True,
             group="observability"),

@@ -85,7 +85,7 @@ def run(hub: "Hub", stop: threading.Event) -> None:
     last_sweep = 0.0
     import time
 
-    from . import segments
+    from . import alerts, segments
 
     alarm = outbox.Alarm(hub, stop)
     while not stop.is_set():
@@ -97,6 +97,7 @@ def run(hub: "Hub", stop: threading.Event) -> None:
                 last_sweep = time.monotonic()
                 sweep(hub)
             segments.sweep_if_due(hub)  # time-based segment transitions, every HUB_SEGMENT_SWEEP_SECONDS
+            alerts.evaluate_if_due(hub)  # alert.raised / alert.resolved, every HUB_ALERT_INTERVAL_SECONDS
             soonest = outbox.seconds_to_next_due(hub)
             if soonest is not None:
                 pause = min(pause, max(soonest, 0.002))

@@ -17,11 +17,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from rq.job import Job
 from rq.serializers import JSONSerializer
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 
-from .. import telemetry
+from .. import alerts, telemetry
 from ..store import Action, Delivery, utcnow
-from ..store.models import ActionStatus, DeliveryStatus
 from .auth import metrics_allowed
 
 bp = Blueprint("prometheus", __name__)
@@ -51,8 +50,6 @@ class HubCollector:
                                    "(since received, or since due)", labels=["queue"])
         last = GaugeMetricFamily("hub_webhook_last_received_timestamp_seconds", "When each connector last "
                                  "stored a webhook (Unix time)", labels=["connector"])
-        due = or_(Action.status.in_([ActionStatus.QUEUED, ActionStatus.SENDING]),
-                  (Action.status == ActionStatus.SCHEDULED) & (Action.due_at <= now))
         with self.hub.store.session() as s:
             for connector, status, n in s.execute(select(Delivery.connector, Delivery.status, func.count())
                                                   .group_by(Delivery.connector, Delivery.status)):
@@ -60,15 +57,9 @@ class HubCollector:
             for connector, status, n in s.execute(select(Action.connector, Action.status, func.count())
                                                   .group_by(Action.connector, Action.status)):
                 actions.add_metric([connector, status], n)
-            n, first = s.execute(select(func.count(), func.min(Delivery.received_at))
-                                 .where(Delivery.status == DeliveryStatus.RECEIVED)).one()
-            backlog.add_metric(["ingest"], n)
-            oldest.add_metric(["ingest"], _age(now, first))
-            rows = s.execute(select(Action.connector, func.count(), func.min(Action.due_at)).where(due)
-                             .group_by(Action.connector)).all()
-            for connector, n, first in rows:
-                backlog.add_metric([f"deliver-{connector}"], n)
-                oldest.add_metric([f"deliver-{connector}"], _age(now, first))
+            for queue, (n, first) in alerts.backlog(s, now).items():
+                backlog.add_metric([queue], n)
+                oldest.add_metric([queue], _age(now, first))
             for connector, at in s.execute(select(Delivery.connector, func.max(Delivery.received_at))
                                            .group_by(Delivery.connector)):
                 last.add_metric([connector], at.timestamp())

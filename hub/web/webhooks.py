@@ -19,7 +19,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 import connectors
 from connectors.base import InboundRequest
 
-from .. import telemetry, tracing
+from .. import alerts, telemetry, tracing
 from ..errors import VerificationError
 from ..store import Delivery, utcnow
 from ..store.db import StoreUnavailable
@@ -85,6 +85,7 @@ def _receive(name: str, token: str | None) -> tuple[Any, str | None]:
         connector.verify(inbound, hub.settings)
     except VerificationError as exc:
         log.warning("webhook %s rejected: %s", name, hub.scrub(str(exc)))
+        alerts.note_refused(hub.redis, name)  # for the signature_failures alert
         return (jsonify(error="unauthorized"), 401), "refused"
     dedup = connector.dedup_key(inbound)[:255]
     kept = {h: headers[h] for h in connector.kept_headers if h in headers}
