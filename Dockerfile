@@ -8,7 +8,8 @@ COPY connectors ./connectors
 COPY mappings ./mappings
 COPY rules ./rules
 # editable: the mapping tables and default rules are read from /app (mount your own rules over /app/rules)
-RUN pip install -e . && useradd --system --home /app hub && chown -R hub /app
+# var/prometheus: the processes' metric files (a volume shared by web and workers in docker-compose)
+RUN pip install -e . && useradd --system --home /app hub && mkdir -p var/prometheus && chown -R hub /app
 USER hub
 EXPOSE 8080
 CMD ["hub", "serve", "--host", "0.0.0.0", "--port", "8080"]
