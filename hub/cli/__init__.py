@@ -36,10 +36,10 @@ def main() -> None:
 
 # Every command group, registered explicitly (click lists them alphabetically in --help).
 from . import connectors as connectors_cli  # noqa: E402
-from . import explain, inspect, metrics, privacy, processes, rules, segments, store, subscribers, tools  # noqa: E402
+from . import alerts, explain, inspect, metrics, privacy, processes, rules, segments, store, subscribers, tools  # noqa: E402,E501
 
 for module in (processes, store, inspect, tools, rules, explain, connectors_cli, privacy, subscribers, segments,
-               metrics):
+               metrics, alerts):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -133,3 +133,16 @@ def alerts_for(hub, key: str) -> list:
         return [CanonicalEvent(type=r.type, time=str(r.time), provider=r.provider,
                                providereventid=r.provider_event_id, providertype=r.provider_type, data=r.data)
                 for r in rows]
+
+
+def test_hub_alerts_check_lists_what_fires_and_records_it(hub):
+    from click.testing import CliRunner
+
+    from hub.cli import cli
+
+    Credentials(hub.redis).mark_invalid("klaviyo", 401, "invalid API key")
+    result = CliRunner().invoke(cli, ["alerts", "check"])
+    assert result.exit_code == 0, result.output
+    assert "FIRING  credentials_invalid/klaviyo: klaviyo credentials rejected (401)" in result.output
+    assert "alert.raised credentials_invalid/klaviyo" in result.output
+    assert alert_events(hub, "credentials_invalid/klaviyo") == ["alert.raised"]
