@@ -53,7 +53,7 @@ _HISTORY = "hub:alerts:history:{key}"
 _last_run: float | None = None
 
 
-# -- configuration ---------------------------------------------------------------------------------------------
+# -- configuration -------------------------------------------------------------------------------------------
 def _duration(text: Any) -> float:
     """``90s``, ``15m``, ``1h``, ``7d`` or a number of seconds."""
     raw = str(text).strip()
@@ -170,7 +170,7 @@ def load_config(paths: Iterable[str | Path]) -> AlertConfig:
     return AlertConfig(found["operational"], found["business"])
 
 
-# -- readings --------------------------------------------------------------------------------------------------
+# -- readings ------------------------------------------------------------------------------------------------
 @dataclass
 class Reading:
     """One alert's value for one subject, and whether it is past the raise or the clear threshold."""
@@ -352,7 +352,7 @@ def _human(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
-# -- transitions -----------------------------------------------------------------------------------------------
+# -- transitions ---------------------------------------------------------------------------------------------
 def _states(session: "Session") -> dict[str, tuple[str, int]]:
     """Per alert key: its last event type and how many times it was raised."""
     rows = session.execute(select(Event.subject, Event.type, Event.time, Event.recorded_at).where(

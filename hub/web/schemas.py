@@ -87,7 +87,7 @@ class Flag(fields.Boolean):
     falsy = {"0", "false"}
 
 
-# -- request schemas ------------------------------------------------------------------------------------------
+# -- request schemas -----------------------------------------------------------------------------------------
 class Strict(Schema):
     class Meta:
         unknown = RAISE  # a misspelt filter is an error, not an unfiltered listing
@@ -283,7 +283,7 @@ def accepts(path: str, method: str, summary: str, *, query: type[Schema] | None 
     return wrap
 
 
-# -- the OpenAPI document -------------------------------------------------------------------------------------
+# -- the OpenAPI document ------------------------------------------------------------------------------------
 def openapi(title: str = "Subscriber hub admin API", version: str = "1") -> dict[str, Any]:
     spec = APISpec(title=title, version=version, openapi_version="3.1.0", plugins=[MarshmallowPlugin()],
                    info={"description": "The admin JSON API. Every call needs `Authorization: Bearer "
