@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, pre_load, validate, validates_schema
 from sqlalchemy import func, or_, select
 
 from .events import CanonicalEvent, EventType
@@ -102,7 +102,18 @@ class _Silence(Schema):
     history = fields.Integer(load_default=50, validate=validate.Range(min=3, max=1000))
 
 
-class _Operational(Schema):
+class _Defaults(Schema):
+    """Nested sections left out still get their defaults (``load_default`` alone is not loaded)."""
+
+    @pre_load
+    def _sections(self, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        nested = [name for name, f in self.fields.items() if isinstance(f, fields.Nested)]
+        return {**{name: {} for name in nested}, **data}
+
+
+class _Operational(_Defaults):
     dead_letters = fields.Nested(_Counted, load_default=dict)
     signature_failures = fields.Nested(_Signatures, load_default=dict)
     backlog_age = fields.Nested(_Backlog, load_default=dict)
@@ -134,7 +145,7 @@ class _Business(Schema):
             raise ValidationError("must be on the safe side of the threshold (hysteresis)", "clear_at")
 
 
-class _Alerts(Schema):
+class _Alerts(_Defaults):
     operational = fields.Nested(_Operational, load_default=dict)
     business = fields.List(fields.Nested(_Business), load_default=list)
 
