@@ -31,6 +31,11 @@ def context(**ids: Any) -> Iterator[None]:
         _context.reset(token)
 
 
+def bind(**ids: Any) -> None:
+    """Attach ids for the rest of the enclosing ``context`` block (e.g. each event a job records)."""
+    _context.set({**_context.get(), **{k: v for k, v in ids.items() if v is not None}})
+
+
 def _scrub(text: str) -> str:
     from .runtime import _current
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 import connectors
 from connectors.base import RawDelivery
 
-from . import outbox, privacy, state, telemetry
+from . import logs, outbox, privacy, state, telemetry
 from .errors import PayloadError
 from .events import CanonicalEvent
 from .segments import derive
@@ -107,6 +107,7 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
             continue
         privacy.before_apply(session, event, delivery_id=delivery_id)  # a redact request erases, then forgets
         subscriber = state.resolve_subscriber(session, event)
+        logs.bind(event_id=event.id, subscriber_id=subscriber.id if subscriber else None)
         applied = state.apply(session, event, subscriber)
         privacy.after_apply(session, event, subscriber)  # a data request stores an export
         if subscriber is not None:

@@ -88,3 +88,27 @@ def test_log_format_must_be_text_or_json():
 
     with pytest.raises(ConfigError, match="HUB_LOG_FORMAT"):
         load_settings(environ={"HUB_LOG_FORMAT": "xml"})
+
+
+def test_what_a_job_logs_after_recording_an_event_names_the_event_and_subscriber(hub, client, captured,
+                                                                                   monkeypatch):
+    import hub.pipeline as pipeline
+    from hub.tasks import process_delivery
+
+    from ..conftest import FIXTURES
+    from ..helpers import stripe_headers
+
+    body = (FIXTURES / "stripe" / "invoice.payment_failed.json").read_bytes()
+    delivery_id = client.post("/webhooks/stripe", data=body, headers=stripe_headers(body)).json["delivery"]
+    real = pipeline.outbox.dispatch
+
+    def dispatch(hub_, due, **kwargs):  # something logged inside the job, after the event was recorded
+        logging.getLogger("hub.test").warning("dispatching %d", len(due))
+        return real(hub_, due, **kwargs)
+
+    monkeypatch.setattr(pipeline.outbox, "dispatch", dispatch)
+    process_delivery(delivery_id)
+    [line] = [line for line in _lines(captured) if line["logger"] == "hub.test"]
+    assert line["delivery_id"] == delivery_id and line["event_id"] and line["subscriber_id"]
+    logging.getLogger("hub.test").warning("after the job")
+    assert "event_id" not in _lines(captured)[-1]
