@@ -24,7 +24,7 @@ _context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("hub_l
 @contextmanager
 def context(**ids: Any) -> Iterator[None]:
     """Attach ids (``delivery_id=...``) to every record logged in this block (thread- and job-local)."""
-    token = _context.set({**_context.get(), **{k: v for k, v in ids.items() if v is not None}})
+    token = _context.set({**_context.get(), "_scoped": True, **{k: v for k, v in ids.items() if v is not None}})
     try:
         yield
     finally:
@@ -32,8 +32,10 @@ def context(**ids: Any) -> Iterator[None]:
 
 
 def bind(**ids: Any) -> None:
-    """Attach ids for the rest of the enclosing ``context`` block (e.g. each event a job records)."""
-    _context.set({**_context.get(), **{k: v for k, v in ids.items() if v is not None}})
+    """Attach ids for the rest of the enclosing ``context`` block (e.g. each event a job records); outside
+    any block (a CLI command, the scheduler) nothing, so no id outlives the work it belongs to."""
+    if _context.get().get("_scoped"):
+        _context.set({**_context.get(), **{k: v for k, v in ids.items() if v is not None}})
 
 
 def _scrub(text: str) -> str:
@@ -51,7 +53,7 @@ class ScrubSecrets(logging.Filter):
         if scrubbed != message:
             record.msg, record.args = scrubbed, ()
         for name, value in _context.get().items():
-            if not hasattr(record, name):
+            if not name.startswith("_") and not hasattr(record, name):
                 setattr(record, name, value)
         return True
 
