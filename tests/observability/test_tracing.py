@@ -40,9 +40,11 @@ def test_receive_ingest_and_deliver_are_one_trace_with_the_delivery_id(hub, clie
     assert ingest.parent.span_id == receive.context.span_id
     assert ingest.context.trace_id == receive.context.trace_id
     assert ingest.attributes["hub.delivery_id"] == delivery_id
-    assert delivers, "the planned actions that were due at once were delivered"
-    for span in delivers:
-        assert span.context.trace_id == receive.context.trace_id
+    # the deliver jobs the ingest job enqueued continue its trace; work that comes back later (held for
+    # a rate-limit room, retried) is enqueued by the scheduler and starts its own
+    joined = [s for s in delivers if s.context.trace_id == receive.context.trace_id]
+    assert joined, "the actions due at once were delivered in the webhook's trace"
+    for span in joined:
         assert span.parent.span_id == ingest.context.span_id
         assert span.attributes["hub.delivery_id"] == str(delivery_id) and span.attributes["hub.action_id"]
 
