@@ -13,8 +13,10 @@ RUN pip wheel --no-cache-dir --no-deps -w /dist .
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 COPY --from=build /dist /dist
-RUN pip install /dist/*.whl && rm -rf /dist && useradd --system --create-home --home-dir /app hub
+RUN pip install /dist/*.whl && rm -rf /dist && useradd --system --create-home --home-dir /app hub \
+    && mkdir -p /app/var/prometheus && chown -R hub /app
 WORKDIR /app
+# var/prometheus: the processes' metric files (a volume shared by web and workers in docker-compose)
 USER hub
 EXPOSE 8080
 CMD ["hub", "serve", "--host", "0.0.0.0", "--port", "8080"]

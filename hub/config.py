@@ -64,6 +64,13 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "network).", False, kind="bool"),
     Setting("HUB_HTTP_TIMEOUT_SECONDS", "Connect and read timeout of every outbound call.", 10.0, kind="float"),
     Setting("HUB_LOG_LEVEL", "Python log level.", "INFO"),
+    Setting("HUB_LOG_FORMAT", "`text` (one readable line per record) or `json` (one JSON object per line, with "
+            "the delivery, event, action and subscriber ids where known).", "text", group="observability"),
+    Setting("HUB_ALERT_INTERVAL_SECONDS", "How often the scheduler evaluates the alerts (`alerts:` in the rules "
+            "files; 0: never).", 60, kind="int", group="observability"),
+    Setting("HUB_METRICS_TOKEN", "Bearer token for `/metrics` and for the details of `/readyz` (`/healthz` stays "
+            "open). Unset: open in development, loopback clients only in production.", None, secret=True,
+            group="observability"),
     Setting("HUB_REPORTING_CURRENCY", "Currency KPIs and loyalty points are stated in (amounts converted with "
             "HUB_FX_RATES). Unset: KPIs per currency.", None, group="metrics"),
     Setting("HUB_FX_RATES", "Value of one unit of each currency in the reporting currency, e.g. "
@@ -120,6 +127,8 @@ def load_settings(
 
 
 def _missing(settings: Settings) -> Iterable[str]:
+    if settings["HUB_LOG_FORMAT"] not in ("text", "json"):
+        yield "HUB_LOG_FORMAT: must be text or json"
     if settings.production:
         for name in ("HUB_DATABASE_URL", "HUB_REDIS_URL", "HUB_ADMIN_TOKEN"):
             if not settings[name]:

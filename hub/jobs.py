@@ -49,22 +49,27 @@ def queue(redis: Redis, name: str) -> Queue:
     return Queue(name, connection=redis, serializer=JSONSerializer)
 
 
-def enqueue_ingest(redis: Redis, deliveries: Sequence[tuple[int, int]]) -> None:
-    """One ingest job per ``(delivery id, seq)``, all in one pipeline round trip."""
+def enqueue_ingest(redis: Redis, deliveries: Sequence[tuple[int, int]],
+                   traces: dict[int, dict[str, str]] | None = None) -> None:
+    """One ingest job per ``(delivery id, seq)``, all in one pipeline round trip; a delivery's trace
+    context (hub/tracing.py) travels in its job's meta."""
     q = queue(redis, INGEST_QUEUE)
+    traces = traces or {}
     jobs = [Queue.prepare_data(PROCESS_DELIVERY, (d,), job_id=delivery_job_id(d, seq), timeout=JOB_TIMEOUT,
-                               **_OPTIONS) for d, seq in deliveries]
+                               meta={"trace": traces[d]} if traces.get(d) else None, **_OPTIONS)
+            for d, seq in deliveries]
     with redis.pipeline() as pipe:
         q.enqueue_many(jobs, pipeline=pipe)
         pipe.execute()
 
 
-def enqueue_deliver(redis: Redis, connector: str, action_id: int, seq: int) -> bool:
+def enqueue_deliver(redis: Redis, connector: str, action_id: int, seq: int,
+                    trace: dict[str, str] | None = None) -> bool:
     """A deliver job at the front of the destination's queue; False if that job already exists."""
     try:
         queue(redis, deliver_queue_name(connector)).enqueue(
             DELIVER_ACTION, action_id, job_id=action_job_id(action_id, seq), unique=True, at_front=True,
-            job_timeout=JOB_TIMEOUT, **_OPTIONS)
+            job_timeout=JOB_TIMEOUT, meta={"trace": trace} if trace else None, **_OPTIONS)
         return True
     except DuplicateJobError:
         return False
@@ -118,20 +123,16 @@ def make_worker(redis: Redis, queues: list[str], cls: type[Worker] = Worker, **k
 
 
 def queue_depth(redis: Redis, name: str) -> tuple[int, datetime | None]:
-    """Jobs waiting in a queue and when the oldest of them was enqueued (naive UTC, as RQ keeps it)."""
+    """Jobs waiting in a queue and when the oldest of them was enqueued (naive UTC, as RQ keeps it).
+    Deliver jobs may go in at the front, so the oldest is at one end or the other."""
     q = queue(redis, name)
-    first = q.get_job_ids(0, 0)
-    oldest = None
-    if first:
-        job = Job.fetch(first[0], connection=redis, serializer=JSONSerializer)
-        oldest = job.enqueued_at.replace(tzinfo=None) if job.enqueued_at else None
-    return q.count, oldest
-
-
-def enqueue_once(redis: Redis, queue_name: str, func: str, arg: Any, job_id: str) -> bool:
-    """A job that carries only an id; a second enqueue of the same job id is a no-op (False)."""
-    try:
-        queue(redis, queue_name).enqueue(func, arg, job_id=job_id, unique=True, job_timeout=JOB_TIMEOUT, **_OPTIONS)
-        return True
-    except DuplicateJobError:
-        return False
+    ends = {i.decode() if isinstance(i, bytes) else i for i in (redis.lindex(q.key, 0), redis.lindex(q.key, -1)) if i}
+    times = []
+    for job_id in ends:
+        try:
+            at = Job.fetch(job_id, connection=redis, serializer=JSONSerializer).enqueued_at
+        except Exception:  # withdrawn meanwhile
+            continue
+        if at is not None:
+            times.append(at.replace(tzinfo=None))
+    return q.count, min(times) if times else None

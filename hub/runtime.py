@@ -12,6 +12,7 @@ from typing import Any
 
 from redis import Redis
 
+from hub import logs
 from hub.config import load_settings
 from hub.kernel import mapping
 from hub.kernel.settings import SecretScrubber, Settings
@@ -79,6 +80,7 @@ def current() -> Hub:
     with _lock:
         if _current is None:
             _current = Hub(load_settings())
+            logs.use_scrubber(_current.scrub)
         return _current
 
 
@@ -87,3 +89,4 @@ def use(hub: Hub | None) -> None:
     global _current
     with _lock:
         _current = hub
+        logs.use_scrubber(hub.scrub if hub else None)

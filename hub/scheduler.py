@@ -80,7 +80,7 @@ def run(hub: "Hub", stop: threading.Event) -> None:
     last_sweep = 0.0
     import time
 
-    from hub import sync
+    from hub import alerts, sync
     from hub.segments import sweep as segment_sweep
 
     alarm = outbox.Alarm(hub, stop)
@@ -94,6 +94,7 @@ def run(hub: "Hub", stop: threading.Event) -> None:
                 sweep(hub)
             segment_sweep.sweep_if_due(hub)  # time-based segment transitions, every HUB_SEGMENT_SWEEP_SECONDS
             sync.health_if_due(hub)  # webhook subscriptions and gap repair, every HUB_SYNC_HEALTH_SECONDS
+            alerts.evaluate_if_due(hub)  # alert.raised / alert.resolved, every HUB_ALERT_INTERVAL_SECONDS
             soonest = outbox.seconds_to_next_due(hub)
             if soonest is not None:
                 pause = min(pause, max(soonest, 0.002))

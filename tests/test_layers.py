@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Bottom first. A module may import from its own layer's package and from any layer below.
 LAYERS: list[tuple[str, ...]] = [
-    ("hub.kernel",),
+    ("hub.kernel", "hub.logs", "hub.telemetry", "hub.tracing"),  # the kernel and instrumentation
     ("hub.store",),
     ("connectors",),
     ("hub.config",),
@@ -23,7 +23,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("hub.outbound",),
     ("hub.segments",),
     ("hub.ingest", "hub.changes"),
-    ("hub.runtime", "hub.logs", "hub.queries", "hub.tasks", "hub.simulate", "hub.check", "hub.backfill", "hub.sync", "hub.status"),
+    ("hub.runtime", "hub.queries", "hub.tasks", "hub.simulate", "hub.check", "hub.backfill", "hub.sync", "hub.status",
+     "hub.alerts"),
     ("hub.scheduler", "hub.web", "hub.cli", "hub.migrations", "hub"),
 ]
 

@@ -35,14 +35,26 @@ def main() -> None:
 
 
 # Every command group, registered explicitly (click lists them alphabetically in --help).
+from hub.cli import (  # noqa: E402
+    alerts,  # noqa: E402
+    explain,
+    inspect,
+    metrics,
+    privacy,
+    processes,
+    rules,
+    segments,
+    store,
+    subscribers,
+    tools,
+)
 from hub.cli import backfill as backfill_cli  # noqa: E402
 from hub.cli import changes as changes_cli  # noqa: E402
 from hub.cli import connectors as connectors_cli  # noqa: E402
-from hub.cli import explain, inspect, metrics, privacy, processes, rules, segments, store, subscribers, tools  # noqa: E402
 from hub.cli import sync as sync_cli  # noqa: E402,F401  (adds `connectors register` and `connectors health`)
 
 for module in (processes, store, inspect, tools, rules, explain, connectors_cli, privacy, subscribers, segments,
-               metrics, changes_cli, backfill_cli):
+               metrics, changes_cli, backfill_cli, alerts):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -45,6 +45,9 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     cost a connection, never a thread (see hub/web/server.py)."""
     from gunicorn.app.base import BaseApplication
 
+    from hub import telemetry
+
+    telemetry.prepare_multiprocess()  # the workers' counters go to files /metrics adds up
     current().rules  # validate settings and rules before forking
 
     class App(BaseApplication):  # type: ignore[misc]
@@ -67,6 +70,9 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 def worker(queues: tuple[str, ...], burst: bool) -> None:
     """Run an RQ worker on the ingest and deliver-* queues."""
+    from hub import telemetry
+
+    telemetry.prepare_multiprocess(worker=True)  # its work-horses record under this worker's id
     hub = current()
     hub.rules  # refuse to start on rules that do not load
     if hub.settings.embedded_queue:

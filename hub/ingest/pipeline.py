@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 import connectors
 from connectors.base import RawDelivery
+from hub import logs, telemetry
 from hub.kernel.errors import PayloadError
 from hub.kernel.events import CanonicalEvent
 from hub.kernel.values import parse_time
@@ -33,6 +34,14 @@ log = logging.getLogger(__name__)
 def process(hub: "Hub", delivery_id: int) -> None:
     """Normalize, apply and plan one delivery. A payload we cannot read is marked failed, not raised."""
     due: list[int] = []
+    finished: list[tuple[str, str, datetime]] = []  # (connector, outcome, received_at) once committed
+    _process(hub, delivery_id, due, finished)
+    for connector, outcome, received_at in finished:
+        telemetry.delivery_processed(connector, outcome, received_at)
+    outbox.dispatch(hub, due)
+
+
+def _process(hub: "Hub", delivery_id: int, due: list[int], finished: list[tuple[str, str, datetime]]) -> None:
     with hub.store.session() as session:
         delivery = session.execute(select(Delivery).where(Delivery.id == delivery_id).with_for_update()).scalar()
         if delivery is None or delivery.status in (DeliveryStatus.PROCESSED, DeliveryStatus.REDACTED):
@@ -46,29 +55,32 @@ def process(hub: "Hub", delivery_id: int) -> None:
                               delivery.received_at)
             events = connector.normalize(raw)
         except PayloadError as exc:
-            _fail(delivery, str(exc))
+            _fail(delivery, str(exc), finished)
             return
         except Exception as exc:  # a bug in a normalizer must not become a crash loop
             log.exception("normalizing delivery %s failed", delivery_id)
-            _fail(delivery, f"internal error while normalizing: {type(exc).__name__}: {hub.scrub(str(exc))}")
+            _fail(delivery, f"internal error while normalizing: {type(exc).__name__}: {hub.scrub(str(exc))}",
+                  finished)
             return
         try:
             with session.begin_nested():  # a savepoint: a bug below rolls back to here, not the claim
-                due = record_events(hub, session, events, delivery_id=delivery.id)
+                due.extend(record_events(hub, session, events, delivery_id=delivery.id))
         except OperationalError:
             raise  # the database went away: the job fails and the sweeper re-enqueues the delivery later
         except Exception as exc:  # a bug in state, rules or segments must not become a crash loop either
             log.exception("processing delivery %s failed", delivery_id)
-            _fail(delivery, f"internal error while processing: {type(exc).__name__}: {hub.scrub(str(exc))}")
+            _fail(delivery, f"internal error while processing: {type(exc).__name__}: {hub.scrub(str(exc))}",
+                  finished)
             return
         delivery.status = DeliveryStatus.PROCESSED
         delivery.processed_at = utcnow()
         delivery.event_count = len(events)
         delivery.error = None
-    outbox.dispatch(hub, due)
+        finished.append((delivery.connector, "processed", delivery.received_at))
 
 
-def _fail(delivery: Delivery, reason: str) -> None:
+def _fail(delivery: Delivery, reason: str, finished: list[tuple[str, str, datetime]]) -> None:
+    finished.append((delivery.connector, "failed", delivery.received_at))
     delivery.status = DeliveryStatus.FAILED
     delivery.error = reason[:4000]
     log.warning("delivery %s (%s) failed: %s", delivery.id, delivery.connector, reason)
@@ -97,6 +109,7 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
             continue
         privacy.before_apply(session, event, delivery_id=delivery_id)  # a redact request erases, then forgets
         subscriber = identity.resolve_subscriber(session, event, weights)
+        logs.bind(event_id=event.id, subscriber_id=subscriber.id if subscriber else None)
         applied = state.apply(session, event, subscriber)
         privacy.after_apply(session, event, subscriber)  # a data request stores an export
         if subscriber is not None:

@@ -29,12 +29,15 @@ class Relay:
     def __init__(self, hub: "Hub"):
         self.hub = hub
         self._ids: deque[int] = deque()
+        self._traces: dict[int, dict[str, str]] = {}
         self._wake = threading.Condition()
         self._busy = False
         self._pid: int | None = None
 
-    def submit(self, delivery_id: int) -> None:
+    def submit(self, delivery_id: int, trace: dict[str, str] | None = None) -> None:
         with self._wake:
+            if trace:
+                self._traces[delivery_id] = trace
             if self._pid != os.getpid():  # first use in this process (gunicorn forks after import)
                 self._pid = os.getpid()
                 threading.Thread(target=self._run, name="ingest-relay", daemon=True).start()
@@ -51,9 +54,10 @@ class Relay:
             with self._wake:
                 self._wake.wait_for(lambda: bool(self._ids))
                 batch = [self._ids.popleft() for _ in range(min(len(self._ids), BATCH))]
+                traces = {i: t for i in batch if (t := self._traces.pop(i, None))}
                 self._busy = True
             try:
-                jobs.enqueue_ingest(self.hub.redis, [(d, 1) for d in batch])
+                jobs.enqueue_ingest(self.hub.redis, [(d, 1) for d in batch], traces=traces)
             except Exception as exc:  # Redis away: the sweeper enqueues these deliveries later
                 log.warning("%d deliveries stored but not enqueued (%s); the sweeper will pick them up",
                             len(batch), type(exc).__name__)

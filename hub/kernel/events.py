@@ -97,6 +97,10 @@ class EventType:
     TIER_CHANGED = "tier.changed"
     #: MRR moved: new, expansion, contraction, churn, reactivation (derived)
     MRR_CHANGED = "mrr.changed"
+    #: an operational or business condition needs someone (hub/alerts.py; data.alert says which)
+    ALERT_RAISED = "alert.raised"
+    #: a raised alert's condition is back past its clear threshold
+    ALERT_RESOLVED = "alert.resolved"
     #: a verified delivery with no mapping yet: stored and listed, never dropped
     PROVIDER_UNMAPPED = "provider.unmapped"
 

@@ -100,7 +100,19 @@ class Settings:
             if not setting.secret or not value:
                 continue
             found.extend(value if isinstance(value, list) else [str(value)])
+        # a URL's password also shows on its own (driver errors, URLs re-rendered by a library)
+        found.extend(password for url in found if (password := _password(url)))
         return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
+def _password(value: str) -> str | None:
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(value).password if "://" in value else None
+    except ValueError:
+        return None
+    return unquote(password) if password else None
 
 
 
@@ -122,10 +134,17 @@ def validate_values(declared: Mapping[str, Setting], env: Mapping[str, Any]) -> 
 
 
 class SecretScrubber:
-    """Replaces secret values in text with ``***`` (used by the log filter and stored errors)."""
+    """Replaces secret values in text with ``***`` (used by the log formatters, tracebacks included, and
+    stored errors). Each secret is also looked for as it appears in a ``repr`` (tracebacks and error
+    messages often show values that way) and URL-encoded."""
 
     def __init__(self, settings: Settings):
-        self._secrets = settings.secrets()
+        from urllib.parse import quote
+
+        forms = set()
+        for secret in settings.secrets():
+            forms.update({secret, repr(secret)[1:-1], quote(secret, safe="")})
+        self._secrets = sorted((f for f in forms if len(f) >= 4), key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for secret in self._secrets:

@@ -25,7 +25,7 @@ from sqlalchemy import and_, case, insert, or_, select, update
 
 import connectors
 from connectors.base import ActionContext, Connector
-from hub import jobs
+from hub import jobs, telemetry
 from hub.kernel.errors import PermanentError
 from hub.outbound import outbox
 from hub.outbound.outbox import backoff_seconds
@@ -122,7 +122,8 @@ def claim(hub: "Hub", connector: str, lead: int | None = None, limit: int = CLAI
                 seen = profiles[row.subscriber_id]
             subscriber = {**seen, "external_id": (seen.get("external_ids") or {}).get(connector)}
             items.append(Item(row.id, row.key, row.name, row.params or {}, row.attempts,
-                              ActionContext(key=row.key, action_id=row.id, subscriber=subscriber)))
+                              ActionContext(key=row.key, action_id=row.id, subscriber=subscriber),
+                              connector, row.due_at))
     jobs.withdraw_deliver_jobs(hub.redis, connector, [(row.id, row.dispatch_seq) for row in rows if row.id != lead])
     return items
 
@@ -188,6 +189,7 @@ def record(hub: "Hub", results: list[tuple[Item, Result]]) -> dict[int, str]:
     released: dict[str, list[int]] = {}
     finished: dict[tuple[str, int | None, str | None], list[int]] = {}  # one UPDATE per kind of end
     attempts: list[dict[str, Any]] = []
+    by_id = {item.id: item for item, _ in results}
     with hub.store.session() as session:
         for item, r in results:
             if r.outcome == "released":
@@ -224,7 +226,8 @@ def record(hub: "Hub", results: list[tuple[Item, Result]]) -> dict[int, str]:
                              "response": r.response, "error": r.error})
             statuses[item.id] = values["status"]
             log.info("action %s attempt %s: %s%s", item.id, item.attempt, outcome,
-                     f" ({r.error})" if r.error else "")
+                     f" ({r.error})" if r.error else "",
+                     extra={"action_id": item.id, "subscriber_id": item.ctx.subscriber.get("id")})
         for (status, code, error), ids in finished.items():
             session.execute(update(Action).where(Action.id.in_(ids), Action.status == ActionStatus.SENDING).values(
                 status=status, lease_until=None, last_status_code=code, last_error=error, updated_at=now))
@@ -234,6 +237,9 @@ def record(hub: "Hub", results: list[tuple[Item, Result]]) -> dict[int, str]:
             outbox.hold(session, {i: w for i, w in holds.items() if reasons[i] == reason}, reason, now)
         for reason, ids in released.items():
             outbox.release(session, ids, reason, now)
+    for attempt in attempts:  # committed: count them
+        item = by_id[attempt["action_id"]]
+        telemetry.action_attempted(item.connector, item.name, attempt["outcome"], item.due_at)
     if holds:
         outbox.wake_scheduler(hub, min(holds.values()))
     return statuses

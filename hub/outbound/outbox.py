@@ -13,7 +13,7 @@ from sqlalchemy import and_, func, select, update
 from sqlalchemy.orm import Session
 
 import connectors
-from hub import jobs
+from hub import jobs, telemetry, tracing
 from hub.kernel.events import CanonicalEvent
 from hub.rules import Cancellation, Facts, PlannedAction, RuleSet, plan
 from hub.store import Action, insert_ignore, utcnow
@@ -99,10 +99,12 @@ def cancel(session: Session, cancellations: Iterable[Cancellation], *, subscribe
                 scope.append(Action.occurrence == c.occurrence)
         else:
             continue
-        result = session.execute(update(Action).where(
+        rows = session.execute(update(Action).where(
             Action.rule_id == c.rule_id, Action.status == ActionStatus.SCHEDULED, *scope,
-        ).values(status=ActionStatus.CANCELLED, cancelled_by=c.event_id, updated_at=utcnow()))
-        total += result.rowcount or 0
+        ).values(status=ActionStatus.CANCELLED, cancelled_by=c.event_id, updated_at=utcnow())
+            .returning(Action.connector, Action.name)).all()
+        telemetry.actions_cancelled(rows)  # counted before the commit: a rollback is rare here
+        total += len(rows)
     return total
 
 
@@ -127,11 +129,12 @@ def dispatch(hub: "Hub", action_ids: Sequence[int] | None = None, *, limit: int 
             and_(Action.id.in_(picked), Action.status == ActionStatus.SCHEDULED)
         ).values(status=ActionStatus.QUEUED, dispatch_seq=Action.dispatch_seq + 1, queued_at=now,
                  updated_at=now).returning(Action.id, Action.connector, Action.dispatch_seq)).all()
+    trace = tracing.carrier()  # when tracing: the deliver jobs join the trace that planned them
     for action_id, connector, seq in sorted(claimed, reverse=True):  # at the front: the lowest id first
         try:
             # at the front of the destination's queue: what falls due now is the time-critical work
             # (an action coming back for its booked room), not the jobs of a backlog waiting in line
-            jobs.enqueue_deliver(hub.redis, connector, action_id, seq)
+            jobs.enqueue_deliver(hub.redis, connector, action_id, seq, trace)
         except Exception as exc:  # Redis down: the sweeper re-enqueues stranded rows
             log.warning("could not enqueue action %s (%s); the sweeper will retry", action_id,
                         type(exc).__name__)

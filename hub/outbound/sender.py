@@ -14,10 +14,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from connectors.base import ActionContext, ActionSpec, Connector, ItemOutcome, windows
 from connectors.http import ApiClient, Outcome
+from hub import telemetry
 from hub.kernel.errors import ActionError, CredentialsError, PermanentError, RetriableError
 from hub.outbound.circuit import Circuit, Credentials
 from hub.outbound.ratelimit import RateLimiter, Throttled, limit_key
@@ -42,6 +44,8 @@ class Item:
     params: dict[str, Any]
     attempt: int
     ctx: ActionContext
+    connector: str = ""
+    due_at: datetime | None = None
 
 
 
@@ -130,6 +134,7 @@ class Sender:
             unit.results = [Result("held", wait=wait, error=reason, decided_at=now) for _ in unit.items]
 
     def _wait_for_room(self, unit: Unit, wait: float, booked: bool) -> None:
+        telemetry.rate_limit_wait(self.connector.name, unit.spec.bucket)
         if booked:  # a room is kept for it: back in the schedule for exactly that long
             self._hold_all([unit], wait, f"rate limit {unit.spec.bucket}: room booked in {wait:.2f}s")
         else:  # every room is booked: back in the outbox line, the next freed room is handed to it
@@ -232,6 +237,7 @@ class Sender:
             if isinstance(exc, CredentialsError):
                 self.credentials.mark_invalid(name, exc.status, self.hub.scrub(str(exc)))
             elif isinstance(exc, RetriableError) and exc.status == 429:
+                telemetry.throttled(name)
                 key = limit_key(name, self.account, unit.spec.bucket)
                 self.limiter.pause(key, exc.retry_after if exc.retry_after is not None else DEFAULT_429_PAUSE)
             elif isinstance(exc, RetriableError):

@@ -39,7 +39,7 @@ RULE_KEYS = {"id", "description", "enabled", "on", "when", "actions", "schedule"
 #: top-level keys of a file under rules/: ``segments``/``tiers``/``loyalty`` belong to the profiles
 #: engine (rules/segments.yaml) and are read there, not here
 TOP_LEVEL_KEYS = {"rules", "vars"}
-FOREIGN_TOP_LEVEL_KEYS = {"segments", "tiers", "loyalty"}
+FOREIGN_TOP_LEVEL_KEYS = {"segments", "tiers", "loyalty", "alerts"}  # alerts: hub/alerts.py
 #: names a condition or template may start from (event parts, profile, helpers)
 CONTEXT_ROOTS = {"event", "subscriber", "subscription", "previous", "invoice", "payment", "order", "usage",
                  "consent", "message", "tier", "segment", "mrr", "step", "now", "vars", "days_since",

@@ -1,14 +1,25 @@
-"""The admin JSON API (``Authorization: Bearer $HUB_ADMIN_TOKEN``)."""
+"""The admin JSON API (``Authorization: Bearer $HUB_ADMIN_TOKEN``); parameters and bodies are checked by
+the schemas in hub/web/schemas.py, which also describe the API at ``/api/openapi.json``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, jsonify
 
 from hub import queries
-from hub.kernel.values import parse_time
+from hub.queries import DeliveryOut, EventOut
 from hub.web.auth import require_admin
+from hub.web.schemas import (
+    ActionsQuery,
+    ActionWithAttemptsOut,
+    DeliveriesQuery,
+    EventsQuery,
+    ReplayBody,
+    ReplayOut,
+    accepts,
+    openapi,
+)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -16,39 +27,45 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 bp.before_request(require_admin)
 
 
-def _limit() -> int:
-    return max(1, min(int(request.args.get("limit", 50)), 1000))
-
-
 @bp.get("/events")
-def events() -> Any:
-    since = request.args.get("since")
-    return jsonify(queries.list_events(current_app.extensions["hub"], type_=request.args.get("type"),
-                                       subscriber_id=request.args.get("subscriber", type=int),
-                                       since=parse_time(since) if since else None, limit=_limit()))
+@accepts("/api/events", "get", "Canonical events, newest first", query=EventsQuery,
+         responses={200: ("events", EventOut(many=True))})
+def events(query: dict[str, Any]) -> Any:
+    return jsonify(queries.list_events(current_app.extensions["hub"], type_=query.get("type"),
+                                       subscriber_id=query.get("subscriber"), since=query.get("since"),
+                                       limit=query["limit"]))
 
 
 @bp.get("/deliveries")
-def deliveries() -> Any:
-    return jsonify(queries.list_deliveries(current_app.extensions["hub"], connector=request.args.get("connector"),
-                                           status=request.args.get("status"), limit=_limit()))
+@accepts("/api/deliveries", "get", "Stored webhook deliveries, newest first", query=DeliveriesQuery,
+         responses={200: ("deliveries", DeliveryOut(many=True))})
+def deliveries(query: dict[str, Any]) -> Any:
+    return jsonify(queries.list_deliveries(current_app.extensions["hub"], connector=query.get("connector"),
+                                           status=query.get("status"), limit=query["limit"]))
 
 
 @bp.get("/actions")
-def actions() -> Any:
-    return jsonify(queries.list_actions(current_app.extensions["hub"], status=request.args.get("status"),
-                                        connector=request.args.get("connector"), rule=request.args.get("rule"),
-                                        limit=_limit(), with_attempts=request.args.get("attempts") == "1"))
+@accepts("/api/actions", "get", "Planned actions, newest first", query=ActionsQuery,
+         responses={200: ("actions", ActionWithAttemptsOut(many=True))})
+def actions(query: dict[str, Any]) -> Any:
+    return jsonify(queries.list_actions(current_app.extensions["hub"], status=query.get("status"),
+                                        connector=query.get("connector"), rule=query.get("rule"),
+                                        limit=query["limit"], with_attempts=query["attempts"]))
 
 
 @bp.post("/replay")
-def replay() -> Any:
-    body = request.get_json(silent=True) or {}
+@accepts("/api/replay", "post", "Replay failed or dead actions, or failed deliveries", body=ReplayBody,
+         responses={200: ("how many were put back in line", ReplayOut)})
+def replay(body: dict[str, Any]) -> Any:
     hub = current_app.extensions["hub"]
-    kind = body.get("kind", "actions")
-    ids = [int(i) for i in body.get("ids", [])]
-    if kind == "deliveries":
-        count = queries.replay_deliveries(hub, ids, status=body.get("status"))
+    if body["kind"] == "deliveries":
+        count = queries.replay_deliveries(hub, body.get("ids", []), status=body.get("status"))
     else:
-        count = queries.replay_actions(hub, ids, status=body.get("status"))
+        count = queries.replay_actions(hub, body.get("ids", []), status=body.get("status"))
     return jsonify(replayed=count)
+
+
+@bp.get("/openapi.json")
+def openapi_json() -> Any:
+    """The OpenAPI 3.1 description of this API, built from the same schemas that check requests."""
+    return jsonify(openapi())

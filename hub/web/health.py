@@ -1,7 +1,8 @@
 """``/healthz`` (the process is up) and ``/readyz`` (database and Redis reachable).
 
-``/readyz`` also details each outbound connector's credentials mark and circuit state. Those do
-not make the hub unready: webhooks must keep landing while a destination is down.
+``/readyz`` also details each check and each outbound connector's credentials mark and circuit state,
+to callers with the metrics token (``HUB_METRICS_TOKEN``); others get only ``ready``. The connectors'
+state does not make the hub unready: webhooks must keep landing while a destination is down.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
+
+from hub.web.auth import metrics_allowed
 
 bp = Blueprint("health", __name__)
 
@@ -35,6 +38,8 @@ def readyz() -> Any:
     except Exception as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
+    if not metrics_allowed():
+        return jsonify(ready=ready), (200 if ready else 503)
     return jsonify(ready=ready, checks=checks, connectors=_destinations(hub)), (200 if ready else 503)
 
 

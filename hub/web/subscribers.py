@@ -11,32 +11,43 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from hub import kpis as m
 from hub.subscribers import profile
 from hub.web.auth import require_admin
+from hub.web.schemas import (
+    ErrorOut,
+    KpiQuery,
+    KpiReportOut,
+    ProfileOut,
+    SubscriberPath,
+    SubscriberQuery,
+    accepts,
+    months_back,
+)
 
 bp = Blueprint("subscribers", __name__, url_prefix="/api")
 bp.before_request(require_admin)
 
 
 @bp.get("/subscribers/<key>")
-def show(key: str) -> Any:
+@accepts("/api/subscribers/{key}", "get", "A subscriber's profile and timeline", path_params=SubscriberPath,
+         query=SubscriberQuery, responses={200: ("the profile", ProfileOut), 404: ("no such subscriber", ErrorOut)})
+def show(key: str, query: dict[str, Any]) -> Any:
     hub = current_app.extensions["hub"]
-    timeline = max(1, min(request.args.get("timeline", 50, type=int), 1000))
     with hub.store.session() as session:
-        found = profile.show(session, key, timeline=timeline)
+        found = profile.show(session, key, timeline=query["timeline"])
     if found is None:
         abort(404, f"no subscriber {key!r}")
     return jsonify(found)
 
 
 @bp.get("/metrics")
-def metrics() -> Any:
+@accepts("/api/metrics", "get", "Subscription KPIs per day, week or month", query=KpiQuery,
+         responses={200: ("the report", KpiReportOut)})
+def metrics(query: dict[str, Any]) -> Any:
     hub = current_app.extensions["hub"]
+    last = query.get("to") or date.today()
+    first = query.get("from_") or months_back(last, 11)
     try:
-        last = m.parse_date(request.args["to"]) if request.args.get("to") else date.today()
-        first = (m.parse_date(request.args["from"]) if request.args.get("from")
-                 else (last.replace(day=1) - timedelta(days=335)).replace(day=1))
         with hub.store.session() as session:
-            report = m.report(session, first, last, request.args.get("interval", "month"),
-                              m.Rates.from_settings(hub.settings))
+            report = m.report(session, first, last, query["interval"], m.Rates.from_settings(hub.settings))
     except m.MetricsError as exc:
         abort(400, str(exc))
     return jsonify(report)

@@ -10,12 +10,15 @@ provider retries); HEAD 200 for set-up probes.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 import connectors
 from connectors.base import InboundRequest
+from hub import alerts, telemetry, tracing
 from hub.kernel.errors import VerificationError
 from hub.store import Delivery, utcnow
 from hub.store.db import StoreUnavailable
@@ -64,14 +67,29 @@ def probe(name: str, token: str | None) -> Any:
 @bp.post("/webhooks/<name>", defaults={"token": None})
 @bp.post("/webhooks/<name>/<token>")
 def receive(name: str, token: str | None) -> Any:
+    started = time.perf_counter()
+    try:
+        with tracing.span("webhook.receive", connector=name):
+            answer, outcome = _receive(name, token)
+            tracing.annotate(outcome=outcome)
+    except RequestEntityTooLarge:
+        telemetry.webhook_answered(name, "too_large", time.perf_counter() - started)
+        raise
+    if outcome is not None:  # an unknown connector name is not a label value
+        telemetry.webhook_answered(name, outcome, time.perf_counter() - started)
+    return answer
+
+
+def _receive(name: str, token: str | None) -> tuple[Any, str | None]:
+    """The answer, and its outcome for the metrics (stored, duplicate, refused, unavailable)."""
     hub = _hub()
     connector = connectors.get(name)
     if connector is None or not connector.receives:
-        return jsonify(error="unknown connector", connector=name), 404
+        return (jsonify(error="unknown connector", connector=name), 404), None
     missing = connector.missing_inbound_settings(hub.settings)
     if missing:
-        return jsonify(error="connector not configured", connector=name,
-                       message=f"set {', '.join(missing)} to enable /webhooks/{name}"), 404
+        return (jsonify(error="connector not configured", connector=name,
+                       message=f"set {', '.join(missing)} to enable /webhooks/{name}"), 404), None
     body = _whole_body(hub.settings["HUB_MAX_BODY_BYTES"])
     headers = {k.lower(): v for k, v in request.headers.items()}
     inbound = InboundRequest(request.method, _external_url, headers, body, token)
@@ -79,7 +97,8 @@ def receive(name: str, token: str | None) -> Any:
         connector.verify(inbound, hub.settings)
     except VerificationError as exc:
         log.warning("webhook %s rejected: %s", name, hub.scrub(str(exc)))
-        return jsonify(error="unauthorized"), 401
+        alerts.note_refused(hub.redis, name)  # for the signature_failures alert
+        return (jsonify(error="unauthorized"), 401), "refused"
     dedup = connector.dedup_key(inbound)[:255]
     kept = {h: headers[h] for h in connector.kept_headers if h in headers}
     now = utcnow()
@@ -93,8 +112,10 @@ def receive(name: str, token: str | None) -> Any:
             if attempt == 1 and exc.retry:
                 continue  # a pooled connection died (database restarted): once more on a fresh one
             log.error("webhook %s not stored: database unavailable (%s)", name, exc)
-            return jsonify(error="temporarily unavailable"), 503
+            return (jsonify(error="temporarily unavailable"), 503), "unavailable"
     if delivery_id is None:
-        return jsonify(ok=True, duplicate=True), 200
-    hub.relay.submit(delivery_id)  # durable already: the job is enqueued off this thread
-    return jsonify(ok=True, delivery=delivery_id), 200
+        return (jsonify(ok=True, duplicate=True), 200), "duplicate"
+    tracing.annotate(delivery_id=delivery_id)
+    # durable already: the job is enqueued off this thread (with the trace context, when tracing)
+    hub.relay.submit(delivery_id, tracing.carrier(delivery_id=delivery_id))
+    return (jsonify(ok=True, delivery=delivery_id), 200), "stored"
