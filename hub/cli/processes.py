@@ -60,16 +60,20 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 
 
 @click.command()
-@click.option("--queue", "-q", "queues", multiple=True, help="Queues to listen on (default: all).")
+@click.option("--queues", "--queue", "-q", "queues", multiple=True,
+              help="`ingest`, `deliver` (every deliver-* queue) or a queue's name; repeatable "
+                   "(default: all, served round robin).")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 def worker(queues: tuple[str, ...], burst: bool) -> None:
-    """Run an RQ worker on the ingest and deliver-* queues."""
+    """Run a worker on the ingest and deliver-* queues (one process, no fork per job; SIGTERM
+    finishes the job in hand and exits, a second SIGTERM stops at once)."""
     hub = current()
-    hub.rules  # refuse to start on rules that do not load
+    hub.rules  # refuse to start on rules that do not load (and compile them once, before any job)
     if hub.settings.embedded_queue:
         raise click.ClickException("HUB_REDIS_URL is not set: separate workers need a shared Redis "
                                    "(use `hub run` for the single-process mode)")
-    jobs.make_worker(hub.redis, list(queues) or all_queue_names()).work(burst=burst, with_scheduler=False)
+    names = jobs.queue_names([n for q in queues for n in q.split(",") if n], connectors.senders())
+    jobs.run_worker(lambda: jobs.make_worker(hub.redis, names), burst=burst)
 
 
 @click.command("scheduler")

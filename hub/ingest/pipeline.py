@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 def process(hub: "Hub", delivery_id: int) -> None:
     """Normalize, apply and plan one delivery. A payload we cannot read is marked failed, not raised."""
     due: list[int] = []
+    claimed: list[tuple[int, str, int]] = []
     with hub.store.session() as session:
         delivery = session.execute(select(Delivery).where(Delivery.id == delivery_id).with_for_update()).scalar()
         if delivery is None or delivery.status in (DeliveryStatus.PROCESSED, DeliveryStatus.REDACTED):
@@ -65,7 +66,8 @@ def process(hub: "Hub", delivery_id: int) -> None:
         delivery.processed_at = utcnow()
         delivery.event_count = len(events)
         delivery.error = None
-    outbox.dispatch(hub, due)
+        claimed = outbox.claim_due(session, due)  # queued in this transaction, enqueued once it commits
+    outbox.enqueue_claimed(hub, claimed)
 
 
 def _fail(delivery: Delivery, reason: str) -> None:
