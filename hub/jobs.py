@@ -209,17 +209,19 @@ class HubWorker(SimpleWorker):
 
     death_penalty_class = TimerDeathPenalty
     max_connection_wait_time = 5.0
+    beats_itself = True  # False: the caller keeps a Heartbeat across many burst runs
 
     def reorder_queues(self, reference_queue: Queue) -> None:  # RQ's RoundRobinWorker, without the fork
         pos = self._ordered_queues.index(reference_queue)
         self._ordered_queues = self._ordered_queues[pos + 1:] + self._ordered_queues[:pos + 1]
 
     def work(self, *args: Any, **kwargs: Any) -> bool:
-        heartbeat = Heartbeat(self.connection, self.name).start()
+        heartbeat = Heartbeat(self.connection, self.name).start() if self.beats_itself else None
         try:
             return super().work(*args, **kwargs)
         finally:
-            heartbeat.close()
+            if heartbeat is not None:
+                heartbeat.close()
 
     def request_stop(self, signum: Any, frame: Any) -> None:
         STOPPING.set()

@@ -21,16 +21,27 @@ def start_background(hub: Hub, stop: threading.Event, workers: int = 2) -> list[
     threads = [threading.Thread(target=scheduler.run, args=(hub, stop), name="scheduler", daemon=True)]
     for i in range(workers):
         worker = jobs.make_worker(hub.redis, all_queue_names(), jobs.ThreadWorker)
+        worker.beats_itself = False  # one Heartbeat across its many burst runs (below)
 
         def loop(w: Any = worker) -> None:
-            while not stop.is_set():
-                w.work(burst=True, logging_level="WARNING")
-                stop.wait(0.2)
+            beat = jobs.Heartbeat(hub.redis, w.name).start()
+            try:
+                while not stop.is_set():
+                    w.work(burst=True, logging_level="WARNING")
+                    stop.wait(0.2)
+            finally:
+                beat.close()
 
         threads.append(threading.Thread(target=loop, name=f"worker-{i}", daemon=True))
     for t in threads:
         t.start()
     return threads
+
+
+def _flush_relay(server: Any, worker: Any) -> None:
+    """A gunicorn worker leaving hands its acknowledged deliveries to the queue first (else the
+    sweeper would pick them up later)."""
+    current().relay.flush(2.0)
 
 
 @click.command()
@@ -39,7 +50,10 @@ def start_background(hub: Hub, stop: threading.Event, workers: int = 2) -> list[
 @click.option("--workers", default=4, show_default=True, type=int, help="gunicorn worker processes")
 @click.option("--threads", default=4, show_default=True, type=int, help="threads per worker process")
 def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the web app (webhooks, API, health) under gunicorn."""
+    """Serve the web app (webhooks, API, health) under gunicorn.
+
+    SIGHUP reloads without closing the port (new workers start, the old ones finish their
+    requests); SIGTERM exits within a few seconds."""
     from gunicorn.app.base import BaseApplication
 
     current().rules  # validate settings and rules before forking
@@ -50,6 +64,9 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("workers", workers)
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("threads", threads)
+            self.cfg.set("graceful_timeout", 4)  # SIGTERM: in-flight requests get 4 s, then exit
+            self.cfg.set("keepalive", 2)
+            self.cfg.set("worker_exit", _flush_relay)
 
         def load(self) -> Any:
             from hub.web import create_app
