@@ -211,7 +211,7 @@ def test_worker_killed_mid_ingest_job_has_its_job_rerun_without_waiting_for_the_
 
     hub = make_hub(HUB_KLAVIYO_API_URL=api.url, **{**FAST, **SLOW_SWEEP})
     post(hub, payment_failed(40))
-    hub.relay.flush()
+    assert hub.relay.flush(timeout=60)
     [delivery] = rows(hub, Delivery)
     job_id = f"d{delivery.id}-1"
     first = second = scheduler = None
@@ -219,7 +219,7 @@ def test_worker_killed_mid_ingest_job_has_its_job_rerun_without_waiting_for_the_
         blocker.execute(text("SELECT id FROM deliveries WHERE id = :id FOR UPDATE"), {"id": delivery.id})
         try:
             first = _spawn(hub, "worker", "--queues", "ingest")
-            wait_for(lambda: _job_status(hub, job_id) == "started", timeout=60)
+            wait_for(lambda: _job_status(hub, job_id) == "started", timeout=180)
             _kill(first)
             blocker.rollback()
             scheduler = _spawn(hub, "scheduler")
@@ -306,7 +306,7 @@ def test_jobs_meeting_a_stopped_database_wait_for_it_instead_of_failing(make_hub
         try:
             for n in range(60, 63):
                 post(hub, payment_failed(n))
-            hub.relay.flush()
+            assert hub.relay.flush(timeout=60)
             server.stop()
             procs.append(_spawn(hub, "worker"))
             started = StartedJobRegistry("ingest", connection=hub.redis)
