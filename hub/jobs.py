@@ -6,6 +6,7 @@ Jobs carry ids only; the database holds the work. Job functions live in ``hub/ta
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime
 from typing import Any, Iterable, Sequence
 
@@ -13,6 +14,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import DuplicateJobError
 from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 
@@ -33,6 +35,17 @@ def deliver_queue_name(connector: str) -> str:
 
 def all_queue_names(sending_connectors: Iterable[str]) -> list[str]:
     return [INGEST_QUEUE] + [deliver_queue_name(n) for n in sending_connectors]
+
+
+def queue_names(groups: Iterable[str], sending_connectors: Iterable[str]) -> list[str]:
+    """Queue names for ``hub worker --queues``: ``ingest``, ``deliver`` (every ``deliver-*`` queue)
+    or a queue's own name; nothing named: all of them."""
+    names: list[str] = []
+    senders = list(sending_connectors)
+    for group in groups or ["ingest", "deliver"]:
+        expanded = [deliver_queue_name(n) for n in senders] if group == "deliver" else [group]
+        names.extend(n for n in expanded if n not in names)
+    return names
 
 
 def delivery_job_id(delivery_id: int, seq: int) -> str:
@@ -102,23 +115,137 @@ def withdraw_deliver_jobs(redis: Redis, connector: str, actions: Sequence[tuple[
 
 
 def job_alive(redis: Redis, job_id: str) -> bool:
+    """Whether a job will still run or finish: waiting in a queue, or started by a worker that is
+    still beating (a worker killed mid-job stops beating, and its job counts as gone within
+    ``LEASE_TTL`` seconds instead of RQ's job timeout)."""
     try:
         job = Job.fetch(job_id, connection=redis, serializer=JSONSerializer)
     except Exception:  # NoSuchJobError, or a job hash we cannot read: treat as gone
         return False
-    return job.get_status(refresh=False) in LIVE_JOB_STATES
+    status = job.get_status(refresh=False)
+    if status == JobStatus.STARTED:
+        return bool(job.worker_name) and worker_beating(redis, job.worker_name)
+    return status in LIVE_JOB_STATES
 
 
-class ThreadWorker(SimpleWorker):
-    """An RQ worker that runs jobs in its own thread (the embedded, single-process mode)."""
+# -- worker liveness -------------------------------------------------------------------------
+LEASE_TTL = 10  # seconds a worker counts as alive after its last beat
+BEAT_EVERY = 2.0
+
+
+def _lease_key(worker_name: str) -> str:
+    return f"hub:worker:{worker_name}:alive"
+
+
+def worker_beating(redis: Redis, worker_name: str) -> bool:
+    return bool(redis.exists(_lease_key(worker_name)))
+
+
+class Heartbeat:
+    """A thread renewing ``hub:worker:<name>:alive`` (TTL ``LEASE_TTL``) while the worker lives.
+
+    RQ's own started-job bookkeeping only expires a dead worker's job after the job timeout plus a
+    minute; this lease lets the sweeper re-run it within seconds. A beat that fails (Redis away) is
+    simply retried: the lease then lapses, which is right, since the worker cannot report anyway.
+    """
+
+    def __init__(self, redis: Redis, worker_name: str):
+        self.redis, self.key = redis, _lease_key(worker_name)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"heartbeat-{worker_name}", daemon=True)
+
+    def start(self) -> "Heartbeat":
+        self.beat()
+        self.thread.start()
+        return self
+
+    def beat(self) -> None:
+        try:
+            self.redis.set(self.key, "1", ex=LEASE_TTL)
+        except Exception:
+            pass
+
+    def _run(self) -> None:
+        while not self.stop.wait(BEAT_EVERY):
+            self.beat()
+
+    def close(self) -> None:
+        self.stop.set()
+        try:
+            self.redis.delete(self.key)
+        except Exception:
+            pass
+
+
+def take_dead_started(redis: Redis, queue_names: Iterable[str]) -> list[str]:
+    """Take the started jobs of workers that stopped beating out of RQ's registries (RQ would keep
+    them for the job timeout plus a minute) and return their ids: their work is to be re-run."""
+    dead: list[str] = []
+    for name in queue_names:
+        registry = StartedJobRegistry(name, connection=redis, serializer=JSONSerializer)
+        for entry in redis.zrange(registry.key, 0, -1):  # "<job id>:<execution id>" entries
+            job_id = registry.parse_job_id(entry)
+            if job_alive(redis, job_id):
+                continue
+            redis.zrem(registry.key, entry)
+            redis.delete(Job.key_for(job_id))
+            dead.append(job_id)
+    return dead
+
+
+def parse_job_id(job_id: str) -> tuple[str, int, int] | None:
+    """``("delivery" | "action", id, seq)`` from a job id made by this module, else None."""
+    kind = {"d": "delivery", "a": "action"}.get(job_id[:1])
+    head, _, seq = job_id[1:].partition("-")
+    if kind is None or not head.isdigit() or not seq.isdigit():
+        return None
+    return kind, int(head), int(seq)
+
+
+#: set when the process is asked to stop: a job waiting for the database gives up at once
+STOPPING = threading.Event()
+
+
+class HubWorker(SimpleWorker):
+    """The worker of ``hub worker``: no fork per job (the process keeps its database pool, Redis
+    connection and compiled rules across jobs), a timer that still kills a job past its timeout,
+    a heartbeat lease, queues served round robin (a backlog of ingest jobs never holds up
+    delivery), and Redis reconnects backed off up to 5 s so work resumes soon after Redis returns.
+    """
 
     death_penalty_class = TimerDeathPenalty
+    max_connection_wait_time = 5.0
+    beats_itself = True  # False: the caller keeps a Heartbeat across many burst runs
+
+    def reorder_queues(self, reference_queue: Queue) -> None:  # RQ's RoundRobinWorker, without the fork
+        pos = self._ordered_queues.index(reference_queue)
+        self._ordered_queues = self._ordered_queues[pos + 1:] + self._ordered_queues[:pos + 1]
+
+    def work(self, *args: Any, **kwargs: Any) -> bool:
+        heartbeat = Heartbeat(self.connection, self.name).start() if self.beats_itself else None
+        try:
+            return super().work(*args, **kwargs)
+        finally:
+            if heartbeat is not None:
+                heartbeat.close()
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        STOPPING.set()
+        super().request_stop(signum, frame)
+
+    @property
+    def stop_requested(self) -> bool:
+        return bool(self._stop_requested or self._shutdown_requested_date)
+
+
+class ThreadWorker(HubWorker):
+    """A worker that runs jobs in its own thread (the embedded, single-process mode)."""
 
     def _install_signal_handlers(self) -> None:  # only the main thread may install handlers
         pass
 
 
-def make_worker(redis: Redis, queues: list[str], cls: type[Worker] = Worker, **kwargs: Any) -> Worker:
+def make_worker(redis: Redis, queues: list[str], cls: type[Worker] = HubWorker, **kwargs: Any) -> Worker:
     return cls([queue(redis, q) for q in queues], connection=redis, serializer=JSONSerializer, **kwargs)
 
 
@@ -136,3 +263,32 @@ def queue_depth(redis: Redis, name: str) -> tuple[int, datetime | None]:
         if at is not None:
             times.append(at.replace(tzinfo=None))
     return q.count, min(times) if times else None
+
+
+def run_worker(make: Any, *, burst: bool = False) -> None:
+    """Run workers made by ``make()`` until asked to stop: a worker that quits on a Redis error is
+    replaced after a pause (logged once per outage) instead of the process exiting."""
+    import time
+
+    from redis.exceptions import RedisError
+
+    pause, down = 0.5, False
+    while True:
+        worker, started = make(), time.monotonic()
+        try:
+            worker.work(burst=burst, with_scheduler=False)
+        except RedisError as exc:  # registration or teardown while Redis is away
+            if not down:
+                log.warning("Redis unavailable (%s); the worker retries until it returns", type(exc).__name__)
+            down = True
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+            continue
+        if burst or worker.stop_requested or STOPPING.is_set():
+            return
+        if time.monotonic() - started > 30:  # it ran a while: this is a new incident
+            pause, down = 0.5, False
+        if not down:  # RQ quit its loop on an error (logged by RQ): start a fresh worker shortly
+            log.warning("worker loop ended unexpectedly; starting again")
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)

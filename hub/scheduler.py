@@ -1,5 +1,7 @@
 """The scheduler process: moves due actions onto the queues and sweeps for stranded work (Redis
-flushed or restarted, a worker killed, a crash between commit and enqueue). Between ticks it sleeps
+flushed or restarted, a worker killed, a crash between commit and enqueue). The sweeps (stranded
+work, time-based segment transitions) run in a housekeeping thread of their own, so a long segment
+sweep never holds up the dispatch of due actions. Between ticks it sleeps
 until the next action falls due (at most ``HUB_SCHEDULER_INTERVAL_SECONDS``), and a worker that puts
 an action back wakes it, so an action waiting for its rate-limit room leaves on time.
 Several schedulers may run at once: claims use row locks with SKIP LOCKED."""
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select, update
 
+import connectors
 from hub import jobs
 from hub.outbound import outbox
 from hub.store import Action, Attempt, Delivery, utcnow
@@ -66,6 +69,7 @@ def sweep(hub: "Hub", stranded_after: float | None = None) -> dict[str, int]:
         counts["deliveries"] = len(to_enqueue)
     if to_enqueue:
         jobs.enqueue_ingest(hub.redis, to_enqueue)
+
     if lost or expired:
         outbox.dispatch(hub, lost + [a for a, _ in expired])
     if any(counts.values()):
@@ -73,32 +77,88 @@ def sweep(hub: "Hub", stranded_after: float | None = None) -> dict[str, int]:
     return counts
 
 
-def run(hub: "Hub", stop: threading.Event) -> None:
-    """Loop until ``stop`` is set: dispatch due actions every tick, sweep every sweep interval."""
-    interval = hub.settings["HUB_SCHEDULER_INTERVAL_SECONDS"]
-    sweep_every = hub.settings["HUB_SWEEP_INTERVAL_SECONDS"]
-    last_sweep = 0.0
+def recover_dead_jobs(hub: "Hub") -> dict[str, int]:
+    """Re-run the jobs of workers that stopped beating (killed mid-job): found in RQ's started-job
+    registries within ``jobs.LEASE_TTL`` seconds of the kill, whatever HUB_STRANDED_AFTER_SECONDS.
+    A send cut short stays with its action's lease (HUB_LEASE_SECONDS), which outlasts the HTTP
+    timeout so a slow send is never taken for a lost one."""
+    found = [p for p in map(jobs.parse_job_id, jobs.take_dead_started(hub.redis, jobs.all_queue_names(
+        connectors.senders()))) if p is not None]
+    now = utcnow()
+    deliveries = [(i, seq) for kind, i, seq in found if kind == "delivery"]
+    actions = [(i, seq) for kind, i, seq in found if kind == "action"]
+    to_enqueue: list[tuple[int, int]] = []
+    requeued: list[int] = []
+    with hub.store.session() as session:
+        for delivery_id, seq in deliveries:  # only if no newer job was enqueued meanwhile
+            if session.execute(update(Delivery).where(
+                    Delivery.id == delivery_id, Delivery.status == DeliveryStatus.RECEIVED,
+                    Delivery.enqueued == seq).values(enqueued=seq + 1, enqueued_at=now)).rowcount:
+                to_enqueue.append((delivery_id, seq + 1))
+        for action_id, seq in actions:  # still queued under that job: not yet claimed by a send
+            if session.execute(update(Action).where(
+                    Action.id == action_id, Action.status == ActionStatus.QUEUED, Action.dispatch_seq == seq,
+            ).values(status=ActionStatus.SCHEDULED, due_at=now, updated_at=now)).rowcount:
+                requeued.append(action_id)
+    if to_enqueue:
+        jobs.enqueue_ingest(hub.redis, to_enqueue)
+    if requeued:
+        outbox.dispatch(hub, requeued)
+    if to_enqueue or requeued:
+        log.warning("re-ran the jobs of a stopped worker: %d deliveries, %d actions", len(to_enqueue), len(requeued))
+    return {"deliveries": len(to_enqueue), "actions": len(requeued)}
+
+
+def housekeeping(hub: "Hub", stop: threading.Event) -> None:
+    """Loop until ``stop`` is set: re-run dead workers' jobs every few seconds, sweep stranded work
+    every HUB_SWEEP_INTERVAL_SECONDS and run the time-based segment sweep when due."""
     import time
 
     from hub import alerts, sync
     from hub.segments import sweep as segment_sweep
 
+    every = hub.settings["HUB_SWEEP_INTERVAL_SECONDS"]
+    tick = min(every, jobs.LEASE_TTL / 2)
+    last_sweep = 0.0
+    failing = False
+    while not stop.is_set():
+        try:
+            recover_dead_jobs(hub)
+            if time.monotonic() - last_sweep >= every:
+                last_sweep = time.monotonic()
+                sweep(hub)
+                segment_sweep.sweep_if_due(hub)  # time-based segment transitions, every HUB_SEGMENT_SWEEP_SECONDS
+                sync.health_if_due(hub)  # webhook subscriptions and gap repair, every HUB_SYNC_HEALTH_SECONDS
+                alerts.evaluate_if_due(hub)  # alert.raised / alert.resolved, every HUB_ALERT_INTERVAL_SECONDS
+            failing = False
+        except Exception:  # the database or Redis is away: log once, try again next tick
+            if not failing:
+                log.exception("housekeeping failed; retrying every %s s", tick)
+            failing = True
+        stop.wait(tick)
+
+
+def run(hub: "Hub", stop: threading.Event) -> None:
+    """Loop until ``stop`` is set: dispatch due actions every tick (the sweeps run in a
+    housekeeping thread beside it)."""
+    interval = hub.settings["HUB_SCHEDULER_INTERVAL_SECONDS"]
+    keeper = threading.Thread(target=housekeeping, args=(hub, stop), name="housekeeping", daemon=True)
+    keeper.start()
     alarm = outbox.Alarm(hub, stop)
+    failing = False
     while not stop.is_set():
         pause = interval
         try:
             while outbox.dispatch(hub) >= 500:
                 pass
-            if time.monotonic() - last_sweep >= sweep_every:
-                last_sweep = time.monotonic()
-                sweep(hub)
-            segment_sweep.sweep_if_due(hub)  # time-based segment transitions, every HUB_SEGMENT_SWEEP_SECONDS
-            sync.health_if_due(hub)  # webhook subscriptions and gap repair, every HUB_SYNC_HEALTH_SECONDS
-            alerts.evaluate_if_due(hub)  # alert.raised / alert.resolved, every HUB_ALERT_INTERVAL_SECONDS
             soonest = outbox.seconds_to_next_due(hub)
             if soonest is not None:
                 pause = min(pause, max(soonest, 0.002))
+            failing = False
         except Exception:  # the database or Redis is away: keep the loop alive and try again
-            log.exception("scheduler tick failed")
+            if not failing:
+                log.exception("scheduler tick failed; retrying every tick until it succeeds")
+            failing = True
         alarm.sleep(pause)
     alarm.close()
+    keeper.join(30)

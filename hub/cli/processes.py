@@ -21,16 +21,27 @@ def start_background(hub: Hub, stop: threading.Event, workers: int = 2) -> list[
     threads = [threading.Thread(target=scheduler.run, args=(hub, stop), name="scheduler", daemon=True)]
     for i in range(workers):
         worker = jobs.make_worker(hub.redis, all_queue_names(), jobs.ThreadWorker)
+        worker.beats_itself = False  # one Heartbeat across its many burst runs (below)
 
         def loop(w: Any = worker) -> None:
-            while not stop.is_set():
-                w.work(burst=True, logging_level="WARNING")
-                stop.wait(0.2)
+            beat = jobs.Heartbeat(hub.redis, w.name).start()
+            try:
+                while not stop.is_set():
+                    w.work(burst=True, logging_level="WARNING")
+                    stop.wait(0.2)
+            finally:
+                beat.close()
 
         threads.append(threading.Thread(target=loop, name=f"worker-{i}", daemon=True))
     for t in threads:
         t.start()
     return threads
+
+
+def _flush_relay(server: Any, worker: Any) -> None:
+    """A gunicorn worker leaving hands its acknowledged deliveries to the queue first (else the
+    sweeper would pick them up later)."""
+    current().relay.flush(2.0)
 
 
 @click.command()
@@ -56,6 +67,9 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("workers", workers)
             self.cfg.set("worker_class", "hub.web.server.WaitressWorker")
             self.cfg.set("threads", threads)
+            self.cfg.set("graceful_timeout", 4)  # SIGTERM: in-flight requests get 4 s, then exit
+            self.cfg.set("keepalive", 2)
+            self.cfg.set("worker_exit", _flush_relay)
 
         def load(self) -> Any:
             from hub.web import create_app
@@ -66,19 +80,23 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 
 
 @click.command()
-@click.option("--queue", "-q", "queues", multiple=True, help="Queues to listen on (default: all).")
+@click.option("--queues", "--queue", "-q", "queues", multiple=True,
+              help="`ingest`, `deliver` (every deliver-* queue) or a queue's name; repeatable "
+                   "(default: all, served round robin).")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 def worker(queues: tuple[str, ...], burst: bool) -> None:
-    """Run an RQ worker on the ingest and deliver-* queues."""
+    """Run a worker on the ingest and deliver-* queues (one process, no fork per job; SIGTERM
+    finishes the job in hand and exits, a second SIGTERM stops at once)."""
     from hub import telemetry
 
-    telemetry.prepare_multiprocess(worker=True)  # its work-horses record under this worker's id
+    telemetry.prepare_multiprocess(worker=True)  # its jobs record under this worker's id
     hub = current()
-    hub.rules  # refuse to start on rules that do not load
+    hub.rules  # refuse to start on rules that do not load (and compile them once, before any job)
     if hub.settings.embedded_queue:
         raise click.ClickException("HUB_REDIS_URL is not set: separate workers need a shared Redis "
                                    "(use `hub run` for the single-process mode)")
-    jobs.make_worker(hub.redis, list(queues) or all_queue_names()).work(burst=burst, with_scheduler=False)
+    names = jobs.queue_names([n for q in queues for n in q.split(",") if n], connectors.senders())
+    jobs.run_worker(lambda: jobs.make_worker(hub.redis, names), burst=burst)
 
 
 @click.command("scheduler")

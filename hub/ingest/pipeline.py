@@ -35,13 +35,15 @@ def process(hub: "Hub", delivery_id: int) -> None:
     """Normalize, apply and plan one delivery. A payload we cannot read is marked failed, not raised."""
     due: list[int] = []
     finished: list[tuple[str, str, datetime]] = []  # (connector, outcome, received_at) once committed
-    _process(hub, delivery_id, due, finished)
+    claimed: list[tuple[int, str, int]] = []  # due actions queued in the transaction, enqueued after it
+    _process(hub, delivery_id, due, finished, claimed)
     for connector, outcome, received_at in finished:
         telemetry.delivery_processed(connector, outcome, received_at)
-    outbox.dispatch(hub, due)
+    outbox.enqueue_claimed(hub, claimed)
 
 
-def _process(hub: "Hub", delivery_id: int, due: list[int], finished: list[tuple[str, str, datetime]]) -> None:
+def _process(hub: "Hub", delivery_id: int, due: list[int], finished: list[tuple[str, str, datetime]],
+             claimed: list[tuple[int, str, int]]) -> None:
     with hub.store.session() as session:
         delivery = session.execute(select(Delivery).where(Delivery.id == delivery_id).with_for_update()).scalar()
         if delivery is None or delivery.status in (DeliveryStatus.PROCESSED, DeliveryStatus.REDACTED):
@@ -77,6 +79,7 @@ def _process(hub: "Hub", delivery_id: int, due: list[int], finished: list[tuple[
         delivery.event_count = len(events)
         delivery.error = None
         finished.append((delivery.connector, "processed", delivery.received_at))
+        claimed.extend(outbox.claim_due(session, due))  # queued in this transaction, enqueued once it commits
 
 
 def _fail(delivery: Delivery, reason: str, finished: list[tuple[str, str, datetime]]) -> None:

@@ -117,18 +117,35 @@ def dispatch(hub: "Hub", action_ids: Sequence[int] | None = None, *, limit: int 
     delivered by a few jobs while an action coming back for its booked room always has a job of
     its own. If enqueueing fails after the commit, the sweeper finds the queued rows with no live job.
     """
+    if action_ids is not None and not action_ids:
+        return 0
+    with hub.store.session() as session:
+        claimed = claim_due(session, action_ids, limit=limit, now=now)
+    enqueue_claimed(hub, claimed)
+    return len(claimed)
+
+
+def claim_due(session: Session, action_ids: Sequence[int] | None = None, *, limit: int = 500,
+              now: datetime | None = None) -> list[tuple[int, str, int]]:
+    """In the caller's transaction, move due scheduled actions (of ``action_ids`` if given) to
+    ``queued``; return ``(id, connector, dispatch seq)`` for ``enqueue_claimed`` after the commit.
+    Ingest calls it in the transaction that planned the actions (no second transaction per event)."""
     now = now or utcnow()
     query = select(Action.id).where(Action.status == ActionStatus.SCHEDULED, Action.due_at <= now)
     if action_ids is not None:
         if not action_ids:
-            return 0
+            return []
         query = query.where(Action.id.in_(list(action_ids)))
     picked = query.order_by(Action.due_at).limit(limit).with_for_update(skip_locked=True)
-    with hub.store.session() as session:  # one statement: pick (row locks, SKIP LOCKED) and queue
-        claimed = session.execute(update(Action).where(
-            and_(Action.id.in_(picked), Action.status == ActionStatus.SCHEDULED)
-        ).values(status=ActionStatus.QUEUED, dispatch_seq=Action.dispatch_seq + 1, queued_at=now,
-                 updated_at=now).returning(Action.id, Action.connector, Action.dispatch_seq)).all()
+    # one statement: pick (row locks, SKIP LOCKED) and queue
+    return [tuple(r) for r in session.execute(update(Action).where(  # type: ignore[misc]
+        and_(Action.id.in_(picked), Action.status == ActionStatus.SCHEDULED)
+    ).values(status=ActionStatus.QUEUED, dispatch_seq=Action.dispatch_seq + 1, queued_at=now,
+             updated_at=now).returning(Action.id, Action.connector, Action.dispatch_seq)).all()]
+
+
+def enqueue_claimed(hub: "Hub", claimed: Sequence[tuple[int, str, int]]) -> None:
+    """Enqueue a deliver job per claimed action (call after the claim's commit)."""
     trace = tracing.carrier()  # when tracing: the deliver jobs join the trace that planned them
     for action_id, connector, seq in sorted(claimed, reverse=True):  # at the front: the lowest id first
         try:
@@ -138,7 +155,6 @@ def dispatch(hub: "Hub", action_ids: Sequence[int] | None = None, *, limit: int 
         except Exception as exc:  # Redis down: the sweeper re-enqueues stranded rows
             log.warning("could not enqueue action %s (%s); the sweeper will retry", action_id,
                         type(exc).__name__)
-    return len(claimed)
 
 
 def hold(session: Session, holds: dict[int, float], reason: str, now: datetime | None = None) -> None:

@@ -124,8 +124,8 @@ def _kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
 
 def test_worker_killed_mid_delivery_is_recovered_once(make_hub, api):
     hub = make_hub(HUB_KLAVIYO_API_URL=api.url, **FAST)
-    # the first request hangs (the worker is killed while waiting); later ones answer at once
-    api.script = lambda seen, n: (202, {}, b"", 8.0 if n == 0 else 0.0)
+    # the first request hangs past the test (the worker is killed while waiting); later ones answer at once
+    api.script = lambda seen, n: (202, {}, b"", 120.0 if n == 0 else 0.0)
     post(hub, payment_failed(4))
     first = spawn(hub, "worker")
     second = scheduler = None
@@ -170,3 +170,140 @@ def test_redis_flushed_mid_run_loses_nothing(make_hub, api):
     assert count(hub, Action, Action.status == "done") == 10
     sent = [r.json()["data"]["attributes"]["unique_id"] for r in api.requests]
     assert len(sent) == len(set(sent)) == 10
+
+
+SLOW_SWEEP = {"HUB_STRANDED_AFTER_SECONDS": "600", "HUB_SWEEP_INTERVAL_SECONDS": "600"}
+
+
+def _job_status(hub, job_id: str):
+    from rq.job import Job
+    from rq.serializers import JSONSerializer
+
+    try:
+        return Job.fetch(job_id, connection=hub.redis, serializer=JSONSerializer).get_status()
+    except Exception:
+        return None
+
+
+def test_worker_killed_mid_ingest_job_has_its_job_rerun_without_waiting_for_the_stranded_age(make_hub, api):
+    """The killed worker stops beating; the scheduler re-runs its started job (the age-based sweep
+    is set to ten minutes here, so only the dead-worker check can recover it)."""
+    from sqlalchemy import text
+
+    from hub.store import Delivery
+
+    hub = make_hub(HUB_KLAVIYO_API_URL=api.url, **{**FAST, **SLOW_SWEEP})
+    post(hub, payment_failed(40))
+    assert hub.relay.flush(timeout=60)
+    [delivery] = rows(hub, Delivery)
+    job_id = f"d{delivery.id}-1"
+    first = second = scheduler = None
+    with hub.store.engine.connect() as blocker:  # holds the delivery's row: the ingest job waits on it
+        blocker.execute(text("SELECT id FROM deliveries WHERE id = :id FOR UPDATE"), {"id": delivery.id})
+        try:
+            first = spawn(hub, "worker", "--queues", "ingest")
+            wait_for(lambda: _job_status(hub, job_id) == "started", timeout=180)
+            _kill(first)
+            blocker.rollback()
+            scheduler = spawn(hub, "scheduler")
+            second = spawn(hub, "worker")
+            wait_for(lambda: finished(hub), timeout=90)
+        finally:
+            blocker.rollback()
+            for proc in (first, second, scheduler):
+                if proc is not None:
+                    _kill(proc, signal.SIGTERM)
+    [delivery] = rows(hub, Delivery)
+    assert delivery.status == "processed" and delivery.enqueued == 2  # re-enqueued once
+    [action] = rows(hub, Action)
+    assert action.status == "done"
+    assert len(api.requests) == 1
+
+
+def _redis_server(port: int, workdir: str) -> subprocess.Popen:
+    import shutil
+
+    return subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                             "--save", "", "--appendonly", "no", "--dir", workdir],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def test_workers_and_scheduler_stay_up_through_a_redis_restart_and_lose_nothing(make_hub, api, tmp_path):
+    import redis as redis_lib
+
+    from tests.services import _free_port
+
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    server = _redis_server(port, str(tmp_path))
+    wait_for(lambda: _pings(redis_lib, url))
+    hub = make_hub(HUB_KLAVIYO_API_URL=api.url, HUB_REDIS_URL=url, **FAST)
+    procs = [spawn(hub, "worker"), spawn(hub, "worker"), spawn(hub, "scheduler")]
+    try:
+        post(hub, payment_failed(50))
+        wait_for(lambda: len(finished(hub)) == 1, timeout=60)
+        server.terminate()
+        server.wait(10)
+        post(hub, payment_failed(51))  # stored; its job cannot reach Redis
+        time.sleep(2)  # the outage lasts a while (the processes meet it in every loop)
+        server = _redis_server(port, str(tmp_path))  # back, empty: as after a restart or a flush
+        wait_for(lambda: _pings(redis_lib, url))
+        post(hub, payment_failed(52))
+        wait_for(lambda: len(finished(hub)) == 3, timeout=90)
+        assert [p.poll() for p in procs] == [None, None, None]  # nobody exited
+    finally:
+        for proc in procs:
+            _kill(proc, signal.SIGTERM)
+        server.terminate()
+        server.wait(10)
+    assert count(hub, Action, Action.status == "done") == 3
+    sent = [r.json()["data"]["attributes"]["unique_id"] for r in api.requests]
+    assert len(sent) == len(set(sent)) == 3
+
+
+def _pings(redis_lib, url: str) -> bool:
+    try:
+        return bool(redis_lib.Redis.from_url(url).ping())
+    except Exception:
+        return False
+
+
+def test_jobs_meeting_a_stopped_database_wait_for_it_instead_of_failing(make_hub, api):
+    """PostgreSQL stopped under queued work: the worker's jobs wait and finish once it is back, none
+    lands in RQ's failed registry, and nothing waits for the (here ten-minute) stranded sweep."""
+    from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+    from hub.config import load_settings
+    from hub.runtime import Hub
+    from hub.store.migrate import upgrade
+    from tests import services
+    from tests.conftest import BASE_ENV
+
+    base = make_hub()  # the session's Redis, cleaned
+    with services.throwaway_postgres_server() as server:
+        env = {**BASE_ENV, **FAST, **SLOW_SWEEP, "HUB_DATABASE_URL": server.url,
+               "HUB_REDIS_URL": base.settings["HUB_REDIS_URL"], "HUB_KLAVIYO_API_URL": api.url}
+        hub = Hub(load_settings(environ=env))
+        upgrade(hub.store)
+        procs = []
+        try:
+            for n in range(60, 63):
+                post(hub, payment_failed(n))
+            assert hub.relay.flush(timeout=60)
+            server.stop()
+            procs.append(spawn(hub, "worker"))
+            started = StartedJobRegistry("ingest", connection=hub.redis)
+            wait_for(lambda: started.count, timeout=60)  # a job met the database away ...
+            time.sleep(1)  # ... and keeps meeting it a while
+            server.start()
+            hub.store.dispose()  # this test process's own pooled connections died with the server
+            procs.append(spawn(hub, "scheduler"))
+            wait_for(lambda: len(finished(hub)) == 3, timeout=120)
+            assert FailedJobRegistry("ingest", connection=hub.redis).count == 0
+        finally:
+            for proc in procs:
+                _kill(proc, signal.SIGTERM)
+            hub.close()
+        assert count(hub, Action, Action.status == "done") == 3
+    sent = [r.json()["data"]["attributes"]["unique_id"] for r in api.requests]
+    assert len(sent) == len(set(sent)) == 3

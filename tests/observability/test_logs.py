@@ -100,13 +100,13 @@ def test_what_a_job_logs_after_recording_an_event_names_the_event_and_subscriber
 
     body = (FIXTURES / "stripe" / "invoice.payment_failed.json").read_bytes()
     delivery_id = client.post("/webhooks/stripe", data=body, headers=stripe_headers(body)).json["delivery"]
-    real = pipeline.outbox.dispatch
+    real = pipeline.outbox.enqueue_claimed
 
-    def dispatch(hub_, due, **kwargs):  # something logged inside the job, after the event was recorded
-        logging.getLogger("hub.test").warning("dispatching %d", len(due))
-        return real(hub_, due, **kwargs)
+    def enqueue_claimed(hub_, claimed):  # something logged inside the job, after the event was recorded
+        logging.getLogger("hub.test").warning("enqueueing %d", len(claimed))
+        return real(hub_, claimed)
 
-    monkeypatch.setattr(pipeline.outbox, "dispatch", dispatch)
+    monkeypatch.setattr(pipeline.outbox, "enqueue_claimed", enqueue_claimed)
     process_delivery(delivery_id)
     [line] = [line for line in _lines(captured) if line["logger"] == "hub.test"]
     assert line["delivery_id"] == delivery_id and line["event_id"] and line["subscriber_id"]
