@@ -20,6 +20,8 @@ class ScrubSecrets(logging.Filter):
 
 def configure_logging(level: str | None = None) -> None:
     level = (level or os.environ.get("HUB_LOG_LEVEL") or "INFO").upper()
+    if not isinstance(logging.getLevelName(level), int):
+        level = "INFO"  # an unknown HUB_LOG_LEVEL is refused, by name, where the settings are validated
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(ScrubSecrets())

@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("hub.outbound",),
     ("hub.segments",),
     ("hub.ingest",),
-    ("hub.runtime", "hub.logs", "hub.queries", "hub.tasks", "hub.simulate"),
+    ("hub.runtime", "hub.logs", "hub.queries", "hub.status", "hub.tasks", "hub.simulate"),
     ("hub.scheduler", "hub.web", "hub.cli", "hub.migrations", "hub"),
 ]
 

@@ -10,49 +10,12 @@ from typing import Any
 import click
 
 import connectors
-from connectors.base import Connector
 from hub.kernel.errors import ActionError, CredentialsError
 from hub.outbound import deliver
-from hub.outbound.circuit import Circuit, Credentials
-from hub.outbound.ratelimit import RateLimiter, describe, limit_key
-from hub.runtime import Hub, current
-
-
-def connector_status(hub: Hub, connector: Connector) -> dict[str, Any]:
-    """One connector as operators see it (also used by /readyz)."""
-    settings = hub.settings
-    row: dict[str, Any] = {"name": connector.name}
-    if connector.receives:
-        missing = connector.missing_inbound_settings(settings)
-        row["inbound"] = "configured" if not missing else f"off (set {missing[0]})"
-    else:
-        row["inbound"] = "-"
-    if not connector.actions:
-        row["outbound"] = "-"
-        return row
-    row["outbound"] = "dry-run" if connector.dry_run(settings) else "live"
-    try:
-        invalid = Credentials(hub.redis).invalid(connector.name)
-        row["credentials"] = (f"invalid (HTTP {invalid['status']})" if invalid else
-                              ("-" if connector.dry_run(settings) else "ok"))
-        row["circuit"] = Circuit(hub.redis).state(connector.name)
-    except Exception as exc:  # Redis away: say so rather than fail the listing
-        row["credentials"] = row["circuit"] = f"unknown ({type(exc).__name__})"
-    try:
-        limits = connector.rate_limits_for(settings)
-        from connectors.base import windows
-
-        row["rate_limit"] = {bucket: describe(windows(w)) for bucket, w in sorted(limits.items())}
-        account = connector.rate_limit_account(settings)
-        limiter = RateLimiter(hub.redis)
-        paused = {b: round(p, 1) for b in limits if (p := limiter.paused_for(limit_key(connector.name, account, b)))}
-        if paused:
-            row["paused"] = paused
-    except ValueError as exc:  # an unreadable HUB_<NAME>_RATE_LIMIT
-        row["rate_limit"] = f"invalid: {exc}"
-    except Exception as exc:
-        row.setdefault("rate_limit", f"unknown ({type(exc).__name__})")
-    return row
+from hub.outbound.circuit import Credentials
+from hub.cli.options import hub_url
+from hub.runtime import current
+from hub.status import connector_status
 
 
 def _circuit_text(circuit: Any) -> str:
@@ -68,13 +31,23 @@ def _circuit_text(circuit: Any) -> str:
 
 @click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per connector.")
+@hub_url
 @click.pass_context
-def connectors_cmd(ctx: click.Context, as_json: bool) -> None:
-    """Each connector: inbound configured?, outbound live or dry-run, credentials, circuit, rate limit."""
+def connectors_cmd(ctx: click.Context, as_json: bool, url: str) -> None:
+    """Each connector: inbound configured?, outbound live or dry-run, credentials, circuit, rate limit.
+
+    With the embedded queue (no HUB_REDIS_URL) the running hub answers, through its API: its
+    configuration and state, not this terminal's environment.
+    """
     if ctx.invoked_subcommand is not None:
         return
-    hub = current()
-    rows = [connector_status(hub, c) for c in connectors.REGISTRY.values()]
+    from hub.cli import remote
+
+    if remote.embedded():
+        rows = remote.call(url, "GET", "/api/connectors")
+    else:
+        hub = current()
+        rows = [connector_status(hub, c) for c in connectors.REGISTRY.values()]
     if as_json:
         for row in rows:
             click.echo(json.dumps(row, sort_keys=True, default=str))

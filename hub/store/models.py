@@ -154,12 +154,14 @@ class ActionStatus:
     QUEUED = "queued"  # an RQ job points at it
     SENDING = "sending"  # a worker holds the lease
     DONE = "done"
+    DRY_RUN = "dry_run"  # finished without sending: the connector has no credentials (the request is recorded)
     FAILED = "failed"  # permanent error; replayable
     DEAD = "dead"  # retries exhausted; replayable
     CANCELLED = "cancelled"  # a later event made it moot
 
     PENDING = (SCHEDULED, QUEUED, SENDING)
-    FINISHED = (DONE, FAILED, DEAD, CANCELLED)
+    FINISHED = (DONE, DRY_RUN, FAILED, DEAD, CANCELLED)
+    ALL = (SCHEDULED, QUEUED, SENDING, DONE, DRY_RUN, FAILED, DEAD, CANCELLED)
 
 
 class Action(Base):

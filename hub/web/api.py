@@ -46,9 +46,31 @@ def replay() -> Any:
     body = request.get_json(silent=True) or {}
     hub = current_app.extensions["hub"]
     kind = body.get("kind", "actions")
-    ids = [int(i) for i in body.get("ids", [])]
-    if kind == "deliveries":
-        count = queries.replay_deliveries(hub, ids, status=body.get("status"))
-    else:
-        count = queries.replay_actions(hub, ids, status=body.get("status"))
-    return jsonify(replayed=count)
+    if kind not in queries.REPLAYABLE:
+        return jsonify(error="kind: actions or deliveries"), 400
+    try:
+        ids = [int(i) for i in body.get("ids", [])]
+        since, until = (parse_time(body[k]) if body.get(k) else None for k in ("since", "until"))
+        replay_ = queries.replay_deliveries if kind == "deliveries" else queries.replay_actions
+        return jsonify(replay_(hub, ids, status=body.get("status"), since=since, until=until))
+    except (TypeError, ValueError) as exc:
+        return jsonify(error=str(exc)), 400
+
+
+@bp.get("/connectors")
+def connectors_status() -> Any:
+    """Each connector as this (running) hub sees it: what `hub connectors` prints."""
+    import connectors
+
+    from hub.status import connector_status
+
+    hub = current_app.extensions["hub"]
+    return jsonify([connector_status(hub, c) for c in connectors.REGISTRY.values()])
+
+
+@bp.get("/rules")
+def rules_status() -> Any:
+    """The rules this hub runs: version, files, load time and the last refused change."""
+    from hub.status import rules_status
+
+    return jsonify(rules_status(current_app.extensions["hub"]))
