@@ -9,13 +9,15 @@ import click
 import requests
 
 import connectors
+from hub.cli.errors import RunningHubError
+from hub.cli.options import hub_url
 from hub.config import load_settings, markdown_table
 
 
 @click.command()
 @click.argument("connector_name")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="Base URL of the running hub.")
+@hub_url
 @click.option("-H", "--header", "headers", multiple=True, help='An extra header, "Name: value" (e.g. the topic).')
 def post(connector_name: str, file: str, url: str, headers: tuple[str, ...]) -> None:
     """Sign FILE with the configured secret, exactly as the provider would, and post it to the hub."""
@@ -34,7 +36,10 @@ def post(connector_name: str, file: str, url: str, headers: tuple[str, ...]) -> 
     for h in headers:
         name, _, value = h.partition(":")
         signed[name.strip()] = value.strip()
-    answer = requests.post(target, data=body, headers=signed, timeout=10)
+    try:
+        answer = requests.post(target, data=body, headers=signed, timeout=10)
+    except requests.ConnectionError:
+        raise RunningHubError(f"no hub is running at {url} (start it with `make run` or `hub run`, or give --url)")
     click.echo(f"{answer.status_code} {answer.text.strip()}")
     if answer.status_code >= 300:
         raise SystemExit(1)
