@@ -34,8 +34,8 @@ def start_background(hub: Hub, stop: threading.Event, workers: int = 2) -> list[
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
 @click.option("--workers", default=4, show_default=True, type=int, help="gunicorn worker processes")
 @click.option("--threads", default=4, show_default=True, type=int, help="threads per worker process")
 def serve(host: str, port: int, workers: int, threads: int) -> None:
@@ -85,8 +85,8 @@ def scheduler_cmd() -> None:
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
 @click.option("--workers", default=2, show_default=True, type=int, help="worker threads")
 def run(host: str, port: int, workers: int) -> None:
     """Web app, workers and scheduler in one process (development and the embedded default)."""

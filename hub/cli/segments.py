@@ -16,7 +16,7 @@ def segments() -> None:
 
 
 @segments.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per segment, one a line.")
 def list_(as_json: bool) -> None:
     """Each segment with its definition and member count."""
     from hub.segments import config as config_mod
@@ -48,7 +48,7 @@ def recompute(no_sync: bool) -> None:
 
 @segments.command()
 @click.option("--repair", is_flag=True, help="Plan the actions that bring the tools back in line.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per difference, one a line.")
 def reconcile(repair: bool, as_json: bool) -> None:
     """Compare what the tools hold with what the hub holds; report drift (exit 1), or --repair it.
 
@@ -58,7 +58,7 @@ def reconcile(repair: bool, as_json: bool) -> None:
 
     report = run(current(), repair=repair)
     if as_json:
-        click.echo(json.dumps(report, indent=2, default=str))
+        click.echo(json.dumps(report, sort_keys=True, default=str))  # one object, one line
     else:
         planned = f", {report['repaired']} actions planned" if repair else ""
         click.echo(f"checked {report['checked']}: {report['in_sync']} in sync, {report['pending']} pending, "
