@@ -35,7 +35,19 @@ def readyz() -> Any:
     except Exception as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return jsonify(ready=ready, checks=checks, connectors=_destinations(hub)), (200 if ready else 503)
+    return jsonify(ready=ready, checks=checks, connectors=_destinations(hub), rules=_rules(hub)), \
+        (200 if ready else 503)
+
+
+def _rules(hub: Any) -> dict[str, Any]:
+    """The rules in force: version, load time and the last refused change (the hub keeps running
+    the older rules when an edit does not load)."""
+    from hub.status import rules_status
+
+    try:
+        return rules_status(hub)
+    except Exception as exc:  # rules that never loaded: the process would not have started
+        return {"error": type(exc).__name__}
 
 
 def _destinations(hub: Any) -> dict[str, Any]:
