@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/delivery.py
 	$(BIN)/python benchmarks/rules.py
 	$(BIN)/python benchmarks/segments.py
+	$(BIN)/python benchmarks/cli.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
