@@ -40,9 +40,15 @@ def list_(as_json: bool) -> None:
 @click.option("--no-sync", is_flag=True, help="Update memberships only; plan no tool updates.")
 def recompute(no_sync: bool) -> None:
     """Re-evaluate every subscriber now (what the scheduler's sweep does)."""
+    from hub.cli.progress import progress
     from hub.segments.sweep import recompute_all
+    from hub.store import Subscriber
 
-    counts = recompute_all(current(), sync=not no_sync)
+    hub = current()
+    with hub.store.session() as session:
+        total = session.execute(select(func.count()).select_from(Subscriber)).scalar_one()
+    with progress("segments recompute", total) as step:
+        counts = recompute_all(hub, sync=not no_sync, progress=lambda done, _total: step(done))
     click.echo(json.dumps(counts))
 
 
