@@ -30,7 +30,8 @@ def list_(as_json: bool) -> None:
     out = [{"id": s.id, "kind": "lifecycle" if s.lifecycle else "custom", "members": counts.get(s.id, 0),
             "sync": sorted(s.sync), "defined_at": s.source, "description": s.description} for s in config.segments]
     if as_json:
-        click.echo(json.dumps(out, indent=2))
+        for row in out:  # one object per line
+            click.echo(json.dumps(row, sort_keys=True))
         return
     for s in out:
         click.echo(f"{s['id']:<20} {s['kind']:<9} {s['members']:>8} members  sync: {', '.join(s['sync']) or '-'}")

@@ -29,7 +29,7 @@ def show(key: str, timeline: int, as_json: bool) -> None:
         click.echo(f"no subscriber {key!r}", err=True)
         sys.exit(1)
     if as_json:
-        click.echo(json.dumps(found, indent=2, default=str))
+        click.echo(json.dumps(found, sort_keys=True, default=str))  # one object, one line
         return
     _print_profile(found)
 
@@ -70,7 +70,8 @@ def conflicts(include_resolved: bool, as_json: bool) -> None:
     with current().store.session() as session:
         found = identity.conflicts(session, include_resolved)
     if as_json:
-        click.echo(json.dumps(found, indent=2))
+        for row in found:  # one object per line
+            click.echo(json.dumps(row, sort_keys=True, default=str))
         return
     if not found:
         click.echo("no identity conflicts")

@@ -187,3 +187,14 @@ def test_since_and_until_select_rows_by_time(make_hub):
     assert runner.invoke(cli, ["deliveries", "--json", "--until", "2d"]).output != ""
     assert runner.invoke(cli, ["actions", "--json", "--until", "2000-01-01T00:00:00Z"]).output == ""
     assert runner.invoke(cli, ["actions", "--json", "--status", "dry_run"]).output != ""
+
+
+def test_json_lists_are_one_object_per_line_and_single_items_one_object(hub):
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["segments", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(rows) > 1 and all(isinstance(r, dict) and "id" in r for r in rows)
+    single = runner.invoke(cli, ["metrics", "--json"])
+    assert single.exit_code == 0, single.output
+    assert len(single.stdout.splitlines()) == 1 and isinstance(json.loads(single.stdout), dict)
