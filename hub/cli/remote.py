@@ -18,9 +18,9 @@ from hub.cli.errors import RunningHubError
 
 def embedded() -> bool:
     """True when this process would get an in-memory queue of its own (no HUB_REDIS_URL)."""
-    from hub.runtime import current
+    from hub.config import load_settings
 
-    return current().settings.embedded_queue
+    return load_settings().embedded_queue
 
 
 def call(url: str, method: str, path: str, **kwargs: Any) -> Any:
@@ -37,7 +37,11 @@ def call(url: str, method: str, path: str, **kwargs: Any) -> Any:
     if answer.status_code == 401:
         raise RunningHubError(f"the hub at {url} refused the admin token (set HUB_ADMIN_TOKEN to its value)")
     if answer.status_code == 400:
-        raise RunningHubError(f"the hub at {url} refused the request: {answer.json().get('error')}")
+        try:
+            reason = answer.json().get("error")
+        except ValueError:
+            reason = answer.text.strip()[:200]
+        raise RunningHubError(f"the hub at {url} refused the request: {reason}")
     if answer.status_code >= 300:
         raise RunningHubError(f"the hub at {url} answered {answer.status_code} to {method} {path}")
     return answer.json()
