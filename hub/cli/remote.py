@@ -18,9 +18,9 @@ from hub.cli.errors import RunningHubError
 
 def embedded() -> bool:
     """True when this process would get an in-memory queue of its own (no HUB_REDIS_URL)."""
-    from hub.config import load_settings
+    from hub.runtime import current
 
-    return load_settings().embedded_queue
+    return current().settings.embedded_queue
 
 
 def call(url: str, method: str, path: str, **kwargs: Any) -> Any:
