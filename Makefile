@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/segments.py
 	$(BIN)/python benchmarks/ratelimit.py
 	$(BIN)/python benchmarks/console.py
+	$(BIN)/python benchmarks/cli.py
 
 ## Photograph every console page into docs/screenshots/ (headless Chromium, installed when missing).
 screenshots: $(STAMP)

@@ -9,6 +9,7 @@ must never be printed. Connectors declare their own settings next to their code.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -121,6 +122,7 @@ def load_settings(
 
     settings, problems = validate_values({s.name: s for s in declared_settings()}, env)
     problems.extend(_missing(settings))
+    problems.extend(_invalid(settings))
     if problems:
         raise ConfigError(problems)
     return settings
@@ -177,6 +179,53 @@ def _insecure_api_url(url: str | None) -> str | None:
             return None  # a name: the connector's calls go where DNS says
     reason = blocked_reason(ip)
     return f"host {host} is a {reason} address" if reason else None
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Tokens that are someone's example, not a secret (compared lower-case, ignoring - and _).
+PLACEHOLDER_TOKENS = {"changeme", "change", "secret", "password", "token", "admin", "admintoken", "test", "default",
+                      "example", "replaceme", "xxx", "todo", "hub", "letmein", "yoursecret", "yourtoken", "mytoken"}
+MIN_ADMIN_TOKEN = 32
+
+
+def _invalid(settings: Settings) -> Iterable[str]:
+    """Values that parse but cannot work: each one named, none of them echoed if secret."""
+    if settings["HUB_ENV"] not in ("development", "production"):
+        yield "HUB_ENV: must be development or production"
+    if str(settings["HUB_LOG_LEVEL"]).upper() not in LOG_LEVELS:
+        yield f"HUB_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}"
+    for problem in fx_rate_problems(settings["HUB_FX_RATES"] or []):
+        yield f"HUB_FX_RATES: {problem}"
+    currency = settings["HUB_REPORTING_CURRENCY"]
+    if currency and not re.fullmatch(r"[A-Za-z]{3}", currency):
+        yield "HUB_REPORTING_CURRENCY: must be a three-letter currency code such as USD"
+    if settings["HUB_DATABASE_URL"] and not re.match(r"^[a-z][a-z0-9+]*://", settings["HUB_DATABASE_URL"]):
+        yield "HUB_DATABASE_URL: must be a database URL such as postgresql+psycopg://user@host/db"
+    if settings["HUB_REDIS_URL"] and not re.match(r"^(redis|rediss|unix)://", settings["HUB_REDIS_URL"]):
+        yield "HUB_REDIS_URL: must be a Redis URL such as redis://host:6379/0"
+    for name in ("HUB_MAX_BODY_BYTES", "HUB_RETRY_MAX_ATTEMPTS", "HUB_LEASE_SECONDS", "HUB_HTTP_TIMEOUT_SECONDS",
+                 "HUB_SCHEDULER_INTERVAL_SECONDS"):
+        if settings[name] is not None and settings[name] <= 0:
+            yield f"{name}: must be greater than 0"
+    token = settings["HUB_ADMIN_TOKEN"]
+    if token and settings.production:
+        if re.sub(r"[-_\s]", "", token.lower()) in {t.lower() for t in PLACEHOLDER_TOKENS}:
+            yield "HUB_ADMIN_TOKEN: a placeholder, not a secret (generate one: `openssl rand -hex 32`)"
+        elif len(token) < MIN_ADMIN_TOKEN:
+            yield (f"HUB_ADMIN_TOKEN: too short for production ({MIN_ADMIN_TOKEN} characters at least; "
+                   "`openssl rand -hex 32`)")
+
+
+def fx_rate_problems(pairs: Iterable[str]) -> list[str]:
+    """``EUR=1.08``: a currency code and a positive number, each pair."""
+    problems = []
+    for pair in pairs:
+        code, sep, rate = pair.partition("=")
+        try:
+            ok = bool(sep) and re.fullmatch(r"[A-Za-z]{3}", code.strip()) is not None and float(rate) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            problems.append(f"{pair!r} is not CODE=RATE with a positive rate (e.g. EUR=1.08)")
+    return problems
 
 
 def markdown_table() -> str:

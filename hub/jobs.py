@@ -292,3 +292,18 @@ def run_worker(make: Any, *, burst: bool = False) -> None:
             log.warning("worker loop ended unexpectedly; starting again")
         time.sleep(pause)
         pause = min(pause * 2, 5.0)
+
+
+def workers(redis: Redis) -> list[dict[str, Any]]:
+    """The RQ workers registered in Redis, with their state, queues and last heartbeat."""
+    return [{"name": w.name, "state": w.get_state(), "queues": w.queue_names(), "heartbeat": w.last_heartbeat}
+            for w in Worker.all(connection=redis)]
+
+
+def enqueue_once(redis: Redis, queue_name: str, func: str, arg: Any, job_id: str) -> bool:
+    """A job that carries only an id; a second enqueue of the same job id is a no-op (False)."""
+    try:
+        queue(redis, queue_name).enqueue(func, arg, job_id=job_id, unique=True, job_timeout=JOB_TIMEOUT, **_OPTIONS)
+        return True
+    except DuplicateJobError:
+        return False

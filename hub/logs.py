@@ -101,6 +101,8 @@ def formatter(kind: str | None = None) -> logging.Formatter:
 
 def configure_logging(level: str | None = None, kind: str | None = None) -> None:
     level = (level or os.environ.get("HUB_LOG_LEVEL") or "INFO").upper()
+    if not isinstance(logging.getLevelName(level), int):
+        level = "INFO"  # an unknown HUB_LOG_LEVEL is refused, by name, where the settings are validated
     handler = logging.StreamHandler()
     handler.setFormatter(formatter(kind))
     handler.addFilter(ScrubSecrets())

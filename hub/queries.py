@@ -80,9 +80,18 @@ class ActionOut(Schema):
     converted_by = fields.String(allow_none=True)  # the goal event that converted it
 
 
+def _window(q: Any, column: Any, since: datetime | None, until: datetime | None) -> Any:
+    if since:
+        q = q.where(column >= since)
+    if until:
+        q = q.where(column < until)
+    return q
+
+
 def list_deliveries(hub: "Hub", *, connector: str | None = None, status: str | None = None,
+                    since: datetime | None = None, until: datetime | None = None,
                     limit: int = 50) -> list[dict[str, Any]]:
-    q = select(Delivery).order_by(Delivery.id.desc()).limit(limit)
+    q = _window(select(Delivery).order_by(Delivery.id.desc()).limit(limit), Delivery.received_at, since, until)
     if connector:
         q = q.where(Delivery.connector == connector)
     if status:
@@ -92,21 +101,21 @@ def list_deliveries(hub: "Hub", *, connector: str | None = None, status: str | N
 
 
 def list_events(hub: "Hub", *, type_: str | None = None, subscriber_id: int | None = None,
-                since: datetime | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    q = select(Event).order_by(Event.time.desc(), Event.id).limit(limit)
+                since: datetime | None = None, until: datetime | None = None,
+                limit: int = 50) -> list[dict[str, Any]]:
+    q = _window(select(Event).order_by(Event.time.desc(), Event.id).limit(limit), Event.time, since, until)
     if type_:
         q = q.where(Event.type.like(type_.replace("*", "%")))
     if subscriber_id:
         q = q.where(Event.subscriber_id == subscriber_id)
-    if since:
-        q = q.where(Event.time >= since)
     with hub.store.session() as s:
         return EventOut(many=True).dump(s.execute(q).scalars().all())
 
 
 def list_actions(hub: "Hub", *, status: str | None = None, connector: str | None = None,
-                 rule: str | None = None, limit: int = 50, with_attempts: bool = False) -> list[dict[str, Any]]:
-    q = select(Action).order_by(Action.id.desc()).limit(limit)
+                 rule: str | None = None, since: datetime | None = None, until: datetime | None = None,
+                 limit: int = 50, with_attempts: bool = False) -> list[dict[str, Any]]:
+    q = _window(select(Action).order_by(Action.id.desc()).limit(limit), Action.created_at, since, until)
     if status:
         q = q.where(Action.status == status)
     if connector:
@@ -124,33 +133,56 @@ def list_actions(hub: "Hub", *, status: str | None = None, connector: str | None
     return out
 
 
-def replay_actions(hub: "Hub", ids: Sequence[int] = (), *, status: str | None = None) -> int:
-    """Re-queue failed or dead actions (by id, or every one with ``status``) with a fresh retry budget."""
-    replayable = (ActionStatus.FAILED, ActionStatus.DEAD)
+REPLAYABLE = {"actions": (ActionStatus.FAILED, ActionStatus.DEAD), "deliveries": (DeliveryStatus.FAILED,)}
+
+
+def _report(asked: Sequence[int], replayed: Sequence[int], pending: set[int]) -> dict[str, int]:
+    """What a replay did: ``replayed`` (back in line), ``already_pending`` (in line already),
+    ``skipped`` (asked for by id but finished otherwise, or unknown)."""
+    left = set(asked) - set(replayed)
+    return {"replayed": len(replayed), "already_pending": len(left & pending), "skipped": len(left - pending)}
+
+
+def replay_actions(hub: "Hub", ids: Sequence[int] = (), *, status: str | None = None,
+                   since: datetime | None = None, until: datetime | None = None) -> dict[str, int]:
+    """Re-queue failed or dead actions (by id, or every one with ``status``, in the time window)
+    with a fresh retry budget."""
+    if status and status not in REPLAYABLE["actions"]:
+        raise ValueError(f"status: actions replay failed or dead, not {status!r}")
+    if not ids and not status:
+        return _report([], [], set())
     with hub.store.session() as s:
-        q = update(Action).where(Action.status.in_([status] if status else replayable))
-        if status and status not in replayable:
-            return 0
+        q = _window(update(Action).where(Action.status.in_([status] if status else REPLAYABLE["actions"])),
+                    Action.updated_at, since, until)
         if ids:
             q = q.where(Action.id.in_(list(ids)))
-        elif not status:
-            return 0
         rows = s.execute(q.values(status=ActionStatus.SCHEDULED, due_at=utcnow(), attempts=0, updated_at=utcnow())
                          .returning(Action.id)).scalars().all()
+        pending = set(s.execute(select(Action.id).where(Action.id.in_(list(ids)),
+                                                        Action.status.in_(ActionStatus.PENDING))).scalars()) \
+            if ids else set()
     outbox.dispatch(hub, rows)
-    return len(rows)
+    return _report(ids, rows, pending - set(rows))
 
 
-def replay_deliveries(hub: "Hub", ids: Sequence[int] = (), *, status: str | None = None) -> int:
-    """Re-process failed deliveries (after a fix), by id or every one with ``status`` failed."""
+def replay_deliveries(hub: "Hub", ids: Sequence[int] = (), *, status: str | None = None,
+                      since: datetime | None = None, until: datetime | None = None) -> dict[str, int]:
+    """Re-process failed deliveries (after a fix), by id or every one with ``status`` failed, in the window."""
+    if status and status not in REPLAYABLE["deliveries"]:
+        raise ValueError(f"status: deliveries replay failed, not {status!r}")
+    if not ids and not status:
+        return _report([], [], set())
     with hub.store.session() as s:
-        q = update(Delivery).where(Delivery.status == DeliveryStatus.FAILED)
+        q = _window(update(Delivery).where(Delivery.status == DeliveryStatus.FAILED), Delivery.received_at,
+                    since, until)
         if ids:
             q = q.where(Delivery.id.in_(list(ids)))
-        elif status != DeliveryStatus.FAILED:
-            return 0
         rows = s.execute(q.values(status=DeliveryStatus.RECEIVED, error=None, enqueued=Delivery.enqueued + 1,
                                   enqueued_at=utcnow()).returning(Delivery.id, Delivery.enqueued)).all()
+        pending = set(s.execute(select(Delivery.id).where(Delivery.id.in_(list(ids)),
+                                                          Delivery.status == DeliveryStatus.RECEIVED)).scalars()) \
+            if ids else set()
     if rows:
         jobs.enqueue_ingest(hub.redis, [(d, seq) for d, seq in rows])
-    return len(rows)
+    done = [d for d, _ in rows]
+    return _report(ids, done, pending - set(done))

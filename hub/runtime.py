@@ -58,15 +58,23 @@ class Hub:
     @property
     def rules(self) -> Any:
         """The rules in force (reloaded when their files change; a broken file keeps the old set)."""
+        return self.rules_registry.current()
+
+    @property
+    def rules_registry(self) -> Any:
+        """The registry that keeps the rules current (watching the files from a thread of its own)."""
         from hub.rules import RulesRegistry
 
         with self._rules_lock:
             if self._rules is None:
                 self._rules = RulesRegistry(self.settings["HUB_RULES_PATH"],
                                             default_timezone=self.settings["HUB_DEFAULT_TIMEZONE"] or "UTC")
-            return self._rules.current()
+            self._rules.watch()
+            return self._rules
 
     def close(self) -> None:
+        if self._rules is not None:
+            self._rules.stop()
         self.store.dispose()
 
 

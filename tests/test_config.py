@@ -107,7 +107,7 @@ def test_the_merchants_time_zone_is_an_iana_name_defaulting_to_utc() -> None:
     with pytest.raises(ConfigError, match="HUB_DEFAULT_TIMEZONE: must be an IANA time zone"):
         load_settings(environ={"HUB_DEFAULT_TIMEZONE": "CEST"}, dotenv_path=None)
 PRODUCTION = {"HUB_ENV": "production", "HUB_DATABASE_URL": "postgresql+psycopg://db/hub",
-              "HUB_REDIS_URL": "redis://redis:6379/0", "HUB_ADMIN_TOKEN": "admin-token"}
+              "HUB_REDIS_URL": "redis://redis:6379/0", "HUB_ADMIN_TOKEN": "a-production-admin-token-of-32-chars"}
 
 
 def test_production_refuses_plain_http_and_private_address_api_urls():

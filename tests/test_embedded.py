@@ -55,7 +55,7 @@ def test_hub_run_embedded_receives_and_runs_dry(tmp_path: Path):
 
         def dry_action():
             actions = requests.get(f"{base}/api/actions?attempts=1", timeout=5).json()
-            return [a for a in actions if a["status"] == "done"]
+            return [a for a in actions if a["status"] == "dry_run"]
 
         try:
             [action] = wait_for(dry_action, timeout=20)

@@ -10,49 +10,13 @@ from typing import Any
 import click
 
 import connectors
-from connectors.base import Connector
+from hub import sync
+from hub.cli.options import hub_url
 from hub.kernel.errors import ActionError, CredentialsError
 from hub.outbound import deliver
-from hub.outbound.circuit import Circuit, Credentials
-from hub.outbound.ratelimit import RateLimiter, describe, limit_key
-from hub.runtime import Hub, current
-
-
-def connector_status(hub: Hub, connector: Connector) -> dict[str, Any]:
-    """One connector as operators see it (also used by /readyz)."""
-    settings = hub.settings
-    row: dict[str, Any] = {"name": connector.name}
-    if connector.receives:
-        missing = connector.missing_inbound_settings(settings)
-        row["inbound"] = "configured" if not missing else f"off (set {missing[0]})"
-    else:
-        row["inbound"] = "-"
-    if not connector.actions:
-        row["outbound"] = "-"
-        return row
-    row["outbound"] = "dry-run" if connector.dry_run(settings) else "live"
-    try:
-        invalid = Credentials(hub.redis).invalid(connector.name)
-        row["credentials"] = (f"invalid (HTTP {invalid['status']})" if invalid else
-                              ("-" if connector.dry_run(settings) else "ok"))
-        row["circuit"] = Circuit(hub.redis).state(connector.name)
-    except Exception as exc:  # Redis away: say so rather than fail the listing
-        row["credentials"] = row["circuit"] = f"unknown ({type(exc).__name__})"
-    try:
-        limits = connector.rate_limits_for(settings)
-        from connectors.base import windows
-
-        row["rate_limit"] = {bucket: describe(windows(w)) for bucket, w in sorted(limits.items())}
-        account = connector.rate_limit_account(settings)
-        limiter = RateLimiter(hub.redis)
-        paused = {b: round(p, 1) for b in limits if (p := limiter.paused_for(limit_key(connector.name, account, b)))}
-        if paused:
-            row["paused"] = paused
-    except ValueError as exc:  # an unreadable HUB_<NAME>_RATE_LIMIT
-        row["rate_limit"] = f"invalid: {exc}"
-    except Exception as exc:
-        row.setdefault("rate_limit", f"unknown ({type(exc).__name__})")
-    return row
+from hub.outbound.circuit import Credentials
+from hub.runtime import current
+from hub.status import connector_status
 
 
 def _circuit_text(circuit: Any) -> str:
@@ -68,13 +32,23 @@ def _circuit_text(circuit: Any) -> str:
 
 @click.group(invoke_without_command=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per connector.")
+@hub_url
 @click.pass_context
-def connectors_cmd(ctx: click.Context, as_json: bool) -> None:
-    """Each connector: inbound configured?, outbound live or dry-run, credentials, circuit, rate limit."""
+def connectors_cmd(ctx: click.Context, as_json: bool, url: str) -> None:
+    """Each connector: inbound configured?, outbound live or dry-run, credentials, circuit, rate limit.
+
+    With the embedded queue (no HUB_REDIS_URL) the running hub answers, through its API: its
+    configuration and state, not this terminal's environment.
+    """
     if ctx.invoked_subcommand is not None:
         return
-    hub = current()
-    rows = [connector_status(hub, c) for c in connectors.REGISTRY.values()]
+    from hub.cli import remote
+
+    if remote.embedded():
+        rows = remote.call(url, "GET", "/api/connectors")
+    else:
+        hub = current()
+        rows = [connector_status(hub, c) for c in connectors.REGISTRY.values()]
     if as_json:
         for row in rows:
             click.echo(json.dumps(row, sort_keys=True, default=str))
@@ -148,4 +122,55 @@ def send(action: str, params_json: str, key: str | None, no_wait: bool) -> None:
 
 
 connectors_cmd.name = "connectors"
+# -- webhook subscriptions at the providers (hub/sync.py, docs/backfill.md) -----------------------
+@connectors_cmd.command("register")
+@click.argument("name")
+@click.option("--url", "public_url", default=None,
+              help="The hub's public base URL (default HUB_PUBLIC_URL); webhooks go to URL/webhooks/NAME.")
+def register_cmd(name: str, public_url: str | None) -> None:
+    """Create or update NAME's webhook subscription at the provider (once: a second run updates it),
+    storing the signing secret it returns; for providers without such an API, print the steps."""
+    hub = current()
+    public_url = public_url or hub.settings["HUB_PUBLIC_URL"]
+    if not public_url or not public_url.startswith(("https://", "http://")):
+        raise click.BadParameter("give the hub's public base URL, e.g. https://hub.example.com", param_hint="--url")
+    try:
+        result = sync.register(hub, name, public_url)
+    except sync.SyncError as exc:
+        raise click.ClickException(str(exc))
+    except ActionError as exc:
+        raise click.ClickException(f"{name}: {hub.scrub(str(exc))}")
+    if result["outcome"] == "manual":
+        click.echo(f"{name} has no API the hub can register with; do this once:\n{result['steps']}")
+        return
+    click.echo(f"{name}: webhook endpoint {result['id']} {result['outcome']} -> {result['url']} "
+               f"({result['topics']} event types)")
+    for key in ("secret", "warning"):
+        if key in result:
+            click.echo(f"  {key}: {result[key]}")
+
+
+@connectors_cmd.command("health")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per connector.")
+def health_cmd(as_json: bool) -> None:
+    """Check the registered webhook subscriptions and fetch the events webhooks missed (gap repair)."""
+    hub = current()
+    reports = sync.health(hub)
+    if as_json:
+        for report in reports:
+            click.echo(json.dumps(report, sort_keys=True, default=str))
+        return
+    for r in reports:
+        sub, gaps = r["subscription"], r["gaps"]
+        state = sub.get("status", "")
+        if "repair" in sub:
+            state += f" -> re-registered ({sub['repair']['outcome']})"
+        if "error" in sub:
+            state += f" ({sub['error']})"
+        gap = (gaps.get("error") or gaps.get("note") or
+               f"{gaps['checked']} recent events checked, {gaps['missing']} missing recorded "
+               f"({gaps['actions']} actions, {gaps['skipped']} skipped as historic)")
+        click.echo(f"{r['connector']:<15} subscription: {state}; gaps: {gap}")
+
+
 COMMANDS = [connectors_cmd, send]

@@ -20,7 +20,7 @@ def explain(action_id: int, as_json: bool) -> None:
     info = build(current(), action_id)
     if info is None:
         raise click.ClickException(f"no action {action_id}")
-    click.echo(json.dumps(info, default=str, indent=2) if as_json else render_text(info))
+    click.echo(json.dumps(info, default=str, sort_keys=True) if as_json else render_text(info))
 
 
 COMMANDS = [explain]

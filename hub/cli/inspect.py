@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,11 @@ import click
 import connectors
 from connectors.base import RawDelivery
 from hub import queries
+from hub.cli.options import hub_url, json_option, window
 from hub.kernel.errors import PayloadError
 from hub.runtime import current
 from hub.store import utcnow
+from hub.store.models import ActionStatus
 
 
 def _print(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
@@ -31,41 +34,45 @@ def _print(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> Non
 
 @click.command()
 @click.option("--type", "type_", help="Event type (glob: subscription.*).")
-@click.option("--subscriber", type=int)
-@click.option("--since", help="Age such as 7d or 12h.")
-@click.option("--limit", default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def events(type_: str | None, subscriber: int | None, since: str | None, limit: int, as_json: bool) -> None:
+@click.option("--subscriber", type=int, help="Only this subscriber's events (id).")
+@window
+@click.option("--limit", default=50, show_default=True, help="At most this many rows.")
+@json_option()
+def events(type_: str | None, subscriber: int | None, since: datetime | None, until: datetime | None, limit: int,
+           as_json: bool) -> None:
     """List canonical events, newest first."""
-    from hub.rules import parse_duration
-
-    since_at = utcnow() - parse_duration(since) if since else None
-    rows = queries.list_events(current(), type_=type_, subscriber_id=subscriber, since=since_at, limit=limit)
+    rows = queries.list_events(current(), type_=type_, subscriber_id=subscriber, since=since, until=until,
+                               limit=limit)
     _print(rows, as_json, ["time", "type", "provider", "provider_type", "subscriber_id", "id"])
 
 
 @click.command()
-@click.option("--connector")
-@click.option("--status", type=click.Choice(["received", "processed", "failed", "redacted"]))
-@click.option("--limit", default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def deliveries(connector: str | None, status: str | None, limit: int, as_json: bool) -> None:
+@click.option("--connector", help="Only this connector's deliveries.")
+@click.option("--status", type=click.Choice(["received", "processed", "failed", "redacted"]), help="Only this status.")
+@window
+@click.option("--limit", default=50, show_default=True, help="At most this many rows.")
+@json_option()
+def deliveries(connector: str | None, status: str | None, since: datetime | None, until: datetime | None,
+               limit: int, as_json: bool) -> None:
     """List stored webhook deliveries (failed ones show why)."""
-    rows = queries.list_deliveries(current(), connector=connector, status=status, limit=limit)
+    rows = queries.list_deliveries(current(), connector=connector, status=status, since=since, until=until,
+                                   limit=limit)
     _print(rows, as_json, ["id", "connector", "status", "event_count", "received_at", "error"])
 
 
 @click.command()
-@click.option("--status", type=click.Choice(["scheduled", "queued", "sending", "done", "failed", "dead",
-                                             "cancelled", "suppressed"]))
-@click.option("--connector")
-@click.option("--rule")
-@click.option("--limit", default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
-def actions(status: str | None, connector: str | None, rule: str | None, limit: int, as_json: bool) -> None:
+@click.option("--status", type=click.Choice(ActionStatus.ALL),
+              help="Only this status (dry_run: finished without sending, the connector has no credentials).")
+@click.option("--connector", help="Only this connector's actions.")
+@click.option("--rule", help="Only actions planned by this rule id.")
+@window
+@click.option("--limit", default=50, show_default=True, help="At most this many rows.")
+@json_option("One JSON object per line, with every attempt and the exact request.")
+def actions(status: str | None, connector: str | None, rule: str | None, since: datetime | None,
+            until: datetime | None, limit: int, as_json: bool) -> None:
     """List planned actions (the outbox) with their outcome; --json adds every attempt."""
-    rows = queries.list_actions(current(), status=status, connector=connector, rule=rule, limit=limit,
-                                with_attempts=as_json)
+    rows = queries.list_actions(current(), status=status, connector=connector, rule=rule, since=since, until=until,
+                                limit=limit, with_attempts=as_json)
     _print(rows, as_json, ["id", "action", "status", "rule_id", "due_at", "attempts", "last_status_code",
                            "last_error"])
 
@@ -73,14 +80,37 @@ def actions(status: str | None, connector: str | None, rule: str | None, limit: 
 @click.command()
 @click.argument("kind", type=click.Choice(["actions", "deliveries"]))
 @click.argument("ids", nargs=-1, type=int)
-@click.option("--status", help="Replay every row with this status (actions: failed|dead; deliveries: failed).")
-def replay(kind: str, ids: tuple[int, ...], status: str | None) -> None:
-    """Re-queue dead or failed actions, or re-process failed deliveries, by id or by --status."""
+@click.option("--status", type=click.Choice(["failed", "dead"]),
+              help="Replay every row with this status (actions: failed or dead; deliveries: failed).")
+@window
+@hub_url
+@json_option("The counts as one JSON object.")
+def replay(kind: str, ids: tuple[int, ...], status: str | None, since: datetime | None, until: datetime | None,
+           url: str, as_json: bool) -> None:
+    """Re-queue dead or failed actions, or re-process failed deliveries, by id or by --status.
+
+    With the embedded queue (no HUB_REDIS_URL) the running hub does the replay, through its API,
+    so it takes effect at once.
+    """
     if not ids and not status:
         raise click.UsageError("give ids or --status")
-    hub = current()
-    count = (queries.replay_deliveries if kind == "deliveries" else queries.replay_actions)(hub, ids, status=status)
-    click.echo(f"replayed {count} {kind}")
+    if status and status not in queries.REPLAYABLE[kind]:
+        raise click.BadParameter(f"{kind} replay {' or '.join(queries.REPLAYABLE[kind])}, not {status!r}",
+                                 param_hint="--status")
+    from hub.cli import remote
+
+    if remote.embedded():
+        body = {"kind": kind, "ids": list(ids), "status": status,
+                "since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
+        report = remote.call(url, "POST", "/api/replay", json={k: v for k, v in body.items() if v not in (None, [])})
+    else:
+        replay_ = queries.replay_deliveries if kind == "deliveries" else queries.replay_actions
+        report = replay_(current(), ids, status=status, since=since, until=until)
+    if as_json:
+        click.echo(json.dumps(report, sort_keys=True))
+        return
+    click.echo(f"replayed {report['replayed']} {kind}, {report['already_pending']} already pending, "
+               f"{report['skipped']} skipped (not failed{' or dead' if kind == 'actions' else ''}, or unknown)")
 
 
 @click.command()

@@ -15,8 +15,9 @@ from hub.runtime import current
 @click.group(invoke_without_command=True)
 @click.option("--from", "start", help="First day (YYYY-MM-DD). Default: 12 months ago.")
 @click.option("--to", "end", help="Last day, included (YYYY-MM-DD). Default: today.")
-@click.option("--interval", type=click.Choice(["day", "week", "month"]), default="month", show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+@click.option("--interval", type=click.Choice(["day", "week", "month"]), default="month", show_default=True,
+              help="One row per day, week or month.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per period, one a line.")
 @click.pass_context
 def metrics(ctx: click.Context, start: str | None, end: str | None, interval: str, as_json: bool) -> None:
     """Subscription KPIs: MRR/ARR and movements, churn, NRR, net MRR churn, ARPA, CLV, trials, dunning.
@@ -35,7 +36,7 @@ def metrics(ctx: click.Context, start: str | None, end: str | None, interval: st
         click.echo(f"hub metrics: {exc}", err=True)
         sys.exit(2)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(report, sort_keys=True))  # one object, one line
         return
     blocks = {report["currency"]: report["periods"]} if "currency" in report else report["per_currency"]
     for currency, periods in blocks.items():

@@ -74,8 +74,9 @@ def redact(ref: str, yes: bool) -> None:
 
 @group.command("redactions")
 @click.option("--email", help="Only the redactions that covered this e-mail address (matched by its hash).")
-@click.option("--limit", default=50, show_default=True)
-def redactions(email: str | None, limit: int) -> None:
+@click.option("--limit", default=50, show_default=True, help="At most this many rows.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per redaction, one a line.")
+def redactions(email: str | None, limit: int, as_json: bool) -> None:
     """List redaction records (they hold hashes and counts, never personal data)."""
     hub = current()
     with hub.store.session() as session:
@@ -84,6 +85,10 @@ def redactions(email: str | None, limit: int) -> None:
         wanted = privacy.identifier_hash(f"email:{email.strip().casefold()}")
         rows = [r for r in rows if wanted in (r.identifier_hashes or [])]
     for r in rows:
+        if not as_json:
+            counts = ", ".join(f"{k}={v}" for k, v in sorted((r.counts or {}).items()))
+            click.echo(f"{r.id}  {rfc3339(r.requested_at)}  {r.provider or '-'}  subscribers {r.subscriber_ids}  {counts}")
+            continue
         click.echo(json.dumps({"id": r.id, "requested_at": rfc3339(r.requested_at), "provider": r.provider,
                                "event_id": r.event_id, "subscriber_ids": r.subscriber_ids, "counts": r.counts,
                                "identifiers_hash": r.identifiers_hash}, sort_keys=True))

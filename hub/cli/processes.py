@@ -45,8 +45,8 @@ def _flush_relay(server: Any, worker: Any) -> None:
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
 @click.option("--workers", default=2, show_default=True, type=int, help="worker processes")
 @click.option("--threads", default=8, show_default=True, type=int, help="app threads per process")
 def serve(host: str, port: int, workers: int, threads: int) -> None:
@@ -112,8 +112,8 @@ def scheduler_cmd() -> None:
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
 @click.option("--workers", default=2, show_default=True, type=int, help="worker threads")
 def run(host: str, port: int, workers: int) -> None:
     """Web app, workers and scheduler in one process (development and the embedded default)."""

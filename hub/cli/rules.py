@@ -9,12 +9,13 @@ from pathlib import Path
 
 import click
 
+from hub.cli.options import hub_url
 from hub.kernel.events import CanonicalEvent
 
 
 @click.group()
 def rules() -> None:
-    """Rules files: check them, dry-run them."""
+    """Rules files: check them, dry-run them, and what the running hub runs."""
 
 
 def _default_paths() -> list[str]:
@@ -40,6 +41,28 @@ def check(paths: tuple[str, ...]) -> None:
     click.echo(summary)
 
 
+@rules.command()
+@hub_url
+@click.option("--json", "as_json", is_flag=True, help="The status as one JSON object.")
+def status(url: str, as_json: bool) -> None:
+    """The rules the running hub runs: version, files, load time, and the last change it refused."""
+    from hub.cli import remote
+
+    report = remote.call(url, "GET", "/api/rules")
+    if as_json:
+        click.echo(json.dumps(report, sort_keys=True))
+        return
+    click.echo(f"version {report['version']}: {report['rules']} rules in {len(report['files'])} files, "
+               f"loaded {report['loaded_at']}")
+    refused = report.get("last_refused")
+    if refused:
+        click.echo(f"last change refused at {refused['at']} (the rules above stay in force):")
+        for error in refused["errors"]:
+            click.echo(f"  {error}")
+    else:
+        click.echo("no change refused")
+
+
 def _read_events(file: str) -> list[CanonicalEvent]:
     from marshmallow import ValidationError
 
@@ -57,7 +80,7 @@ def _read_events(file: str) -> list[CanonicalEvent]:
 
 
 @rules.command()
-@click.option("--events", "events_file", type=click.Path(dir_okay=False, allow_dash=True),
+@click.option("--events", "events_file", type=click.Path(exists=True, dir_okay=False, allow_dash=True),
               help="Canonical events as JSON lines (what `hub normalize` prints, or an export).")
 @click.option("--rules", "rules_paths", multiple=True, type=click.Path(exists=True),
               help="Rules files or folders (default: HUB_RULES_PATH). Repeatable.")

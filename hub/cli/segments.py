@@ -16,7 +16,7 @@ def segments() -> None:
 
 
 @segments.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per segment, one a line.")
 def list_(as_json: bool) -> None:
     """Each segment with its definition and member count."""
     from hub.segments import config as config_mod
@@ -30,7 +30,8 @@ def list_(as_json: bool) -> None:
     out = [{"id": s.id, "kind": "lifecycle" if s.lifecycle else "custom", "members": counts.get(s.id, 0),
             "sync": sorted(s.sync), "defined_at": s.source, "description": s.description} for s in config.segments]
     if as_json:
-        click.echo(json.dumps(out, indent=2))
+        for row in out:  # one object per line
+            click.echo(json.dumps(row, sort_keys=True))
         return
     for s in out:
         click.echo(f"{s['id']:<20} {s['kind']:<9} {s['members']:>8} members  sync: {', '.join(s['sync']) or '-'}")
@@ -40,15 +41,21 @@ def list_(as_json: bool) -> None:
 @click.option("--no-sync", is_flag=True, help="Update memberships only; plan no tool updates.")
 def recompute(no_sync: bool) -> None:
     """Re-evaluate every subscriber now (what the scheduler's sweep does)."""
+    from hub.cli.progress import progress
     from hub.segments.sweep import recompute_all
+    from hub.store import Subscriber
 
-    counts = recompute_all(current(), sync=not no_sync)
+    hub = current()
+    with hub.store.session() as session:
+        total = session.execute(select(func.count()).select_from(Subscriber)).scalar_one()
+    with progress("segments recompute", total) as step:
+        counts = recompute_all(hub, sync=not no_sync, progress=lambda done, _total: step(done))
     click.echo(json.dumps(counts))
 
 
 @segments.command()
 @click.option("--repair", is_flag=True, help="Plan the actions that bring the tools back in line.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per difference, one a line.")
 def reconcile(repair: bool, as_json: bool) -> None:
     """Compare what the tools hold with what the hub holds; report drift (exit 1), or --repair it.
 
@@ -58,7 +65,7 @@ def reconcile(repair: bool, as_json: bool) -> None:
 
     report = run(current(), repair=repair)
     if as_json:
-        click.echo(json.dumps(report, indent=2, default=str))
+        click.echo(json.dumps(report, sort_keys=True, default=str))  # one object, one line
     else:
         planned = f", {report['repaired']} actions planned" if repair else ""
         click.echo(f"checked {report['checked']}: {report['in_sync']} in sync, {report['pending']} pending, "

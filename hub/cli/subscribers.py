@@ -20,7 +20,7 @@ def subscribers() -> None:
 @subscribers.command()
 @click.argument("key")
 @click.option("--timeline", default=20, show_default=True, help="How many recent events to show.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="The profile as one JSON object.")
 def show(key: str, timeline: int, as_json: bool) -> None:
     """Show a subscriber's profile by id or e-mail, with a timeline of events."""
     with current().store.session() as session:
@@ -29,7 +29,7 @@ def show(key: str, timeline: int, as_json: bool) -> None:
         click.echo(f"no subscriber {key!r}", err=True)
         sys.exit(1)
     if as_json:
-        click.echo(json.dumps(found, indent=2, default=str))
+        click.echo(json.dumps(found, sort_keys=True, default=str))  # one object, one line
         return
     _print_profile(found)
 
@@ -64,13 +64,14 @@ def _print_profile(p: dict[str, Any]) -> None:
 
 @subscribers.command()
 @click.option("--all", "include_resolved", is_flag=True, help="Include resolved conflicts.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per conflict, one a line.")
 def conflicts(include_resolved: bool, as_json: bool) -> None:
     """List subscribers that look like one person but were not merged (and why)."""
     with current().store.session() as session:
         found = identity.conflicts(session, include_resolved)
     if as_json:
-        click.echo(json.dumps(found, indent=2))
+        for row in found:  # one object per line
+            click.echo(json.dumps(row, sort_keys=True, default=str))
         return
     if not found:
         click.echo("no identity conflicts")
@@ -82,7 +83,7 @@ def conflicts(include_resolved: bool, as_json: bool) -> None:
 @subscribers.command()
 @click.argument("keep", type=int)
 @click.argument("other", type=int)
-@click.option("--reason", default="merged by an operator", show_default=True)
+@click.option("--reason", default="merged by an operator", show_default=True, help="Recorded with the merge.")
 def merge(keep: int, other: int, reason: str) -> None:
     """Merge subscriber OTHER into KEEP (recorded; undo with ``unmerge``)."""
     from sqlalchemy import update

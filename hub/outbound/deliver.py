@@ -205,7 +205,7 @@ def record(hub: "Hub", results: list[tuple[Item, Result]]) -> dict[int, str]:
             values: dict[str, Any] = {"lease_until": None, "last_status_code": r.status_code,
                                       "last_error": r.error, "updated_at": now}
             if outcome in ("ok", "dry_run"):
-                values["status"] = ActionStatus.DONE
+                values["status"] = ActionStatus.DRY_RUN if outcome == "dry_run" else ActionStatus.DONE
             elif outcome == "failed":
                 values["status"] = ActionStatus.FAILED
             elif item.attempt >= settings["HUB_RETRY_MAX_ATTEMPTS"]:

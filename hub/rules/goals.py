@@ -11,20 +11,22 @@ from sqlalchemy.orm import Session
 
 from hub.kernel.events import CanonicalEvent
 from hub.kernel.values import parse_time
+from hub.store import Action
+from hub.store.models import ActionStatus
 
+#: a step counts as sent when the tool got it, or (a dry run) when it would have
+DELIVERED = (ActionStatus.DONE, ActionStatus.DRY_RUN)
 
 def track(session: Session, event: CanonicalEvent, subscriber_id: int | None) -> int:
     """Mark the subscriber's sent actions waiting for ``event.type`` as converted by it (each action
     converts once: the first goal event in its window). Returns how many."""
-    from hub.store import Action
-    from hub.store.models import ActionStatus
 
     if subscriber_id is None:
         return 0
     at = parse_time(event.time)
     result = session.execute(update(Action).where(
         Action.subscriber_id == subscriber_id, Action.goal == event.type, Action.converted_by.is_(None),
-        Action.status == ActionStatus.DONE, Action.due_at <= at, Action.goal_until >= at,
+        Action.status.in_(DELIVERED), Action.due_at <= at, Action.goal_until >= at,
     ).values(converted_by=event.id))
     return result.rowcount or 0
 
@@ -32,11 +34,9 @@ def track(session: Session, event: CanonicalEvent, subscriber_id: int | None) ->
 def report(session: Session, rule_id: str) -> dict[str, Any]:
     """Per variant of ``rule_id``: steps planned (not cancelled or suppressed), sent, converted and the
     conversion rate (converted / sent). A rule without a split has one variant, ``null``."""
-    from hub.store import Action
-    from hub.store.models import ActionStatus
 
     rows = session.execute(select(
-        Action.variant, func.count(), func.sum(case((Action.status == ActionStatus.DONE, 1), else_=0)),
+        Action.variant, func.count(), func.sum(case((Action.status.in_(DELIVERED), 1), else_=0)),
         func.sum(case((Action.converted_by.is_not(None), 1), else_=0)), func.max(Action.goal),
     ).where(Action.rule_id == rule_id,
             Action.status.not_in([ActionStatus.CANCELLED, ActionStatus.SUPPRESSED]))

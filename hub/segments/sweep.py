@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from hub.kernel.events import CanonicalEvent
 from hub.kpis import Rates
@@ -42,12 +42,14 @@ def sweep_if_due(hub: "Hub") -> dict[str, Any] | None:
     return counts
 
 
-def recompute_all(hub: "Hub", *, now: datetime | None = None, sync: bool = True) -> dict[str, Any]:
+def recompute_all(hub: "Hub", *, now: datetime | None = None, sync: bool = True,
+                  progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Evaluate every subscriber (the sweep): write changes in bulk, record the derived events and plan
     the syncs for those who changed. Returns counts.
 
     One transaction. Subscribers are evaluated in batches; each batch's writes go to the database
-    on a background thread (``bulk.Writer``) while the next batch is evaluated."""
+    on a background thread (``bulk.Writer``) while the next batch is evaluated. ``progress(done,
+    total)`` is called after each batch."""
     now = now or utcnow()
     tag = now.isoformat()
     config = config_mod.current(hub.settings["HUB_RULES_PATH"])
@@ -69,6 +71,8 @@ def recompute_all(hub: "Hub", *, now: datetime | None = None, sync: bool = True)
                 writes.submit(derive.insert_events, session, derived, now)
                 changes.extend(found)
                 events.extend(derived)
+                if progress is not None:
+                    progress(min(start + engine.BATCH, len(rows)), len(rows))
         for c in changes:
             counts["entered"] += len(c.entered)
             counts["exited"] += len(c.exited)

@@ -157,13 +157,15 @@ class ActionStatus:
     QUEUED = "queued"  # an RQ job points at it
     SENDING = "sending"  # a worker holds the lease
     DONE = "done"
+    DRY_RUN = "dry_run"  # finished without sending: the connector has no credentials (the request is recorded)
     FAILED = "failed"  # permanent error; replayable
     DEAD = "dead"  # retries exhausted; replayable
     CANCELLED = "cancelled"  # a later event made it moot
     SUPPRESSED = "suppressed"  # recorded, never sent: throttled, capped, skipped (``suppressed`` says which)
 
     PENDING = (SCHEDULED, QUEUED, SENDING)
-    FINISHED = (DONE, FAILED, DEAD, CANCELLED, SUPPRESSED)
+    FINISHED = (DONE, DRY_RUN, FAILED, DEAD, CANCELLED, SUPPRESSED)
+    ALL = (SCHEDULED, QUEUED, SENDING, DONE, DRY_RUN, FAILED, DEAD, CANCELLED, SUPPRESSED)
 
 
 class Action(Base):

@@ -58,14 +58,30 @@ def actions(query: dict[str, Any]) -> Any:
          responses={200: ("how many were put back in line", ReplayOut)})
 def replay(body: dict[str, Any]) -> Any:
     hub = current_app.extensions["hub"]
-    if body["kind"] == "deliveries":
-        count = queries.replay_deliveries(hub, body.get("ids", []), status=body.get("status"))
-    else:
-        count = queries.replay_actions(hub, body.get("ids", []), status=body.get("status"))
-    return jsonify(replayed=count)
+    replay_ = queries.replay_deliveries if body["kind"] == "deliveries" else queries.replay_actions
+    return jsonify(replay_(hub, body.get("ids", []), status=body.get("status"), since=body.get("since"),
+                           until=body.get("until")))
 
 
 @bp.get("/openapi.json")
 def openapi_json() -> Any:
     """The OpenAPI 3.1 description of this API, built from the same schemas that check requests."""
     return jsonify(openapi())
+
+
+@bp.get("/connectors")
+def connectors_status() -> Any:
+    """Each connector as this (running) hub sees it: what `hub connectors` prints."""
+    import connectors
+    from hub.status import connector_status
+
+    hub = current_app.extensions["hub"]
+    return jsonify([connector_status(hub, c) for c in connectors.REGISTRY.values()])
+
+
+@bp.get("/rules")
+def rules_status() -> Any:
+    """The rules this hub runs: version, files, load time and the last refused change."""
+    from hub.status import rules_status
+
+    return jsonify(rules_status(current_app.extensions["hub"]))

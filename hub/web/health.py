@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify
-from sqlalchemy import text
 
+from hub.status import backing_services
 from hub.web.auth import metrics_allowed
 
 bp = Blueprint("health", __name__)
@@ -25,22 +25,23 @@ def healthz() -> Any:
 @bp.get("/readyz")
 def readyz() -> Any:
     hub = current_app.extensions["hub"]
-    checks: dict[str, Any] = {}
-    try:
-        with hub.store.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        checks["database"] = "ok"
-    except Exception as exc:
-        checks["database"] = f"unavailable: {type(exc).__name__}"
-    try:
-        hub.redis.ping()
-        checks["redis"] = "ok"
-    except Exception as exc:
-        checks["redis"] = f"unavailable: {type(exc).__name__}"
+    checks = backing_services(hub)
     ready = all(v == "ok" for v in checks.values())
     if not metrics_allowed():
         return jsonify(ready=ready), (200 if ready else 503)
-    return jsonify(ready=ready, checks=checks, connectors=_destinations(hub)), (200 if ready else 503)
+    return jsonify(ready=ready, checks=checks, connectors=_destinations(hub),
+                   rules=_rules(hub)), (200 if ready else 503)
+
+
+def _rules(hub: Any) -> dict[str, Any]:
+    """The rules in force: version, load time and the last refused change (the hub keeps running
+    the older rules when an edit does not load)."""
+    from hub.status import rules_status
+
+    try:
+        return rules_status(hub)
+    except Exception as exc:  # rules that never loaded: the process would not have started
+        return {"error": type(exc).__name__}
 
 
 def _destinations(hub: Any) -> dict[str, Any]:

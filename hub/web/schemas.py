@@ -53,7 +53,9 @@ def _limit() -> fields.Integer:
 
 
 def _text(max_length: int = 200, **kwargs: Any) -> fields.String:
-    return fields.String(validate=validate.Length(1, max_length), **kwargs)
+    return fields.String(validate=[validate.Length(1, max_length),
+                                   validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="must not contain control characters")],
+                         **kwargs)
 
 
 class Moment(fields.DateTime):
@@ -122,6 +124,8 @@ class ReplayBody(Strict):
     status = fields.String(validate=validate.OneOf([ActionStatus.FAILED, ActionStatus.DEAD]),
                            metadata={"description": "replay every action (dead or failed) or delivery "
                                                     "(failed) with this status"})
+    since = Moment(metadata={"description": "with status: only those at or after this time"})
+    until = Moment(metadata={"description": "with status: only those before this time"})
 
     @validates_schema
     def _what(self, data: dict[str, Any], **kwargs: Any) -> None:
@@ -181,7 +185,10 @@ class ErrorOut(Schema):
 
 
 class ReplayOut(Schema):
-    replayed = fields.Integer(required=True)
+    replayed = fields.Integer(required=True, metadata={"description": "put back in line now"})
+    already_pending = fields.Integer(required=True, metadata={"description": "asked for, but already waiting"})
+    skipped = fields.Integer(required=True, metadata={"description": "asked for by id, but finished otherwise "
+                                                                      "or unknown"})
 
 
 class ActionWithAttemptsOut(ActionOut):

@@ -19,7 +19,7 @@ def test_with_a_token_metrics_and_readiness_details_need_it(make_hub):
 
 
 def test_in_production_without_a_token_only_loopback_clients_see_metrics(make_hub):
-    client = create_app(make_hub(HUB_ENV="production")).test_client()
+    client = create_app(make_hub(HUB_ENV="production", HUB_ADMIN_TOKEN="a-production-admin-token-of-32-chars")).test_client()
     remote = {"REMOTE_ADDR": "203.0.113.9"}
     assert client.get("/metrics", environ_base=remote).status_code == 401
     assert client.get("/readyz", environ_base=remote).json == {"ready": True}

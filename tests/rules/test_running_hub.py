@@ -77,7 +77,7 @@ def test_a_broken_file_is_refused_and_the_running_rules_stay(make_hub, tmp_path:
     drain(hub)
     with hub.store.session() as s:
         planned = s.execute(select(Action.params, Action.rules_hash, Action.status).order_by(Action.id)).all()
-    assert [(p["metric"], status) for p, _, status in planned] == [("First", "done"), ("Second", "done")]
+    assert [(p["metric"], status) for p, _, status in planned] == [("First", "dry_run"), ("Second", "dry_run")]
     assert planned[0].rules_hash == first.hash and planned[1].rules_hash == hub.rules.hash != first.hash
 
 

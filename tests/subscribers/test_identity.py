@@ -94,7 +94,7 @@ def test_same_email_with_different_ids_at_one_provider_is_a_conflict(hub):
     assert "different stripe customer ids (cus_1 vs cus_2)" in conflict.reason
     result = CliRunner().invoke(cli, ["subscribers", "conflicts", "--json"])
     assert result.exit_code == 0, result.output
-    listed = json.loads(result.output)
+    listed = [json.loads(line) for line in result.stdout.splitlines()]  # one object per line
     assert [(c["subscriber_id"], c["other_id"]) for c in listed] == [(conflict.subscriber_id, conflict.other_id)]
     # each provider id keeps landing on its own record
     feed(hub, ev("payment.succeeded", "2026-01-03T00:00:00Z", subscriber=who("stripe", "cus_2"),

@@ -239,7 +239,7 @@ def test_cli_export_and_redact(privacy_hub):
     assert redacted.exit_code == 0, redacted.output
     assert redacted.output.startswith("redaction ")
     assert "cli@example.com" not in everything(privacy_hub) and "cus_cliperson" not in everything(privacy_hub)
-    listed = runner.invoke(cli, ["privacy", "redactions", "--email", "CLI@example.com"])
+    listed = runner.invoke(cli, ["privacy", "redactions", "--email", "CLI@example.com", "--json"])
     assert json.loads(listed.output)["provider"] == "operator"
     assert runner.invoke(cli, ["privacy", "export", "cli@example.com"]).exit_code != 0  # nobody by that e-mail now
 

@@ -38,9 +38,17 @@ def test_replay_through_the_api(hub, client):
         action.status = ActionStatus.DEAD
         action_id = action.id
     answer = client.post("/api/replay", json={"kind": "actions", "ids": [action_id]}, headers=AUTH)
-    assert answer.json == {"replayed": 1}
+    assert answer.json == {"replayed": 1, "already_pending": 0, "skipped": 0}
     with hub.store.session() as s:
         assert s.get(Action, action_id).status == ActionStatus.QUEUED
+    again = client.post("/api/replay", json={"kind": "actions", "ids": [action_id, 999]}, headers=AUTH)
+    assert again.json == {"replayed": 0, "already_pending": 1, "skipped": 1}
+
+
+def test_replay_through_the_api_refuses_a_status_it_cannot_replay(client):
+    answer = client.post("/api/replay", json={"kind": "actions", "status": "bogus"}, headers=AUTH)
+    assert answer.status_code == 400 and "status" in answer.json["message"]
+    assert client.post("/api/replay", json={"kind": "nope", "ids": [1]}, headers=AUTH).status_code == 400
 
 
 def test_health_and_readiness(client):

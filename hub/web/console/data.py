@@ -8,7 +8,7 @@ import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Sequence
 
-from sqlalchemy import func, or_, select, text, tuple_, update
+from sqlalchemy import func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from hub import queries
@@ -170,22 +170,13 @@ def _hour(session: Session, column: Any) -> Any:
 
 def health(hub: "Hub") -> dict[str, Any]:
     """Database and Redis reachable, and the RQ workers alive (by their heartbeats)."""
-    from rq import Worker
+    from hub import jobs
+    from hub.status import backing_services
 
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = dict(backing_services(hub))
     try:
-        with hub.store.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        out["database"] = "ok"
-    except Exception as exc:
-        out["database"] = f"unavailable ({type(exc).__name__})"
-    try:
-        hub.redis.ping()
-        out["redis"] = "ok"
-        out["workers"] = [{"name": w.name, "state": w.get_state(), "queues": w.queue_names(),
-                           "heartbeat": w.last_heartbeat} for w in Worker.all(connection=hub.redis)]
-    except Exception as exc:
-        out["redis"] = f"unavailable ({type(exc).__name__})"
+        out["workers"] = jobs.workers(hub.redis) if out["redis"] == "ok" else None
+    except Exception:  # Redis went away between the two
         out["workers"] = None
     return out
 

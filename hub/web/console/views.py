@@ -243,7 +243,7 @@ def replay_deliveries() -> Any:
             abort(400, "connector: not a known connector")
         with hub.store.session() as session:
             ids = data.filtered_failed_deliveries(session, connector)
-    count = queries.replay_deliveries(hub, ids) if ids else 0
+    count = queries.replay_deliveries(hub, ids)["replayed"] if ids else 0
     flash(f"Replayed {count} failed deliver{'y' if count == 1 else 'ies'}: queued for processing again.")
     return redirect(_back(url_for("console.deliveries", status="failed")))
 
@@ -311,7 +311,7 @@ def action(action_id: int) -> Any:
 @bp.post("/actions/replay")
 def replay_actions() -> Any:
     ids = _load(IdsForm(), request.form)["ids"]
-    count = queries.replay_actions(_hub(), ids) if ids else 0
+    count = queries.replay_actions(_hub(), ids)["replayed"] if ids else 0
     flash(f"Replayed {count} action{'' if count == 1 else 's'} with a fresh retry budget.")
     return redirect(_back(url_for("console.actions")))
 

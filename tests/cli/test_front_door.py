@@ -1,0 +1,200 @@
+"""The command line as a newcomer meets it: light to start, consistent help and --json, bad input
+answered in one line with exit code 2, and commands that act on a hub reaching the running one."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import threading
+from datetime import timedelta
+
+import click
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import update
+from werkzeug.serving import make_server
+
+from hub.cli import COMMANDS, cli, load_command
+from tests.conftest import FIXTURES
+from tests.helpers import drain, recent, stripe_headers
+
+BODY = recent((FIXTURES / "stripe" / "invoice.payment_failed.json").read_bytes(), "created")  # live, not history
+
+
+def _all_commands() -> list[tuple[str, click.Command]]:
+    out = []
+
+    def walk(prefix: str, command: click.Command) -> None:
+        out.append((prefix, command))
+        if isinstance(command, click.Group):
+            for name, sub in command.commands.items():
+                walk(f"{prefix} {name}", sub)
+
+    for name in COMMANDS:
+        walk(name, load_command(name))
+    return out
+
+
+def test_hub_help_costs_little_cpu_because_commands_load_when_they_run():
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    done = subprocess.run([sys.executable, "-c", "from hub.cli import main; main(['--help'])"],
+                          capture_output=True, text=True, timeout=60)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(f"hub --help: {cpu:.3f} s of CPU")
+    assert done.returncode == 0 and "replay" in done.stdout
+    assert cpu < 1.0  # generous (a loaded machine); benchmarks/cli.py prints the precise figure
+    modules = subprocess.run([sys.executable, "-c", "import sys; from hub.cli import main\n"
+                              "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+                              "print(' '.join(sorted(sys.modules)))"], capture_output=True, text=True, timeout=60)
+    loaded = set(modules.stdout.split())
+    assert "hub 0.1.0" in modules.stdout
+    assert not {"sqlalchemy", "flask", "rq", "redis", "connectors", "hub.runtime"} & loaded
+
+
+def test_every_listed_command_loads_under_its_name():
+    for name in COMMANDS:
+        assert load_command(name).name == name
+
+
+def test_every_option_has_help_text():
+    missing = [f"hub {path} {param.opts[0]}" for path, command in _all_commands() for param in command.params
+               if isinstance(param, click.Option) and not param.help]
+    assert missing == []
+
+
+def test_every_listing_command_has_json():
+    listing = ["events", "deliveries", "actions", "connectors", "segments list", "subscribers conflicts", "metrics",
+               "privacy redactions", "rules status", "replay", "explain"]
+    by_path = dict(_all_commands())
+    assert [p for p in listing if "--json" not in {o for param in by_path[p].params for o in param.opts}] == []
+
+
+@pytest.mark.parametrize("args, says", [
+    (["rules", "simulate", "--events", "missing.jsonl", "--table"], "'missing.jsonl' does not exist"),
+    (["replay", "actions", "--status", "bogus"], "'bogus' is not one of"),
+    (["replay", "deliveries", "--status", "dead"], "deliveries replay failed, not 'dead'"),
+    (["actions", "--since", "last tuesday"], "neither an age"),
+    (["actions", "--status", "sent"], "'sent' is not one of"),
+    (["--log-level", "LOUD", "events"], "'LOUD' is not one of"),
+])
+def test_input_errors_are_one_line_with_exit_code_2(args, says, tmp_path):
+    done = subprocess.run([sys.executable, "-c", "from hub.cli import main; main()", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0]
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"HUB_LOG_LEVEL": "LOUD"}, ["HUB_LOG_LEVEL"]),
+    ({"HUB_FX_RATES": "EUR=abc", "HUB_REDIS_URL": "http://cache"}, ["HUB_FX_RATES", "HUB_REDIS_URL"]),
+    ({"HUB_ENV": "production", "HUB_ADMIN_TOKEN": "change-me", "HUB_DATABASE_URL": "sqlite:///x.db",
+      "HUB_REDIS_URL": "redis://127.0.0.1:1/0"}, ["HUB_ADMIN_TOKEN"]),
+    ({"HUB_ENV": "production", "HUB_ADMIN_TOKEN": "a" * 31, "HUB_DATABASE_URL": "sqlite:///x.db",
+      "HUB_REDIS_URL": "redis://127.0.0.1:1/0"}, ["HUB_ADMIN_TOKEN"]),
+])
+def test_bad_settings_are_refused_at_start_in_one_error_naming_each(env, named, tmp_path):
+    clean = {k: v for k, v in __import__("os").environ.items() if not k.startswith("HUB_")}
+    done = subprocess.run([sys.executable, "-c", "from hub.cli import main; main()", "config"], cwd=tmp_path,
+                          env={**clean, **env}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"hub: invalid configuration ({len(named)} problem(s))")
+    assert [line.split(":")[0].strip(" -") for line in done.stderr.splitlines()[1:]] == named
+    assert "change-me" not in done.stderr
+
+
+def test_a_strong_admin_token_is_accepted_in_production():
+    from hub.config import load_settings
+
+    settings = load_settings({"HUB_ENV": "production", "HUB_ADMIN_TOKEN": "k3" * 16, "HUB_DATABASE_URL": "sqlite://",
+                              "HUB_REDIS_URL": "redis://127.0.0.1:1/0", "HUB_FX_RATES": "EUR=1.08"}, dotenv_path=None)
+    assert settings["HUB_ADMIN_TOKEN"] == "k3" * 16
+
+
+@pytest.fixture()
+def running(make_hub):
+    """A started hub in embedded mode (no HUB_REDIS_URL: its queue lives in its own memory)."""
+    from hub.web import create_app
+
+    hub = make_hub()
+    server = make_server("127.0.0.1", 0, create_app(hub), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield hub, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_replay_in_embedded_mode_is_done_by_the_running_hub(running, monkeypatch):
+    from hub.store import Action
+    from hub.store.models import ActionStatus
+
+    hub, url = running
+    client = __import__("hub.web", fromlist=["create_app"]).create_app(hub).test_client()
+    client.post("/webhooks/stripe", data=BODY, headers=stripe_headers(BODY))
+    drain(hub)
+    with hub.store.session() as s:
+        s.execute(update(Action).values(status=ActionStatus.DEAD))
+    monkeypatch.setattr("hub.cli.remote.embedded", lambda: True)
+    monkeypatch.setenv("HUB_ADMIN_TOKEN", hub.settings["HUB_ADMIN_TOKEN"])
+    result = CliRunner().invoke(cli, ["replay", "actions", "--status", "dead", "--url", url, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["replayed"] >= 1 and report["skipped"] == 0
+    with hub.store.session() as s:  # re-queued by the running hub itself, on its own queue
+        assert {a.status for a in s.query(Action)} == {ActionStatus.QUEUED}
+    assert hub.redis.keys("rq:queue:deliver-*")
+
+
+def test_connectors_in_embedded_mode_shows_the_running_hubs_configuration(running, monkeypatch):
+    hub, url = running  # the running hub has the Stripe secret (tests' settings) ...
+    monkeypatch.delenv("HUB_STRIPE_WEBHOOK_SECRET", raising=False)  # ... this terminal does not
+    monkeypatch.setattr("hub.cli.remote.embedded", lambda: True)
+    monkeypatch.setenv("HUB_ADMIN_TOKEN", hub.settings["HUB_ADMIN_TOKEN"])
+    result = CliRunner().invoke(cli, ["connectors", "--json", "--url", url])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in map(json.loads, result.stdout.splitlines())}
+    assert rows["stripe"]["inbound"] == "configured"
+
+
+def test_commands_that_act_on_the_hub_say_clearly_when_none_is_running(monkeypatch, tmp_path):
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    url = f"http://127.0.0.1:{port}"
+    for args in (["replay", "actions", "1"], ["connectors"], ["rules", "status"]):
+        done = subprocess.run([sys.executable, "-c", "from hub.cli import main; main()", *args, "--url", url],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                              env={k: v for k, v in __import__("os").environ.items() if not k.startswith("HUB_")})
+        assert done.returncode == 2, (args, done.stderr)
+        assert done.stderr.strip() == f"Error: no hub is running at {url} (start it with `hub run`, or give --url)"
+
+
+def test_since_and_until_select_rows_by_time(make_hub):
+    from hub.store import Delivery, utcnow
+
+    hub = make_hub(HUB_KLAVIYO_API_KEY=None)  # Klaviyo runs dry
+    client = __import__("hub.web", fromlist=["create_app"]).create_app(hub).test_client()
+    client.post("/webhooks/stripe", data=BODY, headers=stripe_headers(BODY))
+    drain(hub)
+    with hub.store.session() as s:
+        s.execute(update(Delivery).values(received_at=utcnow() - timedelta(days=3)))
+    runner = CliRunner()
+    assert json.loads(runner.invoke(cli, ["deliveries", "--json", "--since", "4d"]).output)["connector"] == "stripe"
+    assert runner.invoke(cli, ["deliveries", "--json", "--since", "2d"]).output == ""
+    assert runner.invoke(cli, ["deliveries", "--json", "--until", "2d"]).output != ""
+    assert runner.invoke(cli, ["actions", "--json", "--until", "2000-01-01T00:00:00Z"]).output == ""
+    assert runner.invoke(cli, ["actions", "--json", "--status", "dry_run"]).output != ""
+
+
+def test_json_lists_are_one_object_per_line_and_single_items_one_object(hub):
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["segments", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert len(rows) > 1 and all(isinstance(r, dict) and "id" in r for r in rows)
+    single = runner.invoke(cli, ["metrics", "--json"])
+    assert single.exit_code == 0, single.output
+    assert len(single.stdout.splitlines()) == 1 and isinstance(json.loads(single.stdout), dict)
