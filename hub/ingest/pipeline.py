@@ -4,6 +4,7 @@ all in one transaction that is safe to run twice."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Iterable
 
@@ -17,6 +18,7 @@ from hub import logs, telemetry
 from hub.kernel.errors import PayloadError
 from hub.kernel.events import CanonicalEvent
 from hub.kernel.values import parse_time
+from hub.kpis import Rates
 from hub.outbound import outbox
 from hub.rules import StoreFacts, goals
 from hub.segments import config as segment_config
@@ -89,6 +91,13 @@ def _fail(delivery: Delivery, reason: str, finished: list[tuple[str, str, dateti
     log.warning("delivery %s (%s) failed: %s", delivery.id, delivery.connector, reason)
 
 
+def planning_for(hub: "Hub") -> outbox.Planning:
+    """One ingest transaction's planning value: the rules, anchored rules and dry-run connectors, the
+    segment config and the currency rates, read once and handed down to every event it records."""
+    return replace(outbox.Planning.of(hub), segments=segment_config.current(hub.settings["HUB_RULES_PATH"]),
+                   rates=Rates.from_settings(hub.settings))
+
+
 def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent], *,
                   delivery_id: int | None = None, origin: str = "provider",
                   now: datetime | None = None, planning: outbox.Planning | None = None,
@@ -98,8 +107,8 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
     An event already stored (a replay or a duplicate delivery) is skipped entirely. ``now`` is the
     planning clock (``hub rules simulate`` replays events at their own time).
     """
-    planning = planning or outbox.Planning.of(hub)
-    weights = segment_config.current(hub.settings["HUB_RULES_PATH"]).engagement
+    planning = planning or planning_for(hub)
+    weights = (planning.segments or segment_config.current(hub.settings["HUB_RULES_PATH"])).engagement
     now = now or utcnow()
     due: list[int] = []
     for event in events:
@@ -118,7 +127,8 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
         if subscriber is not None:
             session.get(Event, event.id).subscriber_id = subscriber.id  # type: ignore[union-attr]
         # ledgers, segments, tier and segment syncs; the derived events are recorded below
-        derived, sync_ids = derive.update(hub, session, event, subscriber, applied, depth=_depth, now=now)
+        derived, sync_ids = derive.update(hub, session, event, subscriber, applied, depth=_depth, now=now,
+                                          planning=planning)
         due.extend(sync_ids)
         subject = str(event.part("subscription").get("id") or (f"subscriber:{subscriber.id}" if subscriber
                                                                 else event.subject or event.id))

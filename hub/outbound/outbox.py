@@ -28,11 +28,14 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Planning:
     """What planning reads, once per transaction: the rules in force, which of them are anchored to a
-    date, and which destinations run dry."""
+    date, which destinations run dry, and (ingest adds them, ``pipeline.planning_for``) the segment
+    config and the currency rates the segment engine evaluates with."""
 
     ruleset: RuleSet
     anchored: frozenset[str]
     dry_run: frozenset[str]
+    segments: Any = None
+    rates: Any = None
 
     @classmethod
     def of(cls, hub: "Hub") -> "Planning":

@@ -33,14 +33,14 @@ DUNNING = ("dunning_started", "dunning_recovered", "dunning_lost")
 
 
 def update(hub: "Hub", session: Session, event: CanonicalEvent, subscriber: Subscriber | None,
-           applied: state.Applied | None, *, depth: int = 0, now: datetime | None = None
-           ) -> tuple[list[CanonicalEvent], list[int]]:
+           applied: state.Applied | None, *, depth: int = 0, now: datetime | None = None,
+           planning: outbox.Planning | None = None) -> tuple[list[CanonicalEvent], list[int]]:
     """After an event is applied: ledgers, engagement, segments, tier and syncs for its subscriber.
     Returns the derived events to record and the sync actions planned."""
     if subscriber is None or applied is None or depth >= MAX_DEPTH or event.provider == "hub":
         return [], []
-    config = config_mod.current(hub.settings["HUB_RULES_PATH"])
-    rates = Rates.from_settings(hub.settings)
+    config = planning.segments if planning and planning.segments else config_mod.current(hub.settings["HUB_RULES_PATH"])
+    rates = planning.rates if planning and planning.rates else Rates.from_settings(hub.settings)
     now = now or utcnow()
     stats = state.stats_for(session, subscriber.id)
     bump(stats, event, config.weights, config.half_life_days)
