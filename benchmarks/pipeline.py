@@ -141,17 +141,20 @@ def main() -> None:
     args = parser.parse_args()
 
     import redis
-    import sqlalchemy as sa
-    from sqlalchemy.engine import make_url
+
+    from tests.services import fresh_database
 
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
     server_url = os.environ.get("BENCH_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
     redis.Redis.from_url(redis_url).flushdb()
-    name = f"hub_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    db_url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    with fresh_database(server_url) as db_url:
+        try:
+            run(args, redis_url, db_url)
+        finally:
+            redis.Redis.from_url(redis_url).flushdb()
+
+
+def run(args: argparse.Namespace, redis_url: str, db_url: str) -> None:
     api = MockApi(always(202))
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("HUB_")}, "BENCH_REDIS_URL": redis_url,
            "HUB_DATABASE_URL": db_url, "HUB_REDIS_URL": redis_url, "HUB_STRIPE_WEBHOOK_SECRET": SECRET,
@@ -206,9 +209,6 @@ def main() -> None:
             p.terminate()
             p.wait(30)
         api.close()
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        redis.Redis.from_url(redis_url).flushdb()
 
 
 if __name__ == "__main__":

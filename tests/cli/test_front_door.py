@@ -4,7 +4,6 @@ answered in one line with exit code 2, and commands that act on a hub reaching t
 from __future__ import annotations
 
 import json
-import resource
 import subprocess
 import sys
 import threading
@@ -37,21 +36,22 @@ def _all_commands() -> list[tuple[str, click.Command]]:
     return out
 
 
-def test_hub_help_costs_little_cpu_because_commands_load_when_they_run():
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    done = subprocess.run([sys.executable, "-c", "from hub.cli import main; main(['--help'])"],
-                          capture_output=True, text=True, timeout=60)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    print(f"hub --help: {cpu:.3f} s of CPU")
-    assert done.returncode == 0 and "replay" in done.stdout
-    assert cpu < 1.0  # generous (a loaded machine); benchmarks/cli.py prints the precise figure
+HEAVY = {"sqlalchemy", "flask", "rq", "redis", "connectors", "hub.runtime"}
+
+
+def test_hub_help_and_version_load_no_command_because_commands_load_when_they_run():
+    """What makes them cheap (benchmarks/cli.py prints the CPU figure): nothing heavy is imported."""
+    listed = subprocess.run([sys.executable, "-c", "import sys; from hub.cli import main\n"
+                             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+                             "print(' '.join(sorted(sys.modules)))"], capture_output=True, text=True, timeout=60)
+    *help_text, loaded = listed.stdout.splitlines()
+    assert "replay" in "\n".join(help_text) and not HEAVY & set(loaded.split())
     modules = subprocess.run([sys.executable, "-c", "import sys; from hub.cli import main\n"
                               "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
                               "print(' '.join(sorted(sys.modules)))"], capture_output=True, text=True, timeout=60)
     loaded = set(modules.stdout.split())
     assert "hub 0.1.0" in modules.stdout
-    assert not {"sqlalchemy", "flask", "rq", "redis", "connectors", "hub.runtime"} & loaded
+    assert not HEAVY & loaded
 
 
 def test_every_listed_command_loads_under_its_name():
