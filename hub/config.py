@@ -57,6 +57,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "takes it back.", 60, kind="int"),
     Setting("HUB_STRANDED_AFTER_SECONDS", "Age after which queued work with no live job is re-enqueued.", 60,
             kind="int"),
+    Setting("HUB_INGEST_BATCH", "Received webhooks an ingest job processes in one transaction (a burst "
+            "costs one job and one commit per batch; 1 processes them one by one).", 20, kind="int"),
     Setting("HUB_SWEEP_INTERVAL_SECONDS", "How often the scheduler sweeps for stranded work.", 30, kind="int"),
     Setting("HUB_SCHEDULER_INTERVAL_SECONDS", "How often the scheduler moves due actions to the queues.", 1.0,
             kind="float"),
@@ -202,7 +204,7 @@ def _invalid(settings: Settings) -> Iterable[str]:
     if settings["HUB_REDIS_URL"] and not re.match(r"^(redis|rediss|unix)://", settings["HUB_REDIS_URL"]):
         yield "HUB_REDIS_URL: must be a Redis URL such as redis://host:6379/0"
     for name in ("HUB_MAX_BODY_BYTES", "HUB_RETRY_MAX_ATTEMPTS", "HUB_LEASE_SECONDS", "HUB_HTTP_TIMEOUT_SECONDS",
-                 "HUB_SCHEDULER_INTERVAL_SECONDS"):
+                 "HUB_SCHEDULER_INTERVAL_SECONDS", "HUB_INGEST_BATCH"):
         if settings[name] is not None and settings[name] <= 0:
             yield f"{name}: must be greater than 0"
     token = settings["HUB_ADMIN_TOKEN"]

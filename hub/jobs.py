@@ -89,7 +89,7 @@ def enqueue_deliver(redis: Redis, connector: str, action_id: int, seq: int,
 
 
 # KEYS: queue, job hash 1..n; ARGV: job id 1..n. A job still waiting in the queue is removed with
-# its hash; one a worker already took is left alone (it finds its action claimed and returns).
+# its hash; one a worker already took is left alone (it finds its work done and returns).
 _WITHDRAW = """
 local removed = 0
 for i = 1, #ARGV do
@@ -102,16 +102,16 @@ return removed
 """
 
 
-def withdraw_deliver_jobs(redis: Redis, connector: str, actions: Sequence[tuple[int, int]]) -> None:
-    """Withdraw the queued deliver jobs of ``(action id, dispatch seq)`` pairs another job claimed."""
-    if not actions:
+def withdraw(redis: Redis, queue_name: str, job_ids: Sequence[str]) -> None:
+    """Withdraw jobs still waiting in a queue whose work another job took (best effort: a job left
+    behind finds its work done and returns)."""
+    if not job_ids:
         return
-    ids = [action_job_id(a, seq) for a, seq in actions]
-    q = queue(redis, deliver_queue_name(connector))
+    q = queue(redis, queue_name)
     try:
-        redis.register_script(_WITHDRAW)(keys=[q.key, *[Job.key_for(i) for i in ids]], args=ids)
+        redis.register_script(_WITHDRAW)(keys=[q.key, *[Job.key_for(i) for i in job_ids]], args=list(job_ids))
     except Exception as exc:  # only costs no-op jobs later
-        log.warning("could not withdraw %d deliver jobs (%s)", len(ids), type(exc).__name__)
+        log.warning("could not withdraw %d %s jobs (%s)", len(job_ids), queue_name, type(exc).__name__)
 
 
 def job_alive(redis: Redis, job_id: str) -> bool:

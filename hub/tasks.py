@@ -31,7 +31,7 @@ def _database_away(exc: BaseException) -> bool:
 
 def _log_once(state: RetryCallState) -> None:
     if state.attempt_number == 1 and state.outcome is not None:
-        log.warning("database unavailable (%s); the job waits for it",
+        log.warning("database unavailable or a deadlock (%s); the job waits and retries",
                     type(state.outcome.exception()).__name__)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 import connectors
 from connectors.base import RawDelivery
-from hub import logs, telemetry
+from hub import jobs, logs, telemetry
 from hub.kernel.errors import PayloadError
 from hub.kernel.events import CanonicalEvent
 from hub.kernel.values import parse_time
@@ -34,54 +34,86 @@ log = logging.getLogger(__name__)
 
 
 def process(hub: "Hub", delivery_id: int) -> None:
-    """Normalize, apply and plan one delivery. A payload we cannot read is marked failed, not raised."""
-    due: list[int] = []
+    """Normalize, apply and plan ``delivery_id`` and, in the same transaction, up to
+    ``HUB_INGEST_BATCH - 1`` other received deliveries no other worker holds (oldest first).
+
+    A burst then costs one job and one commit per batch instead of per webhook. Deliveries are
+    applied in arrival order, each in its own savepoint: a payload we cannot read, or a bug, marks
+    that delivery failed without touching the rest. The batch's other ingest jobs are withdrawn
+    from the queue once it commits (one already running elsewhere finds its delivery done).
+
+    When another transaction holds ``delivery_id`` (another worker's batch, or the leftover of a
+    killed worker), the job first does other waiting work, then waits for that transaction to end
+    and processes the delivery if it is still waiting: a re-run job never gives up on its delivery.
+    """
+    if not _process_batch(hub, delivery_id, wait=False):
+        _process_batch(hub, delivery_id, wait=True)
+
+
+def _process_batch(hub: "Hub", delivery_id: int, *, wait: bool) -> bool:
+    """One batch in one transaction; False if ``delivery_id`` was held by another transaction."""
     finished: list[tuple[str, str, datetime]] = []  # (connector, outcome, received_at) once committed
     claimed: list[tuple[int, str, int]] = []  # due actions queued in the transaction, enqueued after it
-    _process(hub, delivery_id, due, finished, claimed)
+    with hub.store.session() as session:
+        lead = session.execute(select(Delivery).where(Delivery.id == delivery_id)
+                               .with_for_update(skip_locked=not wait)).scalar()
+        held = lead is None and session.get(Delivery, delivery_id) is not None
+        if lead is not None and lead.status in (DeliveryStatus.PROCESSED, DeliveryStatus.REDACTED):
+            lead = None
+        size = hub.settings["HUB_INGEST_BATCH"] - (lead is not None)
+        more = session.execute(select(Delivery).where(
+            Delivery.status == DeliveryStatus.RECEIVED, Delivery.id != delivery_id
+        ).order_by(Delivery.id).limit(max(size, 0)).with_for_update(skip_locked=True)).scalars().all()
+        batch = sorted([lead, *more] if lead is not None else more, key=lambda d: d.id)
+        if batch:
+            planning = planning_for(hub)
+            due: list[int] = []
+            for delivery in batch:
+                with logs.context(delivery_id=delivery.id):
+                    _process(hub, session, delivery, planning, due, finished)
+            claimed = outbox.claim_due(session, due)  # queued in this transaction, enqueued once it commits
+        taken = [jobs.delivery_job_id(d.id, d.enqueued or 1) for d in batch if d.id != delivery_id]
     for connector, outcome, received_at in finished:
         telemetry.delivery_processed(connector, outcome, received_at)
     outbox.enqueue_claimed(hub, claimed)
+    jobs.withdraw(hub.redis, jobs.INGEST_QUEUE, taken)
+    return not held
 
 
-def _process(hub: "Hub", delivery_id: int, due: list[int], finished: list[tuple[str, str, datetime]],
-             claimed: list[tuple[int, str, int]]) -> None:
-    with hub.store.session() as session:
-        delivery = session.execute(select(Delivery).where(Delivery.id == delivery_id).with_for_update()).scalar()
-        if delivery is None or delivery.status in (DeliveryStatus.PROCESSED, DeliveryStatus.REDACTED):
-            return
-        delivery.attempts += 1
-        connector = connectors.get(delivery.connector)
-        try:
-            if connector is None:
-                raise PayloadError(f"no connector named {delivery.connector!r}")
-            raw = RawDelivery(delivery.id, delivery.connector, delivery.headers or {}, delivery.body,
-                              delivery.received_at)
-            events = connector.normalize(raw)
-        except PayloadError as exc:
-            _fail(delivery, str(exc), finished)
-            return
-        except Exception as exc:  # a bug in a normalizer must not become a crash loop
-            log.exception("normalizing delivery %s failed", delivery_id)
-            _fail(delivery, f"internal error while normalizing: {type(exc).__name__}: {hub.scrub(str(exc))}",
-                  finished)
-            return
-        try:
-            with session.begin_nested():  # a savepoint: a bug below rolls back to here, not the claim
-                due.extend(record_events(hub, session, events, delivery_id=delivery.id))
-        except OperationalError:
-            raise  # the database went away: the job fails and the sweeper re-enqueues the delivery later
-        except Exception as exc:  # a bug in state, rules or segments must not become a crash loop either
-            log.exception("processing delivery %s failed", delivery_id)
-            _fail(delivery, f"internal error while processing: {type(exc).__name__}: {hub.scrub(str(exc))}",
-                  finished)
-            return
-        delivery.status = DeliveryStatus.PROCESSED
-        delivery.processed_at = utcnow()
-        delivery.event_count = len(events)
-        delivery.error = None
-        finished.append((delivery.connector, "processed", delivery.received_at))
-        claimed.extend(outbox.claim_due(session, due))  # queued in this transaction, enqueued once it commits
+def _process(hub: "Hub", session: Session, delivery: Delivery, planning: outbox.Planning, due: list[int],
+             finished: list[tuple[str, str, datetime]]) -> None:
+    delivery.attempts += 1
+    connector = connectors.get(delivery.connector)
+    try:
+        if connector is None:
+            raise PayloadError(f"no connector named {delivery.connector!r}")
+        raw = RawDelivery(delivery.id, delivery.connector, delivery.headers or {}, delivery.body,
+                          delivery.received_at)
+        events = connector.normalize(raw)
+    except PayloadError as exc:
+        _fail(delivery, str(exc), finished)
+        return
+    except Exception as exc:  # a bug in a normalizer must not become a crash loop
+        log.exception("normalizing delivery %s failed", delivery.id)
+        _fail(delivery, f"internal error while normalizing: {type(exc).__name__}: {hub.scrub(str(exc))}",
+              finished)
+        return
+    try:
+        with session.begin_nested():  # a savepoint: a bug below rolls back to here, not the batch
+            new_due = record_events(hub, session, events, delivery_id=delivery.id, planning=planning)
+    except OperationalError:
+        raise  # the database went away (or a deadlock): the job retries the whole batch
+    except Exception as exc:  # a bug in state, rules or segments must not become a crash loop either
+        log.exception("processing delivery %s failed", delivery.id)
+        _fail(delivery, f"internal error while processing: {type(exc).__name__}: {hub.scrub(str(exc))}",
+              finished)
+        return
+    due.extend(new_due)
+    delivery.status = DeliveryStatus.PROCESSED
+    delivery.processed_at = utcnow()
+    delivery.event_count = len(events)
+    delivery.error = None
+    finished.append((delivery.connector, "processed", delivery.received_at))
 
 
 def _fail(delivery: Delivery, reason: str, finished: list[tuple[str, str, datetime]]) -> None:

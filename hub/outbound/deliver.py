@@ -124,7 +124,8 @@ def claim(hub: "Hub", connector: str, lead: int | None = None, limit: int = CLAI
             items.append(Item(row.id, row.key, row.name, row.params or {}, row.attempts,
                               ActionContext(key=row.key, action_id=row.id, subscriber=subscriber),
                               connector, row.due_at))
-    jobs.withdraw_deliver_jobs(hub.redis, connector, [(row.id, row.dispatch_seq) for row in rows if row.id != lead])
+    jobs.withdraw(hub.redis, jobs.deliver_queue_name(connector),
+                  [jobs.action_job_id(row.id, row.dispatch_seq) for row in rows if row.id != lead])
     return items
 
 

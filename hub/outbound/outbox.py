@@ -116,7 +116,7 @@ def dispatch(hub: "Hub", action_ids: Sequence[int] | None = None, *, limit: int 
     """Move due scheduled actions to ``queued`` (committed first) and enqueue a deliver job for each.
 
     A deliver job also claims other due work of its destination (as much as its rate limits have
-    room for) and withdraws the jobs of what it claimed (``jobs.withdraw_deliver_jobs``), so a backlog is
+    room for) and withdraws the jobs of what it claimed (``jobs.withdraw``), so a backlog is
     delivered by a few jobs while an action coming back for its booked room always has a job of
     its own. If enqueueing fails after the commit, the sweeper finds the queued rows with no live job.
     """

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from hub.kernel import timezones
@@ -84,7 +84,8 @@ def identity_clash(mine: dict[str, set[str]], theirs: dict[str, set[str]]) -> st
     return None
 
 
-def resolve_subscriber(session: Session, event: CanonicalEvent, weights: Weights | None = None) -> Subscriber | None:
+def resolve_subscriber(session: Session, event: CanonicalEvent, weights: Weights | None = None, *,
+                       _retried: bool = False) -> Subscriber | None:
     """Find or create the subscriber an event is about, merge records proven to be one person,
     record conflicts, and remember the event's provider ids and e-mail. ``weights``: the engagement
     weights a merge rebuilds the score with."""
@@ -129,14 +130,22 @@ def resolve_subscriber(session: Session, event: CanonicalEvent, weights: Weights
                                                               Subscription.external_id == str(sub_id))).scalar()
             if row is not None and row.subscriber_id:
                 subscriber = canonical(session, session.get(Subscriber, row.subscriber_id))
+    created = subscriber is None
     if subscriber is None:
         if not external_ids and not email:
             return None
         subscriber = _new_subscriber(session, event, email)
-    for provider, ext in external_ids.items():
-        insert_ignore(session, ExternalId.__table__,
-                      {"provider": provider, "external_id": ext, "subscriber_id": subscriber.id,
-                       "created_at": utcnow()}, ["provider", "external_id"])
+    claimed = [insert_ignore(session, ExternalId.__table__,
+                             {"provider": provider, "external_id": ext, "subscriber_id": subscriber.id,
+                              "created_at": utcnow()}, ["provider", "external_id"])
+               for provider, ext in external_ids.items()]
+    if created and not all(claimed) and not _retried:
+        # another worker created this person meanwhile (its insert committed while ours waited on
+        # the unique key): drop our new record and take theirs
+        session.execute(delete(ExternalId).where(ExternalId.subscriber_id == subscriber.id))
+        session.delete(subscriber)
+        session.flush()
+        return resolve_subscriber(session, event, weights, _retried=True)
     _remember_identity(session, subscriber, event, part, email)
     return subscriber
 

@@ -100,13 +100,13 @@ def test_what_a_job_logs_after_recording_an_event_names_the_event_and_subscriber
 
     body = (FIXTURES / "stripe" / "invoice.payment_failed.json").read_bytes()
     delivery_id = client.post("/webhooks/stripe", data=body, headers=stripe_headers(body)).json["delivery"]
-    real = pipeline.outbox.enqueue_claimed
+    real = pipeline.goals.track
 
-    def enqueue_claimed(hub_, claimed):  # something logged inside the job, after the event was recorded
-        logging.getLogger("hub.test").warning("enqueueing %d", len(claimed))
-        return real(hub_, claimed)
+    def track(session, event, subscriber_id):  # something logged inside the job, after the event was recorded
+        logging.getLogger("hub.test").warning("tracking goals of %s", event.type)
+        return real(session, event, subscriber_id)
 
-    monkeypatch.setattr(pipeline.outbox, "enqueue_claimed", enqueue_claimed)
+    monkeypatch.setattr(pipeline.goals, "track", track)
     process_delivery(delivery_id)
     [line] = [line for line in _lines(captured) if line["logger"] == "hub.test"]
     assert line["delivery_id"] == delivery_id and line["event_id"] and line["subscriber_id"]
