@@ -76,16 +76,18 @@ def enqueue_ingest(redis: Redis, deliveries: Sequence[tuple[int, int]],
         pipe.execute()
 
 
-def enqueue_deliver(redis: Redis, connector: str, action_id: int, seq: int,
-                    trace: dict[str, str] | None = None) -> bool:
-    """A deliver job at the front of the destination's queue; False if that job already exists."""
-    try:
-        queue(redis, deliver_queue_name(connector)).enqueue(
-            DELIVER_ACTION, action_id, job_id=action_job_id(action_id, seq), unique=True, at_front=True,
-            job_timeout=JOB_TIMEOUT, meta={"trace": trace} if trace else None, **_OPTIONS)
-        return True
-    except DuplicateJobError:
-        return False
+def enqueue_deliver(redis: Redis, actions: Sequence[tuple[int, str, int]],
+                    trace: dict[str, str] | None = None) -> None:
+    """A deliver job per ``(action id, connector, dispatch seq)`` at the front of its destination's
+    queue, in the order given, all in one pipeline round trip. The dispatch seq is claimed under the
+    action's row lock, so each job id is enqueued once."""
+    with redis.pipeline() as pipe:
+        for action_id, connector, seq in actions:
+            q = queue(redis, deliver_queue_name(connector))
+            q.enqueue_many([Queue.prepare_data(DELIVER_ACTION, (action_id,), job_id=action_job_id(action_id, seq),
+                                               at_front=True, timeout=JOB_TIMEOUT,
+                                               meta={"trace": trace} if trace else None, **_OPTIONS)], pipeline=pipe)
+        pipe.execute()
 
 
 # KEYS: queue, job hash 1..n; ARGV: job id 1..n. A job still waiting in the queue is removed with

@@ -8,7 +8,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Iterable
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -63,7 +63,7 @@ def _process_batch(hub: "Hub", delivery_id: int, *, wait: bool) -> bool:
         size = hub.settings["HUB_INGEST_BATCH"] - (lead is not None)
         more = session.execute(select(Delivery).where(
             Delivery.status == DeliveryStatus.RECEIVED, Delivery.id != delivery_id
-        ).order_by(Delivery.id).limit(max(size, 0)).with_for_update(skip_locked=True)).scalars().all()
+        ).order_by(Delivery.id).limit(size).with_for_update(skip_locked=True)).scalars().all() if size > 0 else []
         batch = sorted([lead, *more] if lead is not None else more, key=lambda d: d.id)
         if batch:
             planning = planning_for(hub)
@@ -157,7 +157,7 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
         applied = state.apply(session, event, subscriber)
         privacy.after_apply(session, event, subscriber)  # a data request stores an export
         if subscriber is not None:
-            session.get(Event, event.id).subscriber_id = subscriber.id  # type: ignore[union-attr]
+            session.execute(update(Event).where(Event.id == event.id).values(subscriber_id=subscriber.id))
         # ledgers, segments, tier and segment syncs; the derived events are recorded below
         derived, sync_ids = derive.update(hub, session, event, subscriber, applied, depth=_depth, now=now,
                                           planning=planning)

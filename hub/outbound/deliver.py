@@ -30,7 +30,7 @@ from hub.kernel.errors import PermanentError
 from hub.outbound import outbox
 from hub.outbound.outbox import backoff_seconds
 from hub.outbound.sender import Item, Result, Sender, Unit
-from hub.store import Action, Attempt, Subscriber, utcnow
+from hub.store import Action, Attempt, utcnow
 from hub.store.models import ActionStatus
 from hub.subscribers import profile
 
@@ -112,14 +112,10 @@ def claim(hub: "Hub", connector: str, lead: int | None = None, limit: int = CLAI
             status=ActionStatus.SENDING, attempts=Action.attempts + 1, lease_until=lease, updated_at=now,
         ).returning(Action.id, Action.key, Action.name, Action.params, Action.attempts, Action.subscriber_id,
                     Action.dispatch_seq, Action.due_at)).all()
-        profiles: dict[int, dict[str, Any]] = {}
+        profiles = profile.for_rules_many(session, (row.subscriber_id for row in rows if row.subscriber_id))
         items = []
         for row in sorted(rows, key=lambda r: (r.id != lead, r.due_at, r.id)):
-            seen: dict[str, Any] = {}
-            if row.subscriber_id is not None:
-                if row.subscriber_id not in profiles:
-                    profiles[row.subscriber_id] = profile.for_rules(session, session.get(Subscriber, row.subscriber_id))
-                seen = profiles[row.subscriber_id]
+            seen = profiles.get(row.subscriber_id, {})
             subscriber = {**seen, "external_id": (seen.get("external_ids") or {}).get(connector)}
             items.append(Item(row.id, row.key, row.name, row.params or {}, row.attempts,
                               ActionContext(key=row.key, action_id=row.id, subscriber=subscriber),

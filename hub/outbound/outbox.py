@@ -149,15 +149,15 @@ def claim_due(session: Session, action_ids: Sequence[int] | None = None, *, limi
 
 def enqueue_claimed(hub: "Hub", claimed: Sequence[tuple[int, str, int]]) -> None:
     """Enqueue a deliver job per claimed action (call after the claim's commit)."""
-    trace = tracing.carrier()  # when tracing: the deliver jobs join the trace that planned them
-    for action_id, connector, seq in sorted(claimed, reverse=True):  # at the front: the lowest id first
-        try:
-            # at the front of the destination's queue: what falls due now is the time-critical work
-            # (an action coming back for its booked room), not the jobs of a backlog waiting in line
-            jobs.enqueue_deliver(hub.redis, connector, action_id, seq, trace)
-        except Exception as exc:  # Redis down: the sweeper re-enqueues stranded rows
-            log.warning("could not enqueue action %s (%s); the sweeper will retry", action_id,
-                        type(exc).__name__)
+    if not claimed:
+        return
+    try:
+        # at the front of the destination's queue: what falls due now is the time-critical work
+        # (an action coming back for its booked room), not the jobs of a backlog waiting in line;
+        # pushed highest id first, so the lowest ends up in front
+        jobs.enqueue_deliver(hub.redis, sorted(claimed, reverse=True), tracing.carrier())
+    except Exception as exc:  # Redis down: the sweeper re-enqueues stranded rows
+        log.warning("could not enqueue %d actions (%s); the sweeper will retry", len(claimed), type(exc).__name__)
 
 
 def hold(session: Session, holds: dict[int, float], reason: str, now: datetime | None = None) -> None:

@@ -3,7 +3,7 @@ profile with timeline) that the API and CLI show."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -14,13 +14,31 @@ from hub.store.subscriber_models import Merge, ProfileStats
 from hub.subscribers import identity
 
 
-def for_rules(session: Session, subscriber: Subscriber | None) -> dict[str, Any]:
-    """The profile rules and templates see as ``subscriber``."""
+def for_rules_many(session: Session, subscriber_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+    """``for_rules`` of many subscribers in three queries (a delivery batch's recipients)."""
+    ids = sorted(set(subscriber_ids))
+    if not ids:
+        return {}
+    subscribers = session.execute(select(Subscriber).where(Subscriber.id.in_(ids))).scalars().all()
+    stats = {s.subscriber_id: s for s in session.execute(
+        select(ProfileStats).where(ProfileStats.subscriber_id.in_(ids))).scalars()}
+    ext: dict[int, dict[str, str]] = {}
+    for sid, provider, external_id in session.execute(select(
+            ExternalId.subscriber_id, ExternalId.provider, ExternalId.external_id).where(ExternalId.subscriber_id.in_(ids))):
+        ext.setdefault(sid, {})[provider] = external_id
+    return {s.id: for_rules(session, s, external_ids=ext.get(s.id, {}), stats=stats.get(s.id)) for s in subscribers}
+
+
+def for_rules(session: Session, subscriber: Subscriber | None, *, external_ids: dict[str, str] | None = None,
+              stats: ProfileStats | None = None) -> dict[str, Any]:
+    """The profile rules and templates see as ``subscriber`` (``external_ids`` and ``stats`` when
+    the caller has read them already)."""
     if subscriber is None:
         return {}
-    ext = dict(session.execute(select(ExternalId.provider, ExternalId.external_id)
-                               .where(ExternalId.subscriber_id == subscriber.id)).all())
-    stats = session.get(ProfileStats, subscriber.id)
+    ext = external_ids if external_ids is not None else dict(session.execute(
+        select(ExternalId.provider, ExternalId.external_id).where(ExternalId.subscriber_id == subscriber.id)).all())
+    if stats is None:
+        stats = session.get(ProfileStats, subscriber.id)
     return {
         "id": subscriber.id, "email": subscriber.email, "first_name": subscriber.first_name,
         "last_name": subscriber.last_name, "phone": subscriber.phone, "timezone": subscriber.timezone,

@@ -42,12 +42,20 @@ class Applied:
 
 
 def stats_for(session: Session, subscriber_id: int) -> ProfileStats:
+    """The subscriber's running figures, created on first use. Held by the session for its whole
+    transaction: the session's identity map only keeps weak references, so a clean row nobody holds
+    would be read again by each step of an event (and each event of a batch)."""
+    held: dict[int, ProfileStats] = session.info.setdefault("profile_stats", {})
+    stats = held.get(subscriber_id)
+    if stats is not None and stats in session:
+        return stats
     stats = session.get(ProfileStats, subscriber_id)
     if stats is None:
         stats = ProfileStats(subscriber_id=subscriber_id, engagement_score=0.0, engagement_count=0,
                              active_months=[], paid={}, emails=[], consent_at={}, updated_at=utcnow())
         session.add(stats)
         session.flush()
+    held[subscriber_id] = stats
     return stats
 
 
@@ -67,7 +75,9 @@ def apply(session: Session, event: CanonicalEvent, subscriber: Subscriber | None
         return applied
     subscriber.updated_at = utcnow()
     accumulate(session, subscriber, event)
-    applied.mrr_after = mrr_by_currency(session, subscriber.id)
+    # only a subscription this event updated moves the MRR
+    applied.mrr_after = (mrr_by_currency(session, subscriber.id) if applied.new_status is not None
+                         else dict(applied.mrr_before))
     subscriber.currency = subscriber.currency or next(iter(sorted(applied.mrr_after)), None)
     subscriber.mrr_minor = applied.mrr_after.get(subscriber.currency or "", 0)
     return applied
