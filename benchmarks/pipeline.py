@@ -100,37 +100,44 @@ def batch(port: int, api: MockApi, n: int) -> tuple[float, float, float]:
     return n / (last - start), first - start, last - start
 
 
-def queries_per_event(env: dict[str, str], n: int = 30) -> float:
-    """Statements ingest runs per delivery (new subscriber each), counted in this process."""
-    from sqlalchemy import event, select
+def queries_per_event(env: dict[str, str], n: int = 40) -> float:
+    """Statements ingest runs per delivery (new subscriber each, in the batches ``env`` sets),
+    counted in this process."""
+    from sqlalchemy import event, func, select
 
+    from hub import jobs
     from hub.config import load_settings
     from hub.ingest import pipeline
     from hub.runtime import Hub, use
     from hub.store import Delivery
     from hub.web import create_app
 
-    os.environ.update(env)
     hub = Hub(load_settings(environ=env))
     use(hub)
     client = create_app(hub).test_client()
     for body, headers in signed_requests(n):
         assert client.post("/webhooks/stripe", data=body, headers=headers).status_code == 200
     hub.relay.flush()
-    with hub.store.session() as s:
-        ids = s.execute(select(Delivery.id).where(Delivery.status == "received")).scalars().all()[-n:]
     counted = [0]
 
     def count(*_a: object) -> None:
         counted[0] += 1
 
+    def processed() -> int:
+        with hub.store.session() as s:
+            return s.execute(select(func.count()).select_from(Delivery).where(Delivery.status == "processed")).scalar()
+
+    before = processed()
+    queue = jobs.queue(hub.redis, jobs.INGEST_QUEUE)
     event.listen(hub.store.engine, "before_cursor_execute", count)
-    for delivery_id in ids:
-        pipeline.process(hub, delivery_id)
+    while job_ids := queue.get_job_ids():  # as a worker takes them (a batch withdraws the jobs it took)
+        queue.remove(job_ids[0])
+        pipeline.process(hub, jobs.parse_job_id(job_ids[0])[1])
     event.remove(hub.store.engine, "before_cursor_execute", count)
+    done = processed() - before
     hub.redis.flushdb()
     hub.close()
-    return counted[0] / len(ids)
+    return counted[0] / done
 
 
 def main() -> None:
@@ -203,7 +210,11 @@ def run(args: argparse.Namespace, redis_url: str, db_url: str) -> None:
         for p in procs:
             p.wait(30)
         procs = []
-        print(f"  ingest SQL statements per event (new subscriber): {queries_per_event(env):.1f}", flush=True)
+        os.environ.update(env)
+        one_by_one = queries_per_event({**env, "HUB_INGEST_BATCH": "1"})
+        batched = queries_per_event(env)
+        print(f"  ingest SQL statements per event (new subscriber): {batched:.1f} in batches of "
+              f"{env.get('HUB_INGEST_BATCH', 20)}, {one_by_one:.1f} one by one", flush=True)
     finally:
         for p in procs:
             p.terminate()

@@ -82,7 +82,6 @@ def _process_batch(hub: "Hub", delivery_id: int, *, wait: bool) -> bool:
 
 def _process(hub: "Hub", session: Session, delivery: Delivery, planning: outbox.Planning, due: list[int],
              finished: list[tuple[str, str, datetime]]) -> None:
-    delivery.attempts += 1
     connector = connectors.get(delivery.connector)
     try:
         if connector is None:
@@ -109,6 +108,7 @@ def _process(hub: "Hub", session: Session, delivery: Delivery, planning: outbox.
               finished)
         return
     due.extend(new_due)
+    delivery.attempts += 1  # counted with the outcome: one UPDATE of the delivery, not two
     delivery.status = DeliveryStatus.PROCESSED
     delivery.processed_at = utcnow()
     delivery.event_count = len(events)
@@ -118,6 +118,7 @@ def _process(hub: "Hub", session: Session, delivery: Delivery, planning: outbox.
 
 def _fail(delivery: Delivery, reason: str, finished: list[tuple[str, str, datetime]]) -> None:
     finished.append((delivery.connector, "failed", delivery.received_at))
+    delivery.attempts += 1
     delivery.status = DeliveryStatus.FAILED
     delivery.error = reason[:4000]
     log.warning("delivery %s (%s) failed: %s", delivery.id, delivery.connector, reason)
