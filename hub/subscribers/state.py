@@ -53,8 +53,7 @@ def stats_for(session: Session, subscriber_id: int) -> ProfileStats:
     if stats is None:
         stats = ProfileStats(subscriber_id=subscriber_id, engagement_score=0.0, engagement_count=0,
                              active_months=[], paid={}, emails=[], consent_at={}, updated_at=utcnow())
-        session.add(stats)
-        session.flush()
+        session.add(stats)  # inserted by the next flush, with whatever the event sets on it first
     held[subscriber_id] = stats
     return stats
 
