@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from sqlalchemy import Text, bindparam, cast, delete, select, true, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from hub.kernel.events import CanonicalEvent, EventType
 from hub.kernel.values import exponent, parse_time
@@ -371,11 +372,15 @@ def refresh_one(hub: "Hub", session: Session, subscriber: Subscriber, config: Se
         return None, []
     change = diff(row, evaluate(config, rates, row, now))
     write(session, [change], now)
-    # keep the ORM object in step with the bulk update above
-    session.expire(subscriber, ["segments", "tier", "points", "total_paid_minor", "mrr_minor", "updated_at"])
-    stats = session.get(ProfileStats, subscriber.id)
-    if stats is not None:
-        session.expire(stats, ["lifecycle"])
+    if change.profile_changed:  # keep the ORM objects in step with the UPDATE above, without reading them back
+        result = change.result
+        for name, value in (("segments", result.segments), ("tier", result.tier), ("points", result.points),
+                            ("total_paid_minor", result.total_paid_minor), ("mrr_minor", result.mrr_minor),
+                            ("updated_at", now)):
+            set_committed_value(subscriber, name, value)
+        stats = session.get(ProfileStats, subscriber.id)
+        if stats is not None:
+            set_committed_value(stats, "lifecycle", result.lifecycle)
     return change, derived_events(change, cause, now, "event")
 
 
