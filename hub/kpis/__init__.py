@@ -131,7 +131,9 @@ def report(session: Session, start: date, end_inclusive: date, interval: str, ra
             return None, 0
         return rates.reporting, converted
 
+    native = {c: [0] * (len(cuts) + 1) for c in currencies}  # per currency: the opening, then each period's net
     for day_value, kind, currency, delta, count, cust in movement_rows:
+        native[currency][0 if day_value is None else index[_as_date(day_value)] + 1] += int(delta or 0)
         group, amount = group_and_amount(currency, int(delta or 0))
         if group is None:
             continue
@@ -151,7 +153,8 @@ def report(session: Session, start: date, end_inclusive: date, interval: str, ra
         bucket = acc[group][index[_as_date(day_value)]]
         bucket["facts"][kind] = bucket["facts"].get(kind, 0) + int(count)
         bucket["amounts"][kind] = bucket["amounts"].get(kind, 0) + converted
-    for i, by_currency in enumerate(retained_mrr(session, cuts)):
+    mrr_start = [{c: sum(native[c][:i + 1]) for c in currencies} for i in range(len(cuts))]
+    for i, by_currency in enumerate(retained_mrr(session, cuts, interval, mrr_start)):
         for currency, minor in by_currency.items():
             group, amount = group_and_amount(currency, minor)
             if group is not None:
@@ -183,7 +186,7 @@ def _kpis(cuts: list[tuple[date, date]], buckets: list[dict[str, Any]], opening:
         churn, contraction = -d["churn"], -d["contraction"]
         customer_churn = _rate(n["churn"], active)
         arpa = None if not active_end else mrr_end / active_end  # unrounded: CLV is computed from it
-        retained = bucket.get("retained", 0)  # the starting cohort's MRR at the end (hub/cohorts.py)
+        retained = bucket.get("retained", 0)  # the starting cohort's MRR at the end (cohorts.py)
         converted, lost = facts.get("trial_converted", 0), facts.get("trial_lost", 0)
         recovered, unrecovered = facts.get("dunning_recovered", 0), facts.get("dunning_lost", 0)
         out.append({
