@@ -166,7 +166,9 @@ def main() -> None:
             f"/events?before={middle.time.isoformat()}|{middle.id}".replace("+", "%2B"),
             "/actions", "/actions?status=dead", f"/actions?before={counts['actions'] // 2}", "/actions/51",
             "/subscribers", f"/subscribers?q=s{sid}@example.com", f"/subscribers?q=cus_{sid}",
-            f"/subscribers?q=First{sid}", f"/subscribers/{sid}", "/rules", "/segments", "/kpis", "/kpis?cohorts=1", "/connectors",
+            f"/subscribers?q=First{sid}", f"/subscribers?q=first{sid}%20last{sid}", f"/subscribers?q=S{sid // 10}",
+            f"/subscribers?q=cus_{sid // 100}", f"/subscribers?q=Last{sid // 10}", "/subscribers?q=first",
+            f"/subscribers?q=nobody{sid}", f"/subscribers/{sid}", "/rules", "/segments", "/kpis", "/kpis?cohorts=1", "/connectors",
         ]
         _, baseline, _ = render(client, "/healthz")
         print(f"subscribers: {counts['subscribers']:,}  events: {counts['events']:,}  deliveries: "

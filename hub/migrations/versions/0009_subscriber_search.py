@@ -29,6 +29,9 @@ def upgrade() -> None:
                                                                  if _pg() else sa.text("lower(last_name)")])
     op.create_index("ix_external_ids_external_id", "external_ids", ["external_id"],
                     postgresql_ops={"external_id": "varchar_pattern_ops"})
+    if _pg():  # statistics for the expressions now, not at autovacuum's next pass: the planner needs them
+        op.execute("ANALYZE subscribers")
+        op.execute("ANALYZE external_ids")
 
 
 def downgrade() -> None:
