@@ -121,3 +121,44 @@ def test_net_revenue_retention_by_week_from_a_mid_week_start(fed):
         ("2025-02-17", 2450, round(1550 / 2450, 4)),  # S leaves
         ("2025-02-24", 1550, 1.0),            # Q's return is not retention of this week's cohort
     ]
+
+
+def test_the_ledger_figures_follow_late_rows_and_cost_only_the_new_ones(make_hub):
+    from datetime import datetime, timezone
+
+    from hub.kpis import ledger
+    from hub.store import Subscriber
+    from hub.store.subscriber_models import MrrMovement
+
+    hub = make_hub()
+    at = lambda text: datetime.fromisoformat(text).replace(tzinfo=timezone.utc)  # noqa: E731
+    with hub.store.session() as s:
+        x = Subscriber(created_at=at("2025-01-01T00:00:00"), updated_at=at("2025-01-01T00:00:00"))
+        s.add(x)
+        s.flush()
+        s.add(MrrMovement(subscriber_id=x.id, event_id="e1", time=at("2025-03-10T09:00:00"), kind="new",
+                          currency="USD", delta_minor=1000, mrr_before_minor=0, mrr_after_minor=1000))
+    with hub.store.session() as s:
+        assert ledger.derive(s) == 1 and ledger.derive(s) == 0  # done once, then nothing new to do
+        assert cohorts.cohorts(s, date(2025, 1, 1), date(2025, 4, 30))["cohorts"] == [
+            {"cohort": "2025-03", "size": 1, "retained": [1, 1], "retention": [1.0, 1.0]}]
+        # a payment in February recorded late (say, by a backfill): the subscriber's rows are recomputed
+        s.add(MrrMovement(subscriber_id=x.id, event_id="e0", time=at("2025-02-01T09:00:00"), kind="new",
+                          currency="USD", delta_minor=500, mrr_before_minor=0, mrr_after_minor=500))
+        s.flush()
+        assert cohorts.cohorts(s, date(2025, 1, 1), date(2025, 4, 30))["cohorts"] == [
+            {"cohort": "2025-02", "size": 1, "retained": [1, 1, 1], "retention": [1.0, 1.0, 1.0]}]
+        march = s.query(MrrMovement).filter_by(event_id="e1").one()
+        assert (march.opening_day_minor, march.opening_week_minor, march.opening_month_minor) == (500, 500, 500)
+        assert (march.paying_change, march.first_payment, march.first_paid_at) == (0, False, at("2025-02-01T09:00:00"))
+
+
+def test_net_revenue_retention_by_day_over_four_months(fed):
+    with fed.store.session() as session:
+        r = report(session, date(2025, 1, 1), date(2025, 4, 30), "day", Rates.from_settings(fed.settings))
+    days = {p["start"]: p for p in r["periods"]}
+    assert len(days) == 120 and days["2025-04-30"]["mrr"] == 700
+    assert (days["2025-02-03"]["mrr_start"], days["2025-02-03"]["net_revenue_retention"]) == (3000, round(1000 / 3000, 4))
+    assert (days["2025-02-25"]["mrr_start"], days["2025-02-25"]["net_revenue_retention"]) == (1550, 1.0)
+    assert (days["2025-03-10"]["mrr_start"], days["2025-03-10"]["net_revenue_retention"]) == (
+        4250, round(3250 / 4250, 4))  # R joined on the 2nd; P's USD 1000 goes on the 10th

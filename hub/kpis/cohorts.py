@@ -4,8 +4,8 @@ subscribers active at the start, not diluted or burdened by those who joined dur
 and the retention table of subscribers by the month of their first payment (and by plan).
 Definitions and a worked example: docs/metrics.md.
 
-Both read the ledger's own before/after amounts (as the period report does): a row moves a currency
-from "no MRR" to "MRR" when ``mrr_before_minor`` is 0 and ``mrr_after_minor`` above 0, and back."""
+Both are plain grouped sums over the ledger, reading figures each row gets from its subscriber's
+whole ledger (ledger.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from datetime import date, datetime, time, timezone
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import String, and_, case, cast, func, select
+from sqlalchemy import String, case, cast, func, select
 from sqlalchemy.orm import Session
 
+from hub.kpis import ledger
 from hub.store.models import Subscription
 from hub.store.subscriber_models import MrrMovement
 
@@ -39,30 +40,35 @@ def _at(day: date) -> datetime:
     return datetime.combine(day, time(), timezone.utc)
 
 
-def retained_mrr(session: Session, cuts: list[tuple[date, date]], interval: str,
-                 mrr_start: list[dict[str, int]]) -> list[dict[str, int]]:
-    """Per period, per currency: the MRR at the period's end of the subscribers whose MRR in that
-    currency was above 0 at its start (expansion, contraction and churn of that cohort; new
-    subscribers and reactivations of others are not in it), given each period's MRR at its start.
+def period_index(column: Any, edges: list[datetime]) -> Any:
+    """SQL: which of the periods between consecutive ``edges`` a time falls in (0 for the first),
+    NULL outside. Comparisons: far cheaper per row than computing a calendar day or month."""
+    return case((column < edges[0], None), *[(column < edge, i) for i, edge in enumerate(edges[1:])], else_=None)
 
-    That is the MRR at the start plus the movements inside the period of those whose first row in
-    the period started above 0: one windowed, grouped query over the rows inside the range."""
-    if not cuts:
-        return []
+
+def starting_cohort_moves(interval: str) -> Any:
+    """SQL, summed over ledger rows: the movements of those who had MRR in the row's currency at the
+    start of the row's calendar day, week or month (``interval``), i.e. of that period's starting
+    cohort. Added to a period's MRR at its start it is the cohort's MRR at the end (net revenue
+    retention). ``first_period_moves`` gives a first period that starts inside its week or month."""
     m = MrrMovement
-    bucket = period_start(session, m.time, interval)
-    opening = func.first_value(m.mrr_before_minor).over(partition_by=(m.subscriber_id, m.currency, bucket),
-                                                        order_by=(m.time, m.id))
-    rows = select(bucket.label("bucket"), m.currency, m.delta_minor, opening.label("opening")).where(
-        m.time >= _at(cuts[0][0]), m.time < _at(cuts[-1][1])).subquery()
-    moved = session.execute(select(rows.c.bucket, rows.c.currency, func.sum(rows.c.delta_minor))
-                            .where(rows.c.opening > 0).group_by(rows.c.bucket, rows.c.currency)).all()
-    out = [dict(start) for start in mrr_start]
-    for bucket_value, currency, delta in moved:
-        day = max(as_date(bucket_value), cuts[0][0])  # the first period may start inside its week or month
-        i = next(i for i, (a, b) in enumerate(cuts) if a <= day < b)
-        out[i][currency] = out[i].get(currency, 0) + int(delta or 0)
-    return out
+    return func.sum(case((getattr(m, f"opening_{interval}_minor") > 0, m.delta_minor), else_=0))
+
+
+def first_period_moves(session: Session, cuts: list[tuple[date, date]], interval: str) -> dict[str, int] | None:
+    """Per currency, the starting cohort's movements in a first period that starts inside its
+    calendar week or month (a window over its few rows finds who had MRR at its start); None when
+    the first period is a whole one."""
+    first_start, first_end = _at(cuts[0][0]), _at(cuts[0][1])
+    if ledger.unit_start(first_start, interval) == first_start:
+        return None
+    m = MrrMovement
+    at_start = func.first_value(m.mrr_before_minor).over(partition_by=(m.subscriber_id, m.currency),
+                                                         order_by=(m.time, m.id))
+    rows = select(m.currency, m.delta_minor, at_start.label("opening")).where(
+        m.time >= first_start, m.time < first_end).subquery()
+    return {currency: int(delta or 0) for currency, delta in session.execute(
+        select(rows.c.currency, func.sum(rows.c.delta_minor)).where(rows.c.opening > 0).group_by(rows.c.currency))}
 
 
 class CohortParams(Schema):
@@ -106,39 +112,32 @@ def cohorts(session: Session, start: date, end: date, by: str = "month") -> dict
     ``by="plan"`` also by the plan of their first subscription): for each month from the cohort's
     own to ``end``, how many of them had MRR above 0 at that month's end, and the share.
 
-    One grouped query: per ledger row, whether it took its subscriber from no MRR in any currency to
-    some or back (a running count of their currencies above 0) and the subscriber's first payment;
-    summed per cohort month and month of the change. The months' counts are running sums of those."""
+    One grouped query: the ledger rows that took a subscriber of these cohorts from no MRR in any
+    currency to some or back (ledger.py), summed per cohort month and month of the change; the
+    months' counts are running sums of those."""
     span = months(start, end)
     stop = _at(next_month(span[-1]))
+    ledger.derive(session)
     m = MrrMovement
-    step = case((m.mrr_after_minor > 0, 1), else_=0) - case((m.mrr_before_minor > 0, 1), else_=0)
-    ledger = select(
-        m.subscriber_id, m.time, step.label("step"),
-        func.sum(step).over(partition_by=m.subscriber_id, order_by=(m.time, m.id), rows=(None, 0)).label("paying"),
-        func.min(case((m.mrr_after_minor > 0, m.time))).over(partition_by=m.subscriber_id).label("first"),
-    ).where(m.time < stop).subquery()
-    row = ledger.c
-    change = case((and_(row.step == 1, row.paying == 1), 1), (and_(row.step == -1, row.paying == 0), -1), else_=0)
-    joined = case((and_(row.step == 1, row.paying == 1, row.time == row.first), 1), else_=0)
-    cohort, month = period_start(session, row.first, "month"), period_start(session, row.time, "month")
-    query = select(cohort, month, func.sum(change), func.sum(joined)).where(row.step != 0, row.first >= _at(span[0]))
+    edges = [_at(d) for d in span] + [stop]
+    cohort, month = period_index(m.first_paid_at, edges), period_index(m.time, edges)
+    query = select(cohort, month, func.sum(m.paying_change), func.sum(case((m.first_payment, 1), else_=0))).where(
+        m.paying_change != 0, m.first_paid_at >= edges[0], m.first_paid_at < stop, m.time < stop)
     group = [cohort, month]
     if by == "plan":
         first_sub = (select(Subscription.subscriber_id, func.min(Subscription.id).label("id"))
                      .group_by(Subscription.subscriber_id).subquery())
         plan = _plan()
-        query = (query.add_columns(plan).outerjoin(first_sub, first_sub.c.subscriber_id == row.subscriber_id)
+        query = (query.add_columns(plan).outerjoin(first_sub, first_sub.c.subscriber_id == m.subscriber_id)
                  .outerjoin(Subscription, Subscription.id == first_sub.c.id))
         group.append(plan)
-    index = {d: i for i, d in enumerate(span)}
     groups: dict[tuple[date, str | None], dict[str, Any]] = {}
     for cohort_at, month_at, delta, size, *plan_of in session.execute(query.group_by(*group)).all():
-        first = as_date(cohort_at)
+        first = span[cohort_at]
         g = groups.setdefault((first, plan_of[0] if plan_of else None),
-                              {"size": 0, "deltas": [0] * (len(span) - index[first])})
+                              {"size": 0, "deltas": [0] * (len(span) - cohort_at)})
         g["size"] += int(size or 0)
-        offset = index[as_date(month_at)] - index[first]
+        offset = month_at - cohort_at
         if offset >= 0:  # a ledger whose before/after amounts disagree could show a change before the first payment
             g["deltas"][offset] += int(delta or 0)
     out = []
