@@ -162,3 +162,22 @@ def test_net_revenue_retention_by_day_over_four_months(fed):
     assert (days["2025-02-25"]["mrr_start"], days["2025-02-25"]["net_revenue_retention"]) == (1550, 1.0)
     assert (days["2025-03-10"]["mrr_start"], days["2025-03-10"]["net_revenue_retention"]) == (
         4250, round(3250 / 4250, 4))  # R joined on the 2nd; P's USD 1000 goes on the 10th
+
+
+def test_db_upgrade_derives_the_ledger_figures_a_first_kpi_read_would_otherwise_derive(fed):
+    from click.testing import CliRunner
+    from sqlalchemy import update
+
+    from hub.cli import cli
+    from hub.kpis import ledger
+    from hub.store.subscriber_models import MrrMovement
+
+    with fed.store.session() as session:  # as after the migration that added them to an existing ledger
+        session.execute(update(MrrMovement).values(paying_change=None))
+    result = CliRunner().invoke(cli, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert "cohort figures of the MRR ledger derived for 4 subscribers" in result.output
+    with fed.store.session() as session:
+        assert ledger.derive(session) == 0
+        assert [c["retained"] for c in cohorts.cohorts(session, date(2025, 1, 1), date(2025, 4, 30))["cohorts"]] == [
+            [2, 2, 1, 0], [0, 0, 0], [1, 1]]
