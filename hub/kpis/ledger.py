@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from hub.store.subscriber_models import MrrMovement
 
 UNITS = ("day", "week", "month")
+COLUMNS = (*(f"opening_{u}_minor" for u in UNITS), "paying_change", "first_payment", "first_paid_at")
 CHUNK = 2000  # subscribers recomputed per round trip
 
 
@@ -72,20 +73,20 @@ def derive(session: Session) -> int:
     subscribers were recomputed."""
     m = MrrMovement
     pending = list(session.execute(select(m.subscriber_id).where(m.paying_change.is_(None)).distinct()).scalars())
-    statement = update(m).where(m.id == bindparam("b_id")).values(
-        **{f"opening_{u}_minor": bindparam(f"opening_{u}_minor") for u in UNITS},
-        paying_change=bindparam("paying_change"), first_payment=bindparam("first_payment"),
-        first_paid_at=bindparam("first_paid_at"))
+    statement = update(m).where(m.id == bindparam("b_id")).values(**{name: bindparam(name) for name in COLUMNS})
     for i in range(0, len(pending), CHUNK):
         chunk = pending[i:i + CHUNK]
-        rows = session.execute(select(m.id, m.subscriber_id, m.currency, m.time, m.mrr_after_minor)
+        rows = session.execute(select(m.id, m.subscriber_id, m.currency, m.time, m.mrr_after_minor,
+                                      *(getattr(m, name) for name in COLUMNS))
                                .where(m.subscriber_id.in_(chunk))
                                .order_by(m.subscriber_id, m.time, m.id)).all()
         params: list[dict[str, Any]] = []
         start = 0
         for j in range(1, len(rows) + 1):
             if j == len(rows) or rows[j].subscriber_id != rows[start].subscriber_id:
-                params.extend(figures(rows[start:j]))
+                for row, item in zip(rows[start:j], figures(rows[start:j])):
+                    if any(getattr(row, name) != item[name] for name in COLUMNS):  # new, or changed by a late row
+                        params.append(item)
                 start = j
         if params:
             session.connection().execute(statement, params)
