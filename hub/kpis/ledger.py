@@ -38,6 +38,13 @@ def unit_start(at: datetime, unit: str) -> datetime:
     return datetime.combine(day, time(), timezone.utc)
 
 
+def _mrr_before(past: list[tuple[datetime, int]], moment: datetime) -> int:
+    for at, after in reversed(past):
+        if at < moment:
+            return after
+    return 0
+
+
 def figures(rows: Iterable[Any]) -> list[dict[str, Any]]:
     """The derived columns of one subscriber's rows (id, currency, time, mrr_after_minor), given in
     ledger order (time, then id). A currency's MRR at a moment is the amount after its last row."""
@@ -47,14 +54,7 @@ def figures(rows: Iterable[Any]) -> list[dict[str, Any]]:
     first_at = None
     for row in rows:
         past = history.setdefault(row.currency, [])
-
-        def mrr_before(moment: datetime) -> int:
-            for at, after in reversed(past):
-                if at < moment:
-                    return after
-            return 0
-
-        item = {"b_id": row.id, **{f"opening_{u}_minor": mrr_before(unit_start(row.time, u)) for u in UNITS}}
+        item = {"b_id": row.id, **{f"opening_{u}_minor": _mrr_before(past, unit_start(row.time, u)) for u in UNITS}}
         past.append((row.time, int(row.mrr_after_minor)))
         now = any(amounts[-1][1] > 0 for amounts in history.values() if amounts)
         item["paying_change"] = int(now) - int(paying)
