@@ -14,11 +14,17 @@ def db() -> None:
 
 @db.command()
 def upgrade() -> None:
-    """Apply the migrations (creates the SQLite file in embedded mode)."""
+    """Apply the migrations (creates the SQLite file in embedded mode), then derive the MRR ledger's
+    per-row cohort figures where missing (else the first KPI read after an upgrade does it)."""
+    from hub.kpis import ledger
     from hub.store.migrate import upgrade as run_upgrade
 
     hub = current()
     run_upgrade(hub.store)
+    with hub.store.session() as session:
+        derived = ledger.derive(session)
+    if derived:
+        click.echo(f"cohort figures of the MRR ledger derived for {derived} subscribers", err=True)
     click.echo(f"database at {hub.store.engine.url.render_as_string()} is up to date", err=True)
 
 

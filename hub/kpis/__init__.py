@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from hub.kernel.settings import Settings
 from hub.kernel.values import exponent
-from hub.kpis.cohorts import retained_mrr
+from hub.kpis import cohorts, ledger
 from hub.store.subscriber_models import KpiFact, MrrMovement
 
 MOVEMENTS = ("new", "expansion", "contraction", "churn", "reactivation")
@@ -85,6 +85,16 @@ def _day(session: Session, column: Any) -> Any:
     return func.date(column)
 
 
+FEW_PERIODS = 62  # told apart by comparisons per row; more (days) are grouped by calendar day
+
+
+def _bucket(session: Session, column: Any, t0: datetime, cuts: list[tuple[date, date]]) -> Any:
+    """SQL: the period a time falls in (NULL before ``t0``): its index among few periods, else its UTC day."""
+    if len(cuts) <= FEW_PERIODS:
+        return cohorts.period_index(column, [t0] + [datetime.combine(b, time(), timezone.utc) for _, b in cuts])
+    return case((column < t0, literal(None)), else_=_day(session, column))
+
+
 def _as_date(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
@@ -95,25 +105,30 @@ def report(session: Session, start: date, end_inclusive: date, interval: str, ra
     cuts = periods(start, end, interval)
     t0 = datetime.combine(start, time(), timezone.utc)
     t1 = datetime.combine(end, time(), timezone.utc)
+    ledger.derive(session)
     m = MrrMovement
     customers = case((((m.mrr_before_minor == 0) & (m.mrr_after_minor > 0)), 1),
                      (((m.mrr_before_minor > 0) & (m.mrr_after_minor == 0)), -1), else_=0)
-    day = case((m.time < t0, literal(None)), else_=_day(session, m.time))
+    day = _bucket(session, m.time, t0, cuts)
     movement_rows = session.execute(
-        select(day.label("day"), m.kind, m.currency, func.sum(m.delta_minor), func.count(), func.sum(customers))
+        select(day.label("day"), m.kind, m.currency, func.sum(m.delta_minor), func.count(), func.sum(customers),
+               cohorts.starting_cohort_moves(interval))
         .where(m.time < t1).group_by(day, m.kind, m.currency)).all()
     f = KpiFact
-    fday = _day(session, f.time)
+    fday = _bucket(session, f.time, t0, cuts)
     fact_rows = session.execute(
         select(fday.label("day"), f.kind, f.currency, func.count(), func.sum(f.amount_minor))
         .where(f.time >= t0, f.time < t1).group_by(fday, f.kind, f.currency)).all()
 
-    index = {}
+    days = {}
     for i, (a, b) in enumerate(cuts):
         d = a
         while d < b:
-            index[d] = i
+            days[d] = i
             d += timedelta(days=1)
+
+    def index(value: Any) -> int:
+        return value if isinstance(value, int) else days[_as_date(value)]
     currencies = sorted({r[2] for r in movement_rows if r[2]} | {r[2] for r in fact_rows if r[2]})
     groups = [rates.reporting] if rates.reporting else currencies
     blank = lambda: {"delta": {k: 0 for k in (*MOVEMENTS, "transfer")}, "count": {k: 0 for k in MOVEMENTS},  # noqa
@@ -131,7 +146,12 @@ def report(session: Session, start: date, end_inclusive: date, interval: str, ra
             return None, 0
         return rates.reporting, converted
 
-    for day_value, kind, currency, delta, count, cust in movement_rows:
+    native = {c: [0] * (len(cuts) + 1) for c in currencies}  # per currency: the opening, then each period's net
+    kept = {c: [0] * len(cuts) for c in currencies}  # per currency: each period's starting cohort's net
+    for day_value, kind, currency, delta, count, cust, cohort_net in movement_rows:
+        native[currency][0 if day_value is None else index(day_value) + 1] += int(delta or 0)
+        if day_value is not None:
+            kept[currency][index(day_value)] += int(cohort_net or 0)
         group, amount = group_and_amount(currency, int(delta or 0))
         if group is None:
             continue
@@ -139,7 +159,7 @@ def report(session: Session, start: date, end_inclusive: date, interval: str, ra
             opening[group]["mrr"] += amount
             opening[group]["customers"] += int(cust or 0)
             continue
-        bucket = acc[group][index[_as_date(day_value)]]
+        bucket = acc[group][index(day_value)]
         bucket["delta"][kind] = bucket["delta"].get(kind, 0) + amount
         if kind in MOVEMENTS:
             bucket["count"][kind] += int(count)
@@ -148,12 +168,15 @@ def report(session: Session, start: date, end_inclusive: date, interval: str, ra
         group, converted = group_and_amount(currency, int(amount or 0)) if currency else (groups[0] if groups else None, 0)
         if group is None:
             continue
-        bucket = acc[group][index[_as_date(day_value)]]
+        bucket = acc[group][index(day_value)]
         bucket["facts"][kind] = bucket["facts"].get(kind, 0) + int(count)
         bucket["amounts"][kind] = bucket["amounts"].get(kind, 0) + converted
-    for i, by_currency in enumerate(retained_mrr(session, cuts)):
-        for currency, minor in by_currency.items():
-            group, amount = group_and_amount(currency, minor)
+    first = cohorts.first_period_moves(session, cuts, interval)
+    for currency in currencies:
+        if first is not None:
+            kept[currency][0] = first.get(currency, 0)
+        for i in range(len(cuts)):  # the starting cohort's MRR at the end: at the start, plus its net
+            group, amount = group_and_amount(currency, sum(native[currency][:i + 1]) + kept[currency][i])
             if group is not None:
                 acc[group][i]["retained"] = acc[group][i].get("retained", 0) + amount
     if missing:
@@ -183,7 +206,7 @@ def _kpis(cuts: list[tuple[date, date]], buckets: list[dict[str, Any]], opening:
         churn, contraction = -d["churn"], -d["contraction"]
         customer_churn = _rate(n["churn"], active)
         arpa = None if not active_end else mrr_end / active_end  # unrounded: CLV is computed from it
-        retained = bucket.get("retained", 0)  # the starting cohort's MRR at the end (hub/cohorts.py)
+        retained = bucket.get("retained", 0)  # the starting cohort's MRR at the end (cohorts.py)
         converted, lost = facts.get("trial_converted", 0), facts.get("trial_lost", 0)
         recovered, unrecovered = facts.get("dunning_recovered", 0), facts.get("dunning_lost", 0)
         out.append({

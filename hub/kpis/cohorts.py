@@ -1,52 +1,74 @@
-"""Cohort KPIs from the MRR ledger: the MRR a period's starting cohort still brings at its end (net
-revenue retention and net MRR churn over the subscribers active at the start, not diluted or
-burdened by those who joined during the period), and the retention table of subscribers by the
-month of their first payment (and by plan). Definitions and a worked example: docs/metrics.md."""
+"""Cohort KPIs from the MRR ledger, in SQL (the same statements on PostgreSQL and SQLite): the MRR a
+period's starting cohort still brings at its end (net revenue retention and net MRR churn over the
+subscribers active at the start, not diluted or burdened by those who joined during the period),
+and the retention table of subscribers by the month of their first payment (and by plan).
+Definitions and a worked example: docs/metrics.md.
+
+Both are plain grouped sums over the ledger, reading figures each row gets from its subscriber's
+whole ledger (ledger.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
-from sqlalchemy import func, select
+from sqlalchemy import String, case, cast, func, select
 from sqlalchemy.orm import Session
 
+from hub.kpis import ledger
 from hub.store.models import Subscription
 from hub.store.subscriber_models import MrrMovement
 
 
-def retained_mrr(session: Session, cuts: list[tuple[date, date]]) -> list[dict[str, int]]:
-    """Per period, per currency: the MRR at the period's end of the subscribers whose MRR in that
-    currency was above 0 at its start (expansion, contraction and churn of that cohort; new
-    subscribers and reactivations of others are not in it). One grouped query for the opening MRR
-    per subscriber and one over the movements inside the range."""
-    if not cuts:
-        return []
+def period_start(session: Session, column: Any, unit: str) -> Any:
+    """The UTC calendar day, ISO week (Monday) or month a time falls in, as SQL."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date_trunc(unit, func.timezone("UTC", column))
+    modifiers = {"day": (), "week": ("weekday 0", "-6 days"), "month": ("start of month",)}[unit]
+    return func.date(column, *modifiers)  # SQLite stores UTC
+
+
+def as_date(value: Any) -> date:
+    """A period start as either backend returns it (a timestamp, a date or 'YYYY-MM-DD')."""
+    if isinstance(value, datetime):
+        return value.date()
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+def _at(day: date) -> datetime:
+    return datetime.combine(day, time(), timezone.utc)
+
+
+def period_index(column: Any, edges: list[datetime]) -> Any:
+    """SQL: which of the periods between consecutive ``edges`` a time falls in (0 for the first),
+    NULL outside. Comparisons: far cheaper per row than computing a calendar day or month."""
+    return case((column < edges[0], None), *[(column < edge, i) for i, edge in enumerate(edges[1:])], else_=None)
+
+
+def starting_cohort_moves(interval: str) -> Any:
+    """SQL, summed over ledger rows: the movements of those who had MRR in the row's currency at the
+    start of the row's calendar day, week or month (``interval``), i.e. of that period's starting
+    cohort. Added to a period's MRR at its start it is the cohort's MRR at the end (net revenue
+    retention). ``first_period_moves`` gives a first period that starts inside its week or month."""
     m = MrrMovement
-    t0 = datetime.combine(cuts[0][0], time(), timezone.utc)
-    t1 = datetime.combine(cuts[-1][1], time(), timezone.utc)
-    state: dict[tuple[int, str], int] = {
-        (sub, cur): int(total or 0) for sub, cur, total in session.execute(
-            select(m.subscriber_id, m.currency, func.sum(m.delta_minor)).where(m.time < t0)
-            .group_by(m.subscriber_id, m.currency))}
-    moves = session.execute(select(m.subscriber_id, m.currency, m.time, m.mrr_after_minor)
-                            .where(m.time >= t0, m.time < t1).order_by(m.time, m.id)).all()
-    out: list[dict[str, int]] = []
-    i = 0
-    for _, end in cuts:
-        cohort = {k for k, v in state.items() if v > 0}
-        limit = datetime.combine(end, time(), timezone.utc)
-        while i < len(moves) and moves[i][2] < limit:
-            sub, cur, _, after = moves[i]
-            state[(sub, cur)] = int(after)
-            i += 1
-        retained: dict[str, int] = {}
-        for sub, cur in cohort:
-            retained[cur] = retained.get(cur, 0) + state[(sub, cur)]
-        out.append(retained)
-    return out
+    return func.sum(case((getattr(m, f"opening_{interval}_minor") > 0, m.delta_minor), else_=0))
+
+
+def first_period_moves(session: Session, cuts: list[tuple[date, date]], interval: str) -> dict[str, int] | None:
+    """Per currency, the starting cohort's movements in a first period that starts inside its
+    calendar week or month (a window over its few rows finds who had MRR at its start); None when
+    the first period is a whole one."""
+    first_start, first_end = _at(cuts[0][0]), _at(cuts[0][1])
+    if ledger.unit_start(first_start, interval) == first_start:
+        return None
+    m = MrrMovement
+    at_start = func.first_value(m.mrr_before_minor).over(partition_by=(m.subscriber_id, m.currency),
+                                                         order_by=(m.time, m.id))
+    rows = select(m.currency, m.delta_minor, at_start.label("opening")).where(
+        m.time >= first_start, m.time < first_end).subquery()
+    return {currency: int(delta or 0) for currency, delta in session.execute(
+        select(rows.c.currency, func.sum(rows.c.delta_minor)).where(rows.c.opening > 0).group_by(rows.c.currency))}
 
 
 class CohortParams(Schema):
@@ -62,72 +84,73 @@ class CohortParams(Schema):
             raise ValidationError("'to' must not be before 'from'", "to")
 
 
-@dataclass
-class _Life:
-    first: datetime  # the first time MRR went above 0
-    spans: list[tuple[datetime, datetime | None]]  # [above 0 from, until)
-
-
-def _month(d: date) -> date:
+def month_of(d: date) -> date:
     return date(d.year, d.month, 1)
 
 
-def _next_month(d: date) -> date:
+def next_month(d: date) -> date:
     return date(d.year + d.month // 12, d.month % 12 + 1, 1)
+
+
+def months(start: date, end: date) -> list[date]:
+    """The first days of the months from ``start``'s to ``end``'s."""
+    out, cursor = [], month_of(start)
+    while cursor <= end:
+        out.append(cursor)
+        cursor = next_month(cursor)
+    return out
+
+
+def _plan() -> Any:
+    """The plan a subscription row names (its id, else its name), as SQL."""
+    named = [func.nullif(cast(Subscription.plan[key].as_string(), String), "") for key in ("id", "name")]
+    return case((Subscription.id.is_(None), None), else_=func.coalesce(*named, "unknown"))
 
 
 def cohorts(session: Session, start: date, end: date, by: str = "month") -> dict[str, Any]:
     """Subscribers by the month of their first payment (MRR above 0 for the first time; with
     ``by="plan"`` also by the plan of their first subscription): for each month from the cohort's
-    own to ``end``, how many of them had MRR above 0 at that month's end, and the share."""
-    first_month, last_month = _month(start), _month(end)
-    stop = datetime.combine(_next_month(last_month), time(), timezone.utc)
+    own to ``end``, how many of them had MRR above 0 at that month's end, and the share.
+
+    One grouped query: the ledger rows that took a subscriber of these cohorts from no MRR in any
+    currency to some or back (ledger.py), summed per cohort month and month of the change; the
+    months' counts are running sums of those."""
+    span = months(start, end)
+    stop = _at(next_month(span[-1]))
+    ledger.derive(session)
     m = MrrMovement
-    rows = session.execute(select(m.subscriber_id, m.currency, m.time, m.mrr_after_minor)
-                           .where(m.time < stop).order_by(m.time, m.id)).all()
-    current: dict[int, dict[str, int]] = {}
-    lives: dict[int, _Life] = {}
-    for sub, cur, at, after in rows:
-        before = any(v > 0 for v in current.get(sub, {}).values())
-        current.setdefault(sub, {})[cur] = int(after)
-        now = any(v > 0 for v in current[sub].values())
-        if now and not before:
-            life = lives.setdefault(sub, _Life(at, []))
-            life.spans.append((at, None))
-        elif before and not now:
-            life = lives[sub]
-            life.spans[-1] = (life.spans[-1][0], at)
-    plans: dict[int, str] = {}
-    if by == "plan" and lives:
-        firsts = session.execute(select(Subscription.subscriber_id, func.min(Subscription.id))
-                                 .where(Subscription.subscriber_id.in_(list(lives)))
-                                 .group_by(Subscription.subscriber_id)).all()
-        ids = {sid: sub for sub, sid in firsts}
-        for sid, plan in session.execute(select(Subscription.id, Subscription.plan)
-                                         .where(Subscription.id.in_(list(ids)))).all():
-            plan = plan or {}
-            plans[ids[sid]] = str(plan.get("id") or plan.get("name") or "unknown")
-    months: list[date] = []
-    cursor = first_month
-    while cursor <= last_month:
-        months.append(cursor)
-        cursor = _next_month(cursor)
-    groups: dict[tuple[date, str | None], list[_Life]] = {}
-    for sub, life in lives.items():
-        cohort = _month(life.first.date())
-        if first_month <= cohort <= last_month:
-            groups.setdefault((cohort, plans.get(sub) if by == "plan" else None), []).append(life)
+    edges = [_at(d) for d in span] + [stop]
+    cohort, month = period_index(m.first_paid_at, edges), period_index(m.time, edges)
+    query = select(cohort, month, func.sum(m.paying_change), func.sum(case((m.first_payment, 1), else_=0))).where(
+        m.paying_change != 0, m.first_paid_at >= edges[0], m.first_paid_at < stop, m.time < stop)
+    group = [cohort, month]
+    if by == "plan":
+        first_sub = (select(Subscription.subscriber_id, func.min(Subscription.id).label("id"))
+                     .group_by(Subscription.subscriber_id).subquery())
+        plan = _plan()
+        query = (query.add_columns(plan).outerjoin(first_sub, first_sub.c.subscriber_id == m.subscriber_id)
+                 .outerjoin(Subscription, Subscription.id == first_sub.c.id))
+        group.append(plan)
+    groups: dict[tuple[date, str | None], dict[str, Any]] = {}
+    for cohort_at, month_at, delta, size, *plan_of in session.execute(query.group_by(*group)).all():
+        first = span[cohort_at]
+        g = groups.setdefault((first, plan_of[0] if plan_of else None),
+                              {"size": 0, "deltas": [0] * (len(span) - cohort_at)})
+        g["size"] += int(size or 0)
+        offset = month_at - cohort_at
+        if offset >= 0:  # a ledger whose before/after amounts disagree could show a change before the first payment
+            g["deltas"][offset] += int(delta or 0)
     out = []
-    for (cohort, plan), members in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1] or "")):
-        retained = []
-        for month in (mo for mo in months if mo >= cohort):
-            edge = datetime.combine(_next_month(month), time(), timezone.utc)
-            retained.append(sum(1 for life in members if any(a < edge and (b is None or b >= edge)
-                                                             for a, b in life.spans)))
-        size = len(members)
-        row: dict[str, Any] = {"cohort": cohort.strftime("%Y-%m"), "size": size, "retained": retained,
-                               "retention": [round(n / size, 4) for n in retained]}
+    for (first, plan), g in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] or "")):
+        retained, running = [], 0
+        for delta in g["deltas"]:
+            running += delta
+            retained.append(running)
+        size = g["size"]
+        row_out: dict[str, Any] = {"cohort": first.strftime("%Y-%m")}
         if by == "plan":
-            row = {"cohort": row["cohort"], "plan": plan, **{k: v for k, v in row.items() if k != "cohort"}}
-        out.append(row)
-    return {"from": first_month.strftime("%Y-%m"), "to": last_month.strftime("%Y-%m"), "by": by, "cohorts": out}
+            row_out["plan"] = plan
+        row_out.update(size=size, retained=retained, retention=[round(n / size, 4) if size else None
+                                                                for n in retained])
+        out.append(row_out)
+    return {"from": span[0].strftime("%Y-%m"), "to": span[-1].strftime("%Y-%m"), "by": by, "cohorts": out}

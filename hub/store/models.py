@@ -15,6 +15,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -87,7 +89,15 @@ class Subscriber(Base):
     """One person across providers, and the profile the rules and segments read."""
 
     __tablename__ = "subscribers"
-    __table_args__ = (Index("ix_subscribers_email", "email"),)
+    # Search by the start of an e-mail or a name: on PostgreSQL a LIKE 'prefix%' needs the pattern
+    # operator classes whatever the database's collation; SQLite reads the same indexes by range.
+    __table_args__ = (
+        Index("ix_subscribers_email", "email", postgresql_ops={"email": "varchar_pattern_ops"}),
+        Index("ix_subscribers_first_name", func.lower(text("first_name")).label("first_name_lower"),
+              postgresql_ops={"first_name_lower": "text_pattern_ops"}),
+        Index("ix_subscribers_last_name", func.lower(text("last_name")).label("last_name_lower"),
+              postgresql_ops={"last_name_lower": "text_pattern_ops"}),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     email: Mapped[str | None] = mapped_column(String(320))  # case-folded
@@ -115,7 +125,11 @@ class ExternalId(Base):
     """A provider's id for a subscriber (customer id, contact id, ...)."""
 
     __tablename__ = "external_ids"
-    __table_args__ = (UniqueConstraint("provider", "external_id", name="uq_external_ids"),)
+    __table_args__ = (
+        UniqueConstraint("provider", "external_id", name="uq_external_ids"),
+        # any provider's id, or the start of one, without naming the provider (console search)
+        Index("ix_external_ids_external_id", "external_id", postgresql_ops={"external_id": "varchar_pattern_ops"}),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     provider: Mapped[str] = mapped_column(String(40))

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from hub.store.models import Base
@@ -103,13 +103,18 @@ class MrrMovement(Base):
     """The MRR ledger: one row each time a subscriber's MRR in a currency moved.
 
     kind: new | expansion | contraction | churn | reactivation. ``delta_minor`` is signed. The KPIs
-    are sums and counts over this table by period (see docs/metrics.md)."""
+    are sums and counts over this table by period (see docs/metrics.md).
+
+    The last six columns are derived from the subscriber's whole ledger (hub/kpis/ledger.py fills
+    them in before the KPIs are read; NULL until then) so that cohort figures are plain sums too."""
 
     __tablename__ = "mrr_movements"
     __table_args__ = (
         UniqueConstraint("event_id", "currency", name="uq_mrr_movements_event"),
         Index("ix_mrr_movements_time", "time", "kind", "currency"),
         Index("ix_mrr_movements_subscriber", "subscriber_id", "time"),
+        Index("ix_mrr_movements_underived", "subscriber_id", postgresql_where=text("paying_change IS NULL"),
+              sqlite_where=text("paying_change IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -121,6 +126,14 @@ class MrrMovement(Base):
     delta_minor: Mapped[int] = mapped_column(BigId)
     mrr_before_minor: Mapped[int] = mapped_column(BigId)
     mrr_after_minor: Mapped[int] = mapped_column(BigId)
+    # this subscriber's MRR in this currency at the start of the row's UTC day, ISO week and month
+    opening_day_minor: Mapped[int | None] = mapped_column(BigId)
+    opening_week_minor: Mapped[int | None] = mapped_column(BigId)
+    opening_month_minor: Mapped[int | None] = mapped_column(BigId)
+    # +1: the row took the subscriber from no MRR in any currency to some; -1: back; else 0
+    paying_change: Mapped[int | None] = mapped_column(Integer)
+    first_payment: Mapped[bool | None] = mapped_column(Boolean)  # the subscriber's first +1
+    first_paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # their cohort, on every row of theirs
 
 
 class KpiFact(Base):

@@ -267,3 +267,59 @@ def test_cohort_retention_and_the_aging_of_open_failed_payments(hub, signed_in):
     assert aging[0] == ["age", "open_cases", "amount_USD"] and aging[-1] == ["over 90 days", "1", "1000"]
     page = signed_in.get("/kpis?from=2025-01-01&to=2025-03-31&cohorts=1").get_data(as_text=True)
     assert 'id="cohort-table"' in page and "(50.0%)" in page
+
+
+def _people(hub, count: int = 12) -> dict[str, int]:
+    """Subscribers s1..s12 (``cus_1``.., ``First1 Last1``..) and one whose e-mail has a LIKE wildcard."""
+    from hub.store import ExternalId
+
+    ids = {}
+    with hub.store.session() as s:
+        for i in range(1, count + 1):
+            person = Subscriber(email=f"s{i}@example.com", first_name=f"Ann{i}", last_name=f"Lee{i}",
+                                created_at=T0, updated_at=T0)
+            s.add(person)
+            s.flush()
+            s.add(ExternalId(provider="stripe", external_id=f"cus_{i}", subscriber_id=person.id, created_at=T0))
+            ids[f"s{i}"] = person.id
+        odd = Subscriber(email="a_b%c@example.com", created_at=T0, updated_at=T0)
+        s.add(odd)
+        s.flush()
+        ids["odd"] = odd.id
+    return ids
+
+
+def test_subscriber_search_by_the_start_of_an_email_a_name_or_a_provider_id(hub, signed_in):
+    ids = _people(hub)
+    listed = lambda q: [int(x) for x in _follow(signed_in, f"/subscribers?q={q}&limit=2",  # noqa: E731
+                                                r'<a href="/subscribers/(\d+)"')]
+    ones = sorted((ids[f"s{i}"] for i in (1, 10, 11, 12)), reverse=True)
+    assert listed("S1") == ones  # s1@, s10@, s11@, s12@ (e-mails any case), two a page, none twice
+    everyone = sorted((ids[f"s{i}"] for i in range(1, 13)), reverse=True)
+    assert listed("an") == everyone and listed("LEE") == everyone
+    assert signed_in.get("/subscribers?q=ann1%20l").location == f"/subscribers/{ids['s1']}"
+    assert signed_in.get("/subscribers?q=ANN1").location == f"/subscribers/{ids['s1']}"  # a whole name wins
+    # a whole provider id goes to that profile, its start lists them all
+    assert signed_in.get("/subscribers?q=cus_1").location == f"/subscribers/{ids['s1']}"
+    assert signed_in.get("/subscribers?q=cus_12").location == f"/subscribers/{ids['s12']}"
+    assert listed("cus_") == everyone
+    assert signed_in.get("/subscribers?q=a_b%25").location == f"/subscribers/{ids['odd']}"
+    assert "Nobody matches" in signed_in.get("/subscribers?q=s_1").get_data(as_text=True)  # _ and % are no wildcards
+    assert "Nobody matches" in signed_in.get("/subscribers?q=%25").get_data(as_text=True)
+
+
+def test_subscriber_search_on_sqlite(sqlite_hub):
+    from hub.web.console import data
+
+    ids = _people(sqlite_hub)
+    with sqlite_hub.store.session() as s:
+        found = lambda q, **k: [r["id"] for r in data.subscribers(s, q=q, before=None, limit=50, **k).rows]  # noqa
+        ones = sorted((ids[f"s{i}"] for i in (1, 10, 11, 12)), reverse=True)
+        assert found("S1") == ones and found("ann") == found("LEE") == sorted(ids.values())[::-1][1:]
+        assert found("ANN1") == found("ann1 lee1") == found("ann1 le") == [ids["s1"]]
+        assert found("cus_1") == [ids["s1"]] and found("s1@example.com") == [ids["s1"]]
+        assert found("a_b%") == [ids["odd"]] and found("s_1") == []
+        page = data.subscribers(s, q="cus_", before=None, limit=5)
+        assert [r["id"] for r in page.rows] == sorted(ids[f"s{i}"] for i in range(1, 13))[::-1][:5]
+        rest = data.subscribers(s, q="cus_", before=page.next, limit=50)
+        assert [r["id"] for r in rest.rows] == sorted(ids[f"s{i}"] for i in range(1, 13))[::-1][5:]

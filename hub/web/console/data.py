@@ -8,7 +8,7 @@ import json
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Sequence
 
-from sqlalchemy import func, or_, select, tuple_, update
+from sqlalchemy import and_, func, select, tuple_, union, update
 from sqlalchemy.orm import Session
 
 from hub import queries
@@ -99,43 +99,65 @@ def action(session: Session, action_id: int) -> dict[str, Any] | None:
     return out
 
 
-def find_subscribers(session: Session, q: str) -> list[int]:
-    """Ids of the subscribers ``q`` names: an id, an e-mail (any case) or a provider's id, each one
-    index probe; failing those (and not an e-mail), a first, last or full name (a scan)."""
-    import connectors
+def _starts_with(session: Session, column: Any, prefix: str) -> Any:
+    """``column`` starts with ``prefix``, as each backend's index reads it: LIKE with the pattern
+    operator classes on PostgreSQL, a range on SQLite (whose LIKE ignores case and skips indexes)."""
+    if session.get_bind().dialect.name == "postgresql":
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return column.like(escaped + "%", escape="\\")
+    return and_(column >= prefix, column < prefix + "\U0010ffff")
 
-    q = q.strip()
-    ids: set[int] = set()
-    if q.isdigit():
-        ids.update(session.execute(select(Subscriber.id).where(Subscriber.id == int(q))).scalars())
-    ids.update(session.execute(select(Subscriber.id).where(Subscriber.email == q.casefold())).scalars())
-    # provider first: the (provider, external_id) unique index answers; other providers by a scan
-    ext = session.execute(select(ExternalId.subscriber_id).where(
-        ExternalId.provider.in_(sorted(connectors.REGISTRY)), ExternalId.external_id == q)).scalars().all()
-    if not ext:
-        ext = session.execute(select(ExternalId.subscriber_id).where(ExternalId.external_id == q)).scalars().all()
-    ids.update(ext)
-    if not ids and "@" not in q:
-        words = q.lower().split()
-        first, last = func.lower(Subscriber.first_name), func.lower(Subscriber.last_name)
-        match = or_(first == q.lower(), last == q.lower())
+
+def _matches(session: Session, q: str, *, exact: bool) -> list[tuple[Any, Any]]:
+    """The ways ``q`` finds subscribers, each (an id column, a condition) one index probe: the id,
+    the e-mail (any case), any provider's id, a first or last name or both (any case); whole values
+    or their start."""
+    def same(column: Any, value: str) -> Any:
+        return column == value if exact else _starts_with(session, column, value)
+
+    words = q.lower().split()
+    first, last = func.lower(Subscriber.first_name), func.lower(Subscriber.last_name)
+    out = [(Subscriber.id, same(Subscriber.email, q.casefold())),
+           (ExternalId.subscriber_id, same(ExternalId.external_id, q))]
+    if "@" not in q:
+        out += [(Subscriber.id, same(first, q.lower())), (Subscriber.id, same(last, q.lower()))]
         if len(words) == 2:
-            match = or_(match, (first == words[0]) & (last == words[1]))
-        ids.update(session.execute(select(Subscriber.id).where(match).limit(1000)).scalars())
-    return sorted(ids, reverse=True)
+            out.append((Subscriber.id, and_(first == words[0], same(last, words[1]))))
+    if exact and q.isdigit() and len(q) < 19:
+        out.append((Subscriber.id, Subscriber.id == int(q)))
+    return out
+
+
+def _found(session: Session, q: str, *, exact: bool, before: int | None, limit: int) -> list[Subscriber]:
+    """One page of the subscribers ``q`` finds: each way of matching reads its own index for its
+    newest ``limit + 1`` below ``before``; the page is the newest of those."""
+    arms = []
+    for column, condition in _matches(session, q, exact=exact):
+        arm = select(column.label("id")).where(condition)
+        if before:
+            arm = arm.where(column < before)
+        arms.append(arm.order_by(column.desc()).limit(limit + 1).subquery())
+    ids = union(*(select(arm.c.id) for arm in arms)).subquery()
+    return list(session.execute(select(Subscriber).where(Subscriber.id.in_(select(ids.c.id)))
+                                .order_by(Subscriber.id.desc()).limit(limit + 1)).scalars())
 
 
 def subscribers(session: Session, *, q: str | None, before: int | None, limit: int) -> Page:
-    """Newest first; ``q`` finds by id, e-mail, any provider's id or name (``find_subscribers``)."""
-    query = select(Subscriber).order_by(Subscriber.id.desc()).limit(limit + 1)
-    if q:
-        query = query.where(Subscriber.id.in_(find_subscribers(session, q)))
-    if before:
-        query = query.where(Subscriber.id < before)
+    """Newest first. ``q`` finds by id, e-mail, any provider's id or name: the whole value when
+    anyone has it, else the values starting with ``q`` (index probes either way, see ``_found``)."""
+    q = (q or "").strip()
+    if not q:
+        query = select(Subscriber).order_by(Subscriber.id.desc()).limit(limit + 1)
+        found = list(session.execute(query.where(Subscriber.id < before) if before else query).scalars())
+    else:
+        found = _found(session, q, exact=True, before=before, limit=limit)
+        # later pages keep to whole values when the first page had them
+        if not found and (not before or not _found(session, q, exact=True, before=None, limit=0)):
+            found = _found(session, q, exact=False, before=before, limit=limit)
     rows = [{"id": s.id, "email": s.email, "name": " ".join(p for p in (s.first_name, s.last_name) if p),
              "tier": s.tier, "mrr_minor": s.mrr_minor, "currency": s.currency, "points": s.points,
              "segments": s.segments or [], "merged_into_id": s.merged_into_id,
-             "created_at": s.created_at} for s in session.execute(query).scalars()]
+             "created_at": s.created_at} for s in found]
     return Page(rows, limit, lambda row: row["id"])
 
 

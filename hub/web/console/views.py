@@ -497,13 +497,20 @@ def _kpi_periods(args: dict[str, Any]) -> tuple[dict[str, Any], str | None, list
 
 
 def _aging_and_cohorts(report: dict[str, Any], *, with_cohorts: bool) -> tuple[Any, Any]:
-    from hub.kpis import retention
+    from hub.kpis import aging as aging_mod
+    from hub.kpis import cohorts as cohorts_mod
     from hub.store import utcnow
 
     start, end = date.fromisoformat(report["from"]), date.fromisoformat(report["to"])
     with _hub().store.session() as session:
-        aging = retention.dunning_aging(session, utcnow())
-        table = retention.cohorts(session, start, end) if with_cohorts else None
+        aging = aging_mod.dunning_aging(session, utcnow())
+        table = cohorts_mod.cohorts(session, start, end)["cohorts"] if with_cohorts else None
+    if table is not None:  # every month of the range gets its row, an empty cohort too
+        found = {row["cohort"]: row for row in table}
+        span = cohorts_mod.months(start, end)
+        table = [found.get(d.strftime("%Y-%m")) or {"cohort": d.strftime("%Y-%m"), "size": 0,
+                                                   "retained": [0] * (len(span) - i), "retention": [None] * (len(span) - i)}
+                 for i, d in enumerate(span)]
     return aging, table
 
 
@@ -543,7 +550,7 @@ def kpis_csv() -> Any:
         else:
             writer.writerow(["cohort", "subscribers", *(f"month_{k}" for k in range(len(table or [])))])
             for row in table or []:
-                writer.writerow([row["cohort"], row["subscribers"], *row["retained"]])
+                writer.writerow([row["cohort"], row["size"], *row["retained"]])
     name = f"hub-{chart}-{report['from']}-{report['to']}-{report['interval']}.csv"
     return Response(buffer.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
