@@ -148,3 +148,30 @@ def test_two_workers_on_one_burst_process_every_delivery_once(make_hub):
     assert {d.status for d in rows(hub, Delivery)} == {"processed"}
     assert len(rows(hub, Event)) == 30
     assert len(rows(hub, Subscriber)) == 6
+
+
+def test_a_batch_that_meets_a_deadlock_is_rolled_back_and_run_again_whole(make_hub, monkeypatch):
+    """Two batches that touch the same two subscribers in opposite orders can deadlock; PostgreSQL
+    aborts one, and its job runs the batch again instead of failing."""
+    from psycopg.errors import DeadlockDetected
+    from sqlalchemy.exc import OperationalError
+
+    from hub.tasks import process_delivery
+
+    hub = make_hub(HUB_INGEST_BATCH="50", HUB_RULES_PATH=RULES)
+    client = create_app(hub).test_client()
+    ids = [_post(client, _payment_failed(n)) for n in range(3)]
+    real, calls = pipeline.record_events, []
+
+    def deadlocked_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the batch's second delivery, after the first was recorded
+            raise OperationalError("UPDATE subscribers ...", {}, DeadlockDetected("deadlock detected"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "record_events", deadlocked_once)
+    process_delivery(ids[0])
+
+    assert {d.status for d in rows(hub, Delivery)} == {"processed"}
+    assert len(rows(hub, Event)) == 3 and len(rows(hub, Action)) == 3  # the first try left nothing behind
+    assert len(calls) == 2 + 3
