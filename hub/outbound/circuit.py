@@ -83,8 +83,8 @@ class Circuit:
         state = self._failure(keys=self._keys(name), args=[threshold, cooldown, error[:300]])
         return state.decode() if isinstance(state, bytes) else state
 
-    def success(self, name: str) -> None:
-        self.redis.delete(*self._keys(name))
+    def success(self, name: str, pipe: Any = None) -> None:
+        (pipe or self.redis).delete(*self._keys(name))
 
     def state(self, name: str) -> dict[str, Any]:
         """For operators: state (closed/open/half-open), consecutive failures, seconds until a probe."""
@@ -112,8 +112,8 @@ class Credentials:
         self.redis.set(f"{self.prefix}:{name}", json.dumps({"status": status, "error": error[:300],
                                                              "since": time.time()}))
 
-    def clear(self, name: str) -> None:
-        self.redis.delete(f"{self.prefix}:{name}")
+    def clear(self, name: str, pipe: Any = None) -> None:
+        (pipe or self.redis).delete(f"{self.prefix}:{name}")
 
     def invalid(self, name: str) -> dict[str, Any] | None:
         """None when no call was refused since the last success; else status, error and since."""

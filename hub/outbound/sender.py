@@ -228,10 +228,14 @@ class Sender:
         sent = [u for u in units if u.sent]
         answered = [u for u in sent if u.call_error is None or (isinstance(u.call_error, PermanentError)
                                                                 and not isinstance(u.call_error, CredentialsError))]
-        if answered:
-            self.circuit.success(name)  # it answered (even a 4xx): the destination is up
-        if any(u.call_error is None for u in sent):
-            self.credentials.clear(name)
+        cleared = any(u.call_error is None for u in sent)
+        if answered or cleared:  # one round trip for both
+            with self.hub.redis.pipeline(transaction=False) as pipe:
+                if answered:
+                    self.circuit.success(name, pipe)  # it answered (even a 4xx): the destination is up
+                if cleared:
+                    self.credentials.clear(name, pipe)
+                pipe.execute()
         for unit in sent:
             exc = unit.call_error
             if isinstance(exc, CredentialsError):
