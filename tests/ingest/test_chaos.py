@@ -15,7 +15,7 @@ import time
 
 from hub.store import Action, Delivery
 from tests.helpers import count, spawn, stripe_headers
-from tests.ingest.test_recovery import FAST, _kill, api, finished, payment_failed  # noqa: F401 (api: a fixture)
+from tests.ingest.test_recovery import FAST, _kill, finished, payment_failed
 from tests.mockapi import wait_for
 from tests.services import _free_port
 

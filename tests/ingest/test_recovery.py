@@ -23,7 +23,7 @@ from hub.cli.processes import start_background
 from hub.store import Action, Attempt
 from tests.conftest import FIXTURES
 from tests.helpers import count, rows, spawn, stripe_event, stripe_headers
-from tests.mockapi import MockApi, always, sequence, wait_for
+from tests.mockapi import sequence, wait_for
 
 FAST = {"HUB_RULES_PATH": str(FIXTURES / "rules" / "payment_failed_only.yaml"),
         "HUB_SCHEDULER_INTERVAL_SECONDS": "0.2", "HUB_SWEEP_INTERVAL_SECONDS": "1",
@@ -35,13 +35,6 @@ def payment_failed(n: int) -> bytes:
         "id": f"in_{n}", "object": "invoice", "customer": f"cus_{n}", "customer_email": f"p{n}@example.com",
         "currency": "usd", "amount_due": 1000 + n, "attempt_count": 1, "status": "open",
     }, event_id=f"evt_{n}")
-
-
-@pytest.fixture
-def api():
-    server = MockApi(always())
-    yield server
-    server.close()
 
 
 @pytest.fixture
