@@ -73,26 +73,23 @@ def load_rows(session: Session, ids: Sequence[int] | None = None) -> dict[int, R
         return _load_all_postgres(session)
     # Core columns (no ORM row objects) and JSON read as text: empty documents are the common case
     # and skip the parser, which is most of the cost of reading 100k profiles.
-    s = Subscriber.__table__.c
+    s, p = Subscriber.__table__.c, ProfileStats.__table__.c
     query = select(s.id, s.email, s.tier, s.points, s.mrr_minor, s.total_paid_minor, s.currency, s.first_seen_at,
-                   s.last_engaged_at, _text(s.consent), _text(s.segments)).where(s.merged_into_id.is_(None),
-                                                                              s.redacted_at.is_(None))
+                   s.last_engaged_at, _text(s.consent), _text(s.segments), p.subscriber_id, p.engagement_score,
+                   p.engagement_at, _text(p.active_months), _text(p.paid), p.lifecycle
+                   ).outerjoin_from(Subscriber.__table__, ProfileStats.__table__, p.subscriber_id == s.id
+                                    ).where(s.merged_into_id.is_(None), s.redacted_at.is_(None))
     rows: dict[int, Row] = {}
     conn = session.connection()
     for chunk in _chunks(ids):
         q = query if chunk is None else query.where(s.id.in_(chunk))
         for r in conn.execute(q):
-            rows[r[0]] = Row(r[0], r[1], r[2], r[3] or 0, r[4] or 0, r[5] or 0, r[6], r[7], r[8], _json(r[9], {}),
-                             _json(r[10], []))
+            row = rows[r[0]] = Row(r[0], r[1], r[2], r[3] or 0, r[4] or 0, r[5] or 0, r[6], r[7], r[8],
+                                   _json(r[9], {}), _json(r[10], []))
+            if r[11] is not None:  # its stats
+                row.engagement_score, row.engagement_at = r[12] or 0.0, r[13]
+                row.active_months, row.paid, row.lifecycle = _json(r[14], []), _json(r[15], {}), r[16]
         scope = (lambda col: col.in_(chunk)) if chunk is not None else (lambda col: true())  # noqa: E731
-        p = ProfileStats.__table__.c
-        for sid, score, at, months, paid, lifecycle in conn.execute(
-                select(p.subscriber_id, p.engagement_score, p.engagement_at, _text(p.active_months), _text(p.paid),
-                       p.lifecycle).where(scope(p.subscriber_id))):
-            row = rows.get(sid)
-            if row is not None:
-                row.engagement_score, row.engagement_at = score or 0.0, at
-                row.active_months, row.paid, row.lifecycle = _json(months, []), _json(paid, {}), lifecycle
         t = Subscription.__table__.c
         for sid, status, cancel_at, mrr, currency in conn.execute(
                 select(t.subscriber_id, t.status, t.cancel_at, t.mrr_minor, t.currency)
