@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from marshmallow import Schema, fields
 from sqlalchemy import select, update
@@ -143,46 +143,76 @@ def _report(asked: Sequence[int], replayed: Sequence[int], pending: set[int]) ->
     return {"replayed": len(replayed), "already_pending": len(left & pending), "skipped": len(left - pending)}
 
 
+REPLAY_BATCH = 500  # rows per transaction; progress is reported after each
+
+
+def _batches(ids: Sequence[int]) -> list[list[int]]:
+    return [list(ids[i:i + REPLAY_BATCH]) for i in range(0, len(ids), REPLAY_BATCH)]
+
+
 def replay_actions(hub: "Hub", ids: Sequence[int] = (), *, status: str | None = None,
-                   since: datetime | None = None, until: datetime | None = None) -> dict[str, int]:
+                   since: datetime | None = None, until: datetime | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
     """Re-queue failed or dead actions (by id, or every one with ``status``, in the time window)
-    with a fresh retry budget."""
+    with a fresh retry budget, in batches; ``progress(done, total)`` after each."""
     if status and status not in REPLAYABLE["actions"]:
         raise ValueError(f"status: actions replay failed or dead, not {status!r}")
     if not ids and not status:
         return _report([], [], set())
+
+    def matching(q: Any) -> Any:
+        q = _window(q.where(Action.status.in_([status] if status else REPLAYABLE["actions"])), Action.updated_at,
+                    since, until)
+        return q.where(Action.id.in_(list(ids))) if ids else q
+
     with hub.store.session() as s:
-        q = _window(update(Action).where(Action.status.in_([status] if status else REPLAYABLE["actions"])),
-                    Action.updated_at, since, until)
-        if ids:
-            q = q.where(Action.id.in_(list(ids)))
-        rows = s.execute(q.values(status=ActionStatus.SCHEDULED, due_at=utcnow(), attempts=0, updated_at=utcnow())
-                         .returning(Action.id)).scalars().all()
+        found = s.execute(matching(select(Action.id)).order_by(Action.id)).scalars().all()
+    replayed: list[int] = []
+    for batch in _batches(found):
+        with hub.store.session() as s:  # the status is checked again: a row finished meanwhile is left alone
+            rows = s.execute(matching(update(Action)).where(Action.id.in_(batch))
+                             .values(status=ActionStatus.SCHEDULED, due_at=utcnow(), attempts=0, updated_at=utcnow())
+                             .returning(Action.id)).scalars().all()
+        outbox.dispatch(hub, rows)
+        replayed += rows
+        if progress:
+            progress(len(replayed), len(found))
+    with hub.store.session() as s:
         pending = set(s.execute(select(Action.id).where(Action.id.in_(list(ids)),
                                                         Action.status.in_(ActionStatus.PENDING))).scalars()) \
             if ids else set()
-    outbox.dispatch(hub, rows)
-    return _report(ids, rows, pending - set(rows))
+    return _report(ids, replayed, pending - set(replayed))
 
 
 def replay_deliveries(hub: "Hub", ids: Sequence[int] = (), *, status: str | None = None,
-                      since: datetime | None = None, until: datetime | None = None) -> dict[str, int]:
-    """Re-process failed deliveries (after a fix), by id or every one with ``status`` failed, in the window."""
+                      since: datetime | None = None, until: datetime | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+    """Re-process failed deliveries (after a fix), by id or every one with ``status`` failed, in the window,
+    in batches; ``progress(done, total)`` after each."""
     if status and status not in REPLAYABLE["deliveries"]:
         raise ValueError(f"status: deliveries replay failed, not {status!r}")
     if not ids and not status:
         return _report([], [], set())
+
+    def matching(q: Any) -> Any:
+        q = _window(q.where(Delivery.status == DeliveryStatus.FAILED), Delivery.received_at, since, until)
+        return q.where(Delivery.id.in_(list(ids))) if ids else q
+
     with hub.store.session() as s:
-        q = _window(update(Delivery).where(Delivery.status == DeliveryStatus.FAILED), Delivery.received_at,
-                    since, until)
-        if ids:
-            q = q.where(Delivery.id.in_(list(ids)))
-        rows = s.execute(q.values(status=DeliveryStatus.RECEIVED, error=None, enqueued=Delivery.enqueued + 1,
-                                  enqueued_at=utcnow()).returning(Delivery.id, Delivery.enqueued)).all()
+        found = s.execute(matching(select(Delivery.id)).order_by(Delivery.id)).scalars().all()
+    done: list[int] = []
+    for batch in _batches(found):
+        with hub.store.session() as s:
+            rows = s.execute(matching(update(Delivery)).where(Delivery.id.in_(batch))
+                             .values(status=DeliveryStatus.RECEIVED, error=None, enqueued=Delivery.enqueued + 1,
+                                     enqueued_at=utcnow()).returning(Delivery.id, Delivery.enqueued)).all()
+        if rows:
+            jobs.enqueue_ingest(hub.redis, [(d, seq) for d, seq in rows])
+        done += [d for d, _ in rows]
+        if progress:
+            progress(len(done), len(found))
+    with hub.store.session() as s:
         pending = set(s.execute(select(Delivery.id).where(Delivery.id.in_(list(ids)),
                                                           Delivery.status == DeliveryStatus.RECEIVED)).scalars()) \
             if ids else set()
-    if rows:
-        jobs.enqueue_ingest(hub.redis, [(d, seq) for d, seq in rows])
-    done = [d for d, _ in rows]
     return _report(ids, done, pending - set(done))

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
-import time
 from datetime import timezone
-from typing import Any
 
 import click
 
 import connectors
 from hub import backfill
+from hub.cli.options import json_option
+from hub.cli.progress import progress
 from hub.kernel.errors import ActionError
 from hub.kernel.values import parse_time
 from hub.rules import parse_duration
@@ -19,32 +18,10 @@ from hub.runtime import current
 from hub.store import utcnow
 
 
-class ProgressDisplay:
-    """A bar with counts and ETA on a terminal; one plain line per page otherwise (logs, CI)."""
-
-    def __init__(self, tty: bool):
-        self.tty = tty
-        self.began = time.monotonic()
-        self._bar: Any = None
-
-    def __call__(self, p: backfill.Progress) -> None:
-        c = p.counts
-        text = (f"{p.connector} {p.phase} ({min(p.phase_index + 1, p.phases)}/{p.phases}) page {p.pages}: "
-                f"{c.fetched} read, {c.recorded} new, {c.present} present, {c.skipped} skipped (historic)")
-        elapsed = time.monotonic() - self.began
-        eta = elapsed * (1 - p.done) / p.done if 0 < p.done < 1 else 0.0
-        if not self.tty:
-            click.echo(f"{text}, {p.done:.0%} done, ETA {eta:.0f}s" if not p.finished else text)
-            return
-        if self._bar is None:
-            self._bar = click.progressbar(length=1000, show_eta=True, show_percent=True, width=24,
-                                          file=sys.stderr)
-            self._bar.__enter__()
-        self._bar.label = text
-        self._bar.update(int(p.done * 1000) - self._bar.pos)
-        if p.finished:
-            self._bar.__exit__(None, None, None)
-            self._bar = None
+def _detail(p: backfill.Progress) -> str:
+    c = p.counts
+    return (f"{p.phase} ({min(p.phase_index + 1, p.phases)}/{p.phases}) page {p.pages}: "
+            f"{c.fetched} read, {c.recorded} new, {c.present} present, {c.skipped} skipped (historic)")
 
 
 @click.command("backfill")
@@ -53,7 +30,7 @@ class ProgressDisplay:
 @click.option("--from", "from_", default=None, help="Start date (ISO 8601, e.g. 2025-01-01).")
 @click.option("--resume", is_flag=True, help="Continue the unfinished backfill where it stopped.")
 @click.option("--dry-run", is_flag=True, help="Read and count; record nothing, move no cursor.")
-@click.option("--json", "as_json", is_flag=True, help="Print the final counts as JSON.")
+@json_option("The final counts as one JSON object.")
 def backfill_cmd(connector_name: str, since: str | None, from_: str | None, resume: bool, dry_run: bool,
                  as_json: bool) -> None:
     """Read CONNECTOR's history (its events API, then its list endpoints) into the hub.
@@ -78,9 +55,10 @@ def backfill_cmd(connector_name: str, since: str | None, from_: str | None, resu
         if start.tzinfo is None:
             start = start.replace(tzinfo=timezone.utc)
     hub = current()
-    run = backfill.Run(hub, connector, dry_run=dry_run, on_progress=ProgressDisplay(sys.stderr.isatty()))
     try:
-        counts = run.resume() if resume else run.start(start)  # type: ignore[arg-type]
+        with progress(f"{connector_name} backfill", 1.0, percent=True) as advance:
+            run = backfill.Run(hub, connector, dry_run=dry_run, on_progress=lambda p: advance(p.done, _detail(p)))
+            counts = run.resume() if resume else run.start(start)  # type: ignore[arg-type]
     except backfill.BackfillError as exc:
         raise click.ClickException(str(exc))
     except ActionError as exc:

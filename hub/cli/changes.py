@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import click
 
+from hub.cli.options import json_option
+from hub.cli.progress import progress
 from hub.runtime import current
 
 
@@ -22,7 +23,7 @@ def changes() -> None:
 @click.option("--dry-run", is_flag=True, help="Check every row and show what it would do; apply nothing.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run (rows already applied are skipped; "
               "every run is idempotent per row, this only says so in the output).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per row.")
+@json_option("One JSON object per row.")
 def apply_cmd(file: Path, dry_run: bool, resume: bool, as_json: bool) -> None:
     """Apply FILE.csv, one change per row, after checking every row (errors: FILE:LINE: reason, exit 2)."""
     from hub.changes import batch
@@ -42,15 +43,8 @@ def apply_cmd(file: Path, dry_run: bool, resume: bool, as_json: bool) -> None:
                        f"{(shown or {}).get('charge_per_period')}, proration {((shown or {}).get('proration') or {}).get('amount')}")
         click.echo(f"{len(rows)} row(s) checked; nothing applied (dry run)", err=True)
         return
-    started, last = time.monotonic(), [0.0]
-
-    def progress(done: int, total: int) -> None:
-        if time.monotonic() - last[0] >= 2 or done == total:
-            last[0] = time.monotonic()
-            rate = done / max(time.monotonic() - started, 1e-6)
-            click.echo(f"{done}/{total} rows, {rate:.0f}/s, about {(total - done) / max(rate, 1e-6):.0f}s left", err=True)
-
-    results = batch.run(hub, rows, progress)
+    with progress("changes apply", len(rows)) as advance:
+        results = batch.run(hub, rows, lambda done, _total: advance(done))
     out = batch.write_results(file, results)
     for r in results:
         if as_json:

@@ -104,8 +104,12 @@ def replay(kind: str, ids: tuple[int, ...], status: str | None, since: datetime 
                 "since": since.isoformat() if since else None, "until": until.isoformat() if until else None}
         report = remote.call(url, "POST", "/api/replay", json={k: v for k, v in body.items() if v not in (None, [])})
     else:
+        from hub.cli.progress import progress
+
         replay_ = queries.replay_deliveries if kind == "deliveries" else queries.replay_actions
-        report = replay_(current(), ids, status=status, since=since, until=until)
+        with progress(f"replay {kind}", 0) as advance:
+            report = replay_(current(), ids, status=status, since=since, until=until,
+                             progress=lambda done, total: advance(done, total=total))
     if as_json:
         click.echo(json.dumps(report, sort_keys=True))
         return
@@ -137,16 +141,25 @@ def normalize(connector_name: str, file: str, headers: tuple[str, ...]) -> None:
         click.echo(json.dumps(event.to_dict(), sort_keys=False))
 
 
+IMPORT_BATCH = 500  # events per transaction: progress per batch, and a crash keeps the batches done
+
+
 @click.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
-def import_(file: str) -> None:
+@json_option("The counts as one JSON object.")
+def import_(file: str, as_json: bool) -> None:
     """Record canonical events from JSON lines (replays and backfills); known ids are skipped.
 
     Steps of events older than the playbook's missed_horizon are recorded as skipped-historic, never
-    sent; the summary counts events imported and already present, and actions planned and skipped."""
+    sent; the summary counts events imported and already present, and actions planned and skipped.
+    Events are recorded in batches of 500, each in its own transaction: after an interruption, run
+    the same import again (what was recorded is skipped)."""
+    from collections import Counter
+
     from marshmallow import ValidationError
     from sqlalchemy import func, select
 
+    from hub.cli.progress import progress
     from hub.ingest.pipeline import record_events
     from hub.kernel.events import CanonicalEvent
     from hub.outbound import outbox
@@ -163,19 +176,29 @@ def import_(file: str) -> None:
             events.append(CanonicalEvent.from_dict(json.loads(line)))
         except (ValueError, ValidationError) as exc:
             raise click.ClickException(f"{file}:{n}: not a canonical event: {exc}")
-    with hub.store.session() as session:
-        ids = list({e.id for e in events})
-        present = {i for chunk in range(0, len(ids), 1000) for i in session.execute(
-            select(Event.id).where(Event.id.in_(ids[chunk:chunk + 1000]))).scalars()}
-        due = record_events(hub, session, events, origin="import")
-        skipped = dict(session.execute(select(Action.suppressed, func.count()).where(
-            Action.id.in_(due), Action.status == ActionStatus.SUPPRESSED).group_by(Action.suppressed)).all()) \
-            if due else {}
-    outbox.dispatch(hub, due)
-    imported = len(ids) - len(present)
-    planned = len(due) - sum(skipped.values())
+    imported = present = planned = 0
+    skipped: Counter[str] = Counter()
+    with progress("import", len(events)) as advance:
+        for start in range(0, len(events), IMPORT_BATCH):
+            batch = events[start:start + IMPORT_BATCH]
+            ids = list({e.id for e in batch})
+            with hub.store.session() as session:
+                known = set(session.execute(select(Event.id).where(Event.id.in_(ids))).scalars())
+                due = record_events(hub, session, batch, origin="import")
+                why = dict(session.execute(select(Action.suppressed, func.count()).where(
+                    Action.id.in_(due), Action.status == ActionStatus.SUPPRESSED).group_by(Action.suppressed)
+                ).all()) if due else {}
+            outbox.dispatch(hub, due)
+            imported, present = imported + len(ids) - len(known), present + len(known)
+            planned += len(due) - sum(why.values())
+            skipped.update(why)
+            advance(start + len(batch), f"{imported} new, {present} already present")
+    if as_json:
+        click.echo(json.dumps({"imported": imported, "present": present, "planned": planned,
+                               "skipped": sum(skipped.values()), "skipped_by": dict(skipped)}, sort_keys=True))
+        return
     why = ", ".join(f"{n} {kind}" for kind, n in sorted(skipped.items()))
-    click.echo(f"imported {imported} events, {len(present)} already present; {planned} new actions planned, "
+    click.echo(f"imported {imported} events, {present} already present; {planned} new actions planned, "
                f"{sum(skipped.values())} skipped" + (f" ({why})" if why else ""))
 
 

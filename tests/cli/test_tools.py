@@ -88,11 +88,11 @@ def test_normalize_then_import_backfills_once(hub, tmp_path):
     planned = count(hub, Action)
     assert count(hub, Event) == 1 and planned >= 1
     # the fixture's failure is from January 2026: history, so its steps are recorded, never sent
-    assert first.output.startswith("imported 1 events, 0 already present; ")
+    assert first.stdout.startswith("imported 1 events, 0 already present; ")
     assert f"0 new actions planned, {planned} skipped ({planned} skipped-historic)" in first.output
     again = CliRunner().invoke(cli, ["import", str(events)])
     assert again.exit_code == 0, again.output
-    assert again.output == "imported 0 events, 1 already present; 0 new actions planned, 0 skipped\n"
+    assert again.stdout == "imported 0 events, 1 already present; 0 new actions planned, 0 skipped\n"
     assert count(hub, Event) == 1 and count(hub, Action) == planned
 
 

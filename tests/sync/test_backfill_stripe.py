@@ -148,7 +148,9 @@ def test_the_command_prints_plain_progress_lines_and_the_totals(stripe_hub: Hub,
     result = CliRunner().invoke(cli, ["backfill", "stripe", "--since", "90d"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert any(line.startswith("stripe events (1/5) page 1:") and "ETA" in line for line in lines)
+    assert any(line.startswith("stripe backfill: ") and "events (1/5) page 1:" in line and line.endswith(" s left")
+               for line in lines)  # the first update at once, then one line every few seconds
+    assert any(line.startswith("stripe backfill: 100%, done (5/5)") for line in lines)
     assert lines[-1].startswith(f"stripe: read {expected['records']}, recorded {expected['records']} new")
     again = CliRunner().invoke(cli, ["backfill", "stripe", "--since", "90d", "--json"])
     assert json.loads(again.output.splitlines()[-1])["present"] == expected["records"]
