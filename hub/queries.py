@@ -9,7 +9,9 @@ from marshmallow import Schema, fields
 from sqlalchemy import select, update
 
 from hub import jobs
+from hub.kernel.values import now_utc, parse_time
 from hub.outbound import outbox
+from hub.rules.model import parse_duration
 from hub.store import Action, Attempt, Delivery, Event, utcnow
 from hub.store.models import ActionStatus, DeliveryStatus
 
@@ -78,6 +80,21 @@ class ActionOut(Schema):
     via = fields.String(allow_none=True)  # the canonical action it was routed from
     variant = fields.String(allow_none=True)  # the rule's split variant
     converted_by = fields.String(allow_none=True)  # the goal event that converted it
+
+
+def when(text: str) -> datetime:
+    """An age before now (``7d``, ``12h``, ``30m``) or an RFC 3339 time (naive means UTC): what the CLI's
+    ``--since``/``--until`` and the API's ``since``/``until`` accept. ValueError for anything else."""
+    try:
+        return now_utc() - parse_duration(text)
+    except ValueError:
+        pass
+    except OverflowError:
+        raise ValueError(f"{text!r} reaches back before year 1") from None
+    try:
+        return parse_time(text)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{text!r} is neither an age (7d, 12h, 30m) nor an RFC 3339 time") from None
 
 
 def _window(q: Any, column: Any, since: datetime | None, until: datetime | None) -> Any:

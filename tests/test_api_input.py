@@ -27,6 +27,11 @@ AUTH = {"Authorization": "Bearer admin-test-token"}
     ("/api/deliveries?connector=nope", "connector", "stripe"),
     ("/api/actions?attempts=maybe", "attempts", "boolean"),
     ("/api/events?typo=1", "typo", "Unknown field"),
+    ("/api/events?until=last+tuesday", "until", "an age (7d, 12h, 30m) or an RFC 3339 time"),
+    ("/api/deliveries?since=soon", "since", "an age (7d, 12h, 30m) or an RFC 3339 time"),
+    ("/api/deliveries?until=2026-13-01", "until", "RFC 3339"),
+    ("/api/actions?since=99999999999d", "since", "an age"),
+    ("/api/actions?until=1800-01-01", "until", "between 1970-01-01 and 2100-01-01"),
 ])
 def test_a_bad_query_parameter_is_a_400_naming_it(client, url, parameter, allowed):
     answer = client.get(url, headers=AUTH)

@@ -18,17 +18,12 @@ class When(click.ParamType):
     def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
         if isinstance(value, datetime):
             return value
-        from hub.kernel.values import now_utc, parse_time
-        from hub.rules.model import parse_duration
+        from hub.queries import when
 
         try:
-            return now_utc() - parse_duration(value)
-        except ValueError:
-            pass
-        try:
-            return parse_time(value)
-        except (TypeError, ValueError):
-            self.fail(f"{value!r} is neither an age (7d, 12h, 30m) nor an RFC 3339 time", param, ctx)
+            return when(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 def window(command: Callable[..., Any]) -> Callable[..., Any]:

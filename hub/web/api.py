@@ -33,7 +33,7 @@ bp.before_request(require_admin)
 def events(query: dict[str, Any]) -> Any:
     return jsonify(queries.list_events(current_app.extensions["hub"], type_=query.get("type"),
                                        subscriber_id=query.get("subscriber"), since=query.get("since"),
-                                       limit=query["limit"]))
+                                       until=query.get("until"), limit=query["limit"]))
 
 
 @bp.get("/deliveries")
@@ -41,7 +41,8 @@ def events(query: dict[str, Any]) -> Any:
          responses={200: ("deliveries", DeliveryOut(many=True))})
 def deliveries(query: dict[str, Any]) -> Any:
     return jsonify(queries.list_deliveries(current_app.extensions["hub"], connector=query.get("connector"),
-                                           status=query.get("status"), limit=query["limit"]))
+                                           status=query.get("status"), since=query.get("since"),
+                                           until=query.get("until"), limit=query["limit"]))
 
 
 @bp.get("/actions")
@@ -50,7 +51,8 @@ def deliveries(query: dict[str, Any]) -> Any:
 def actions(query: dict[str, Any]) -> Any:
     return jsonify(queries.list_actions(current_app.extensions["hub"], status=query.get("status"),
                                         connector=query.get("connector"), rule=query.get("rule"),
-                                        limit=query["limit"], with_attempts=query["attempts"]))
+                                        since=query.get("since"), until=query.get("until"), limit=query["limit"],
+                                        with_attempts=query["attempts"]))
 
 
 @bp.post("/replay")

@@ -71,6 +71,31 @@ class Moment(fields.DateTime):
         return moment
 
 
+class When(Moment):
+    """What the CLI's --since/--until take: an age before now (7d, 12h, 30m) or an RFC 3339 time."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> datetime:
+        from hub.queries import when
+
+        try:
+            moment = when(str(value))
+        except ValueError:
+            raise ValidationError("must be an age (7d, 12h, 30m) or an RFC 3339 time such as "
+                                  "2026-01-31T12:00:00Z") from None
+        if not EARLIEST <= moment < LATEST:
+            raise ValidationError("must be between 1970-01-01 and 2100-01-01")
+        return moment
+
+
+def _since(what: str) -> When:
+    return When(metadata={"description": f"only {what} at or after this time, or this age ago "
+                                         "(7d, 12h, 2026-11-01T00:00:00Z)"})
+
+
+def _until(what: str) -> When:
+    return When(metadata={"description": f"only {what} before this time, or this age ago (7d, 2026-11-01)"})
+
+
 class Day(fields.Date):
     """A calendar date (YYYY-MM-DD) between 1970 and 2100."""
 
@@ -98,7 +123,8 @@ class Strict(Schema):
 class EventsQuery(Strict):
     type = _text(metadata={"description": "event type, `*` as wildcard (payment.*)"})
     subscriber = _id(metadata={"description": "subscriber id"})
-    since = Moment(metadata={"description": "events at or after this time"})
+    since = _since("events (their time)")
+    until = _until("events (their time)")
     limit = _limit()
 
 
@@ -106,6 +132,8 @@ class DeliveriesQuery(Strict):
     connector = fields.String(validate=validate.OneOf(_connector_names()))
     status = fields.String(validate=validate.OneOf([DeliveryStatus.RECEIVED, DeliveryStatus.PROCESSED,
                                                     DeliveryStatus.FAILED, DeliveryStatus.REDACTED]))
+    since = _since("deliveries received")
+    until = _until("deliveries received")
     limit = _limit()
 
 
@@ -114,6 +142,8 @@ class ActionsQuery(Strict):
     connector = fields.String(validate=validate.OneOf(_connector_names()))
     rule = _text(120, metadata={"description": "rule id"})
     attempts = Flag(load_default=False, metadata={"description": "1: include each action's attempt log"})
+    since = _since("actions planned")
+    until = _until("actions planned")
     limit = _limit()
 
 
@@ -124,8 +154,9 @@ class ReplayBody(Strict):
     status = fields.String(validate=validate.OneOf([ActionStatus.FAILED, ActionStatus.DEAD]),
                            metadata={"description": "replay every action (dead or failed) or delivery "
                                                     "(failed) with this status"})
-    since = Moment(metadata={"description": "with status: only those at or after this time"})
-    until = Moment(metadata={"description": "with status: only those before this time"})
+    since = When(metadata={"description": "with status: only those at or after this time, or this age ago "
+                                          "(actions: last updated; deliveries: received)"})
+    until = When(metadata={"description": "with status: only those before this time, or this age ago"})
 
     @validates_schema
     def _what(self, data: dict[str, Any], **kwargs: Any) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.conftest import FIXTURES
-from tests.helpers import drain, stripe_headers
+from tests.helpers import drain, recent, stripe_headers
 
 BODY = (FIXTURES / "stripe" / "invoice.payment_failed.json").read_bytes()
 AUTH = {"Authorization": "Bearer admin-test-token"}
@@ -25,6 +25,38 @@ def test_api_lists_what_happened(hub, client):
     actions = client.get("/api/actions?attempts=1", headers=AUTH).json
     notify = [a for a in actions if a["rule_id"] == "payment-failed-notify"]
     assert notify and notify[0]["event_id"] == events[0]["id"]
+
+
+def test_every_list_takes_since_and_until_as_the_cli_does(hub, client):
+    """Ages (7d) and RFC 3339 times, on each list endpoint, select the same rows as --since/--until."""
+    import json
+    from datetime import timedelta
+
+    from click.testing import CliRunner
+    from sqlalchemy import update
+
+    from hub.cli import cli
+    from hub.store import Action, Delivery, Event, utcnow
+
+    body = recent(BODY, "created")
+    client.post("/webhooks/stripe", data=body, headers=stripe_headers(body))
+    drain(hub)
+    three_days_ago = utcnow() - timedelta(days=3)
+    with hub.store.session() as s:  # everything happened three days ago
+        s.execute(update(Delivery).values(received_at=three_days_ago))
+        s.execute(update(Event).values(time=three_days_ago))
+        s.execute(update(Action).values(created_at=three_days_ago))
+    for name in ("events", "deliveries", "actions"):
+        for window, rows in (("since=4d", True), ("since=2d", False), ("until=2d", True), ("until=4d", False),
+                             (f"since={(three_days_ago - timedelta(hours=1)).isoformat()}", True),
+                             ("since=4d&until=2d", True), ("until=2000-01-01T00:00:00Z", False)):
+            listed = client.get(f"/api/{name}?{window.replace('+', '%2B')}", headers=AUTH)
+            assert listed.status_code == 200, (name, window, listed.json)
+            assert bool(listed.json) is rows, (name, window)
+            flags = [f"--{part.replace('=', ' ', 1)}" for part in window.split("&")]
+            cli_rows = CliRunner().invoke(cli, [name, "--json", *" ".join(flags).split()]).stdout.splitlines()
+            assert sorted(str(json.loads(r)["id"]) for r in cli_rows) == \
+                sorted(str(r["id"]) for r in listed.json), (name, window)
 
 
 def test_replay_through_the_api(hub, client):
