@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "send": ("hub.cli.connectors:send", "Perform one action now and print the outcome."),
     "serve": ("hub.cli.processes:serve", "Serve the web app (webhooks, API, health) under gunicorn."),
     "subscribers": ("hub.cli.subscribers:subscribers", "Subscriber profiles and identity (merges, conflicts)."),
-    "worker": ("hub.cli.processes:worker", "Run an RQ worker on the ingest and deliver-* queues."),
+    "worker": ("hub.cli.processes:worker", "Run a worker on the ingest and deliver-* queues."),
 }
 
 

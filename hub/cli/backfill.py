@@ -26,16 +26,16 @@ def _detail(p: backfill.Progress) -> str:
 
 @click.command("backfill")
 @click.argument("connector_name")
-@click.option("--since", default=None, help="How far back: 90d, 12w, 36h (default 90d).")
-@click.option("--from", "from_", default=None, help="Start date (ISO 8601, e.g. 2025-01-01).")
+@click.option("--since", default=None, metavar="AGE", help="How far back: 90d, 12w, 36h (default 90d).")
+@click.option("--from", "from_", default=None, metavar="DATE", help="Start date (ISO 8601, e.g. 2025-01-01).")
 @click.option("--resume", is_flag=True, help="Continue the unfinished backfill where it stopped.")
 @click.option("--dry-run", is_flag=True, help="Read and count; record nothing, move no cursor.")
 @json_option("The final counts as one JSON object.")
 def backfill_cmd(connector_name: str, since: str | None, from_: str | None, resume: bool, dry_run: bool,
                  as_json: bool) -> None:
-    """Read CONNECTOR's history (its events API, then its list endpoints) into the hub.
+    """Bring a provider's history in through its API.
 
-    Facts the hub already holds (from webhooks or an earlier run) are skipped; actions the rules
+    CONNECTOR's events API is read first, then its list endpoints. Facts the hub already holds (from webhooks or an earlier run) are skipped; actions the rules
     plan for history older than HUB_BACKFILL_HORIZON_HOURS are recorded as skipped, never sent.
     """
     connector = connectors.get(connector_name)

@@ -15,7 +15,9 @@ from hub.runtime import current
 
 @click.group()
 def changes() -> None:
-    """Subscription changes (pause, resume, cancel, change plan or quantity) whatever the provider."""
+    """Subscription changes in bulk from a CSV file.
+
+    Pause, resume, cancel, change plan or quantity, whatever the provider (docs/changes.md)."""
 
 
 @changes.command("apply")
@@ -25,7 +27,10 @@ def changes() -> None:
               "every run is idempotent per row, this only says so in the output).")
 @json_option("One JSON object per row.")
 def apply_cmd(file: Path, dry_run: bool, resume: bool, as_json: bool) -> None:
-    """Apply FILE.csv, one change per row, after checking every row (errors: FILE:LINE: reason, exit 2)."""
+    """Apply FILE.csv, one change per row.
+
+    Every row is checked first; any error is printed as FILE:LINE: reason, and nothing is applied
+    (exit 2). Results are written beside FILE as FILE.results.csv."""
     from hub.changes import batch
 
     hub = current()

@@ -35,7 +35,9 @@ def _circuit_text(circuit: Any) -> str:
 @hub_url
 @click.pass_context
 def connectors_cmd(ctx: click.Context, as_json: bool, url: str) -> None:
-    """Each connector: inbound configured?, outbound live or dry-run, credentials, circuit, rate limit.
+    """Each connector's configuration, credentials and circuit.
+
+    Inbound configured or not, outbound live or dry-run, credentials, circuit and rate limit.
 
     With the embedded queue (no HUB_REDIS_URL) the running hub answers, through its API: its
     configuration and state, not this terminal's environment.
@@ -72,7 +74,9 @@ def connectors_cmd(ctx: click.Context, as_json: bool, url: str) -> None:
 @connectors_cmd.command("test")
 @click.argument("name")
 def test_cmd(name: str) -> None:
-    """Check NAME's credentials with a harmless authenticated call (clears or sets the mark)."""
+    """Check NAME's credentials with a harmless call.
+
+    An authenticated read that changes nothing; it clears or sets the invalid-credentials mark."""
     hub = current()
     connector = connectors.get(name)
     if connector is None or not connector.actions:
@@ -100,9 +104,9 @@ def test_cmd(name: str) -> None:
 @click.option("--key", default=None, help="Idempotency key sent to the provider (default: a new one).")
 @click.option("--no-wait", is_flag=True, help="Report a rate-limit or circuit wait instead of waiting.")
 def send(action: str, params_json: str, key: str | None, no_wait: bool) -> None:
-    """Perform ACTION (e.g. activecampaign.add_tag) now and print the outcome as JSON.
+    """Perform one action now and print the outcome.
 
-    Goes through the same validation, circuit, rate limit and client as the workers; nothing is
+    ACTION is e.g. activecampaign.add_tag; the outcome is printed as one JSON object. It goes through the same validation, circuit, rate limit and client as the workers; nothing is
     written to the outbox.
     """
     try:
@@ -128,8 +132,10 @@ connectors_cmd.name = "connectors"
 @click.option("--url", "public_url", default=None,
               help="The hub's public base URL (default HUB_PUBLIC_URL); webhooks go to URL/webhooks/NAME.")
 def register_cmd(name: str, public_url: str | None) -> None:
-    """Create or update NAME's webhook subscription at the provider (once: a second run updates it),
-    storing the signing secret it returns; for providers without such an API, print the steps."""
+    """Create or update NAME's webhook subscription.
+
+    Once: a second run updates it. The signing secret the provider returns is stored; for providers
+    without such an API, the steps to follow are printed."""
     hub = current()
     public_url = public_url or hub.settings["HUB_PUBLIC_URL"]
     if not public_url or not public_url.startswith(("https://", "http://")):
@@ -153,7 +159,10 @@ def register_cmd(name: str, public_url: str | None) -> None:
 @connectors_cmd.command("health")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per connector.")
 def health_cmd(as_json: bool) -> None:
-    """Check the registered webhook subscriptions and fetch the events webhooks missed (gap repair)."""
+    """Check webhook subscriptions and fetch missed events.
+
+    Missing subscriptions are re-created; events the webhooks missed are read from the provider and
+    recorded (gap repair)."""
     hub = current()
     reports = sync.health(hub)
     if as_json:

@@ -13,7 +13,10 @@ from hub.runtime import current
 @click.argument("action_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="The explanation as one JSON object.")
 def explain(action_id: int, as_json: bool) -> None:
-    """Why action ACTION_ID exists: rule and file:line, the event, the condition's inputs, the params."""
+    """Why an action exists: rule, file:line, event, params.
+
+    For action ACTION_ID: the rule and its file:line, the event, the condition's inputs, the params,
+    and who cancelled it if anyone did."""
     from hub.rules.explain import explain as build
     from hub.rules.explain import render_text
 

@@ -70,7 +70,9 @@ def deliveries(connector: str | None, status: str | None, since: datetime | None
 @json_option("One JSON object per line, with every attempt and the exact request.")
 def actions(status: str | None, connector: str | None, rule: str | None, since: datetime | None,
             until: datetime | None, limit: int, as_json: bool) -> None:
-    """List planned actions (the outbox) with their outcome; --json adds every attempt."""
+    """List planned actions and their outcome (the outbox).
+
+    --json adds every attempt and the exact request sent."""
     rows = queries.list_actions(current(), status=status, connector=connector, rule=rule, since=since, until=until,
                                 limit=limit, with_attempts=as_json)
     _print(rows, as_json, ["id", "action", "status", "rule_id", "due_at", "attempts", "last_status_code",
@@ -87,9 +89,10 @@ def actions(status: str | None, connector: str | None, rule: str | None, since: 
 @json_option("The counts as one JSON object.")
 def replay(kind: str, ids: tuple[int, ...], status: str | None, since: datetime | None, until: datetime | None,
            url: str, as_json: bool) -> None:
-    """Re-queue dead or failed actions, or re-process failed deliveries, by id or by --status.
+    """Re-queue failed or dead actions, or re-process deliveries.
 
-    With the embedded queue (no HUB_REDIS_URL) the running hub does the replay, through its API,
+    By id, or every one with --status (actions: failed or dead; deliveries: failed), in the --since/--until
+    window. With the embedded queue (no HUB_REDIS_URL) the running hub does the replay, through its API,
     so it takes effect at once.
     """
     if not ids and not status:
@@ -122,7 +125,9 @@ def replay(kind: str, ids: tuple[int, ...], status: str | None, since: datetime 
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("-H", "--header", "headers", multiple=True, help='A request header, "Name: value".')
 def normalize(connector_name: str, file: str, headers: tuple[str, ...]) -> None:
-    """Print the canonical events a payload becomes, as JSON lines (no signature check)."""
+    """Print the canonical events a payload becomes.
+
+    One JSON object per event, one a line; the signature is not checked."""
     connector = connectors.get(connector_name)
     if connector is None:
         raise click.BadParameter(f"unknown connector (known: {', '.join(sorted(connectors.REGISTRY))})")
@@ -148,9 +153,9 @@ IMPORT_BATCH = 500  # events per transaction: progress per batch, and a crash ke
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @json_option("The counts as one JSON object.")
 def import_(file: str, as_json: bool) -> None:
-    """Record canonical events from JSON lines (replays and backfills); known ids are skipped.
+    """Record canonical events from JSON lines (backfills).
 
-    Steps of events older than the playbook's missed_horizon are recorded as skipped-historic, never
+    Events whose id is known are skipped. Steps of events older than the playbook's missed_horizon are recorded as skipped-historic, never
     sent; the summary counts events imported and already present, and actions planned and skipped.
     Events are recorded in batches of 500, each in its own transaction: after an interruption, run
     the same import again (what was recorded is skipped)."""

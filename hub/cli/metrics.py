@@ -13,14 +13,16 @@ from hub.runtime import current
 
 
 @click.group(invoke_without_command=True)
-@click.option("--from", "start", help="First day (YYYY-MM-DD). Default: 12 months ago.")
-@click.option("--to", "end", help="Last day, included (YYYY-MM-DD). Default: today.")
+@click.option("--from", "start", metavar="DATE", help="First day (YYYY-MM-DD). Default: 12 months ago.")
+@click.option("--to", "end", metavar="DATE", help="Last day, included (YYYY-MM-DD). Default: today.")
 @click.option("--interval", type=click.Choice(["day", "week", "month"]), default="month", show_default=True,
               help="One row per day, week or month.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per period, one a line.")
 @click.pass_context
 def metrics(ctx: click.Context, start: str | None, end: str | None, interval: str, as_json: bool) -> None:
-    """Subscription KPIs: MRR/ARR and movements, churn, NRR, net MRR churn, ARPA, CLV, trials, dunning.
+    """Subscription KPIs: MRR, churn, NRR, ARPA, CLV, dunning.
+
+    MRR/ARR and movements, churn, NRR, net MRR churn, ARPA, CLV, trials and dunning per period;
     `hub metrics cohorts`: retention by first-payment month."""
     if ctx.invoked_subcommand is not None:
         return
@@ -69,14 +71,15 @@ def _table(periods: list[dict[str, Any]]) -> None:
 
 
 @metrics.command()
-@click.option("--from", "start", help="First cohort month (YYYY-MM or a day in it). Default: 12 months ago.")
-@click.option("--to", "end", help="Last month observed (YYYY-MM or a day in it). Default: this month.")
+@click.option("--from", "start", metavar="MONTH", help="First cohort month (YYYY-MM or a day in it). Default: 12 months ago.")
+@click.option("--to", "end", metavar="MONTH", help="Last month observed (YYYY-MM or a day in it). Default: this month.")
 @click.option("--by", type=click.Choice(["month", "plan"]), default="month", show_default=True,
               help="Cohorts by first-payment month, or by month and the plan of the first subscription.")
 @click.option("--json", "as_json", is_flag=True, help="The table as one JSON object.")
 def cohorts(start: str | None, end: str | None, by: str, as_json: bool) -> None:
-    """Retention by first-payment month: of the subscribers who first paid in a month, how many still
-    pay at the end of each month since."""
+    """Retention by first-payment month.
+
+    Of the subscribers who first paid in a month, how many still pay at the end of each month since."""
     from marshmallow import ValidationError
 
     from hub.kpis import cohorts as c

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 
 import click
 from sqlalchemy import select
 
+from hub.cli.options import json_option, window
 from hub.kernel.events import CanonicalEvent, EventType
 from hub.kernel.values import rfc3339
 from hub.outbound import outbox
@@ -26,7 +28,10 @@ def _subscriber_id(session, ref: str) -> int:  # type: ignore[no-untyped-def]
 
 @click.group("privacy")
 def group() -> None:
-    """Data requests and erasure (GDPR/CCPA): export, redact, and the record of redactions."""
+    """Data requests and erasure: export, redact, redactions.
+
+    What GDPR and CCPA requests need: everything held for a person, its erasure, and the record of
+    erasures."""
 
 
 @group.command("export")
@@ -52,7 +57,9 @@ def export_(ref: str, stored: bool) -> None:
 @click.argument("ref", metavar="ID|EMAIL")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def redact(ref: str, yes: bool) -> None:
-    """Erase a subscriber's personal data everywhere (as a provider's erasure request would)."""
+    """Erase a subscriber's personal data everywhere.
+
+    As a provider's erasure request would."""
     from hub.ingest.pipeline import record_events
 
     hub = current()
@@ -74,13 +81,19 @@ def redact(ref: str, yes: bool) -> None:
 
 @group.command("redactions")
 @click.option("--email", help="Only the redactions that covered this e-mail address (matched by its hash).")
+@window
 @click.option("--limit", default=50, show_default=True, help="At most this many rows.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per redaction, one a line.")
-def redactions(email: str | None, limit: int, as_json: bool) -> None:
-    """List redaction records (they hold hashes and counts, never personal data)."""
+@json_option("One JSON object per redaction, one a line.")
+def redactions(email: str | None, since: datetime | None, until: datetime | None, limit: int, as_json: bool) -> None:
+    """List redaction records, newest first.
+
+    They hold hashes and counts, never personal data."""
     hub = current()
     with hub.store.session() as session:
-        rows = list(session.execute(select(Redaction).order_by(Redaction.id.desc()).limit(limit)).scalars())
+        query = select(Redaction).order_by(Redaction.id.desc()).limit(limit)
+        query = query.where(Redaction.requested_at >= since) if since else query
+        query = query.where(Redaction.requested_at < until) if until else query
+        rows = list(session.execute(query).scalars())
     if email:
         wanted = privacy.identifier_hash(f"email:{email.strip().casefold()}")
         rows = [r for r in rows if wanted in (r.identifier_hashes or [])]

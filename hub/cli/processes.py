@@ -47,12 +47,12 @@ def _flush_relay(server: Any, worker: Any) -> None:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
-@click.option("--workers", default=2, show_default=True, type=int, help="worker processes")
-@click.option("--threads", default=8, show_default=True, type=int, help="app threads per process")
+@click.option("--workers", default=2, show_default=True, type=int, help="Worker processes.")
+@click.option("--threads", default=8, show_default=True, type=int, help="App threads per process.")
 def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Serve the web app (webhooks, API, health): gunicorn processes serving with waitress.
+    """Serve the web app (webhooks, API, health) under gunicorn.
 
-    Each request is read whole, headers and body, before an app thread runs it, so slow clients
+    gunicorn processes serving with waitress. Each request is read whole, headers and body, before an app thread runs it, so slow clients
     cost a connection, never a thread (see hub/web/server.py)."""
     from gunicorn.app.base import BaseApplication
 
@@ -85,8 +85,10 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
                    "(default: all, served round robin).")
 @click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
 def worker(queues: tuple[str, ...], burst: bool) -> None:
-    """Run a worker on the ingest and deliver-* queues (one process, no fork per job; SIGTERM
-    finishes the job in hand and exits, a second SIGTERM stops at once)."""
+    """Run a worker on the ingest and deliver-* queues.
+
+    One process, no fork per job; SIGTERM finishes the job in hand and exits, a second SIGTERM stops
+    at once."""
     from hub import telemetry
 
     telemetry.prepare_multiprocess(worker=True)  # its jobs record under this worker's id
@@ -101,7 +103,7 @@ def worker(queues: tuple[str, ...], burst: bool) -> None:
 
 @click.command("scheduler")
 def scheduler_cmd() -> None:
-    """Move due actions onto the queues and recover stranded work."""
+    """Move due actions onto the queues; recover stranded work."""
     hub = current()
     hub.rules  # refuse to start on rules that do not load
     stop = threading.Event()
@@ -114,9 +116,11 @@ def scheduler_cmd() -> None:
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
-@click.option("--workers", default=2, show_default=True, type=int, help="worker threads")
+@click.option("--workers", default=2, show_default=True, type=int, help="Worker threads.")
 def run(host: str, port: int, workers: int) -> None:
-    """Web app, workers and scheduler in one process (development and the embedded default)."""
+    """Web app, workers and scheduler in one process.
+
+    For development and the embedded default (SQLite file, in-process queue)."""
     from werkzeug.serving import run_simple
 
     from hub.store.migrate import upgrade

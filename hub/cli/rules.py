@@ -15,7 +15,7 @@ from hub.kernel.events import CanonicalEvent
 
 @click.group()
 def rules() -> None:
-    """Rules files: check them, dry-run them, and what the running hub runs."""
+    """Rules files: check, simulate, and the running hub's status."""
 
 
 def _default_paths() -> list[str]:
@@ -28,8 +28,10 @@ def _default_paths() -> list[str]:
 @rules.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 def check(paths: tuple[str, ...]) -> None:
-    """Validate every file the hub loads from the rules paths (default: HUB_RULES_PATH): rules, vars,
-    segments, tiers and loyalty. Exit 1 listing every error as path:line:col."""
+    """Validate every file the hub loads from the rules paths.
+
+    PATHS default to HUB_RULES_PATH: rules, vars, segments, tiers and loyalty. Exit 1 listing every
+    error as path:line:col."""
     from hub.check import check as run
 
     summary, errors = run(list(paths) or _default_paths())
@@ -45,7 +47,9 @@ def check(paths: tuple[str, ...]) -> None:
 @hub_url
 @click.option("--json", "as_json", is_flag=True, help="The status as one JSON object.")
 def status(url: str, as_json: bool) -> None:
-    """The rules the running hub runs: version, files, load time, and the last change it refused."""
+    """The rules the running hub runs.
+
+    Version, files, load time, and the last change it refused."""
     from hub.cli import remote
 
     report = remote.call(url, "GET", "/api/rules")
@@ -84,13 +88,15 @@ def _read_events(file: str) -> list[CanonicalEvent]:
               help="Canonical events as JSON lines (what `hub normalize` prints, or an export).")
 @click.option("--rules", "rules_paths", multiple=True, type=click.Path(exists=True),
               help="Rules files or folders (default: HUB_RULES_PATH). Repeatable.")
-@click.option("--now", "now_text", help="Plan every event at this RFC 3339 time (default: each at its own time).")
+@click.option("--now", "now_text", metavar="TIME", help="Plan every event at this RFC 3339 time (default: each at its own time).")
 @click.option("--table", is_flag=True, help="A readable table instead of JSON lines.")
 @click.option("--from-store", is_flag=True, help="Use the events stored in the hub's database.")
-@click.option("--since", default="7d", show_default=True, help="With --from-store: how far back (7d, 12h).")
+@click.option("--since", default="7d", show_default=True, metavar="AGE", help="With --from-store: how far back (7d, 12h).")
 def simulate(events_file: str | None, rules_paths: tuple[str, ...], now_text: str | None, table: bool,
              from_store: bool, since: str) -> None:
-    """Dry-run: every action the rules would plan for these events (nothing is sent or stored)."""
+    """Every action the rules would plan for these events.
+
+    A dry run: nothing is sent or stored."""
     from hub.kernel.values import parse_time
     from hub.rules import LocatedError, load_rules, parse_duration
     from hub.simulate import simulate as run
@@ -147,7 +153,9 @@ def _table(rows: list[dict]) -> None:
 @click.argument("rule_id")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def report(rule_id: str, as_json: bool) -> None:
-    """A rule's split variants: steps planned and sent, goal conversions and the conversion rate."""
+    """A rule's split variants and their conversions.
+
+    Per variant: steps planned and sent, goal conversions and the conversion rate."""
     from hub.rules.goals import report as build
     from hub.runtime import current
 

@@ -40,7 +40,9 @@ def list_(as_json: bool) -> None:
 @segments.command()
 @click.option("--no-sync", is_flag=True, help="Update memberships only; plan no tool updates.")
 def recompute(no_sync: bool) -> None:
-    """Re-evaluate every subscriber now (what the scheduler's sweep does)."""
+    """Re-evaluate every subscriber now.
+
+    What the scheduler's sweep does; the counts are printed as one JSON object."""
     from hub.cli.progress import progress
     from hub.segments.sweep import recompute_all
     from hub.store import Subscriber
@@ -57,9 +59,9 @@ def recompute(no_sync: bool) -> None:
 @click.option("--repair", is_flag=True, help="Plan the actions that bring the tools back in line.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per difference, one a line.")
 def reconcile(repair: bool, as_json: bool) -> None:
-    """Compare what the tools hold with what the hub holds; report drift (exit 1), or --repair it.
+    """Compare what the tools hold with what the hub holds.
 
-    List and tag members are read from each live tool; dry-run tools and property targets are
+    Drift is reported (exit 1), or with --repair put right. List and tag members are read from each live tool; dry-run tools and property targets are
     compared with the hub's record of confirmed syncs."""
     from hub.segments.sync import reconcile as run
 

@@ -9,13 +9,15 @@ from hub.runtime import current
 
 @click.group()
 def db() -> None:
-    """Database schema."""
+    """Database schema (upgrade)."""
 
 
 @db.command()
 def upgrade() -> None:
-    """Apply the migrations (creates the SQLite file in embedded mode), then derive the MRR ledger's
-    per-row cohort figures where missing (else the first KPI read after an upgrade does it)."""
+    """Apply the migrations.
+
+    In the embedded mode this creates the SQLite file. Then the MRR ledger's per-row cohort figures
+    are derived where missing (else the first KPI read after an upgrade does it)."""
     from hub.kpis import ledger
     from hub.store.migrate import upgrade as run_upgrade
 

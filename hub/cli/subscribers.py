@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from typing import Any
 
 import click
 
+from hub.cli.options import json_option, window
 from hub.runtime import current
 from hub.subscribers import identity, profile
 
@@ -22,7 +24,9 @@ def subscribers() -> None:
 @click.option("--timeline", default=20, show_default=True, help="How many recent events to show.")
 @click.option("--json", "as_json", is_flag=True, help="The profile as one JSON object.")
 def show(key: str, timeline: int, as_json: bool) -> None:
-    """Show a subscriber's profile by id or e-mail, with a timeline of events."""
+    """Show a subscriber's profile and timeline.
+
+    KEY is a subscriber id or an e-mail address."""
     with current().store.session() as session:
         found = profile.show(session, key, timeline=timeline)
     if found is None:
@@ -64,11 +68,14 @@ def _print_profile(p: dict[str, Any]) -> None:
 
 @subscribers.command()
 @click.option("--all", "include_resolved", is_flag=True, help="Include resolved conflicts.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per conflict, one a line.")
-def conflicts(include_resolved: bool, as_json: bool) -> None:
-    """List subscribers that look like one person but were not merged (and why)."""
+@window
+@json_option("One JSON object per conflict, one a line.")
+def conflicts(include_resolved: bool, since: datetime | None, until: datetime | None, as_json: bool) -> None:
+    """List subscribers that look like one person, unmerged.
+
+    Each with the reason they were kept apart."""
     with current().store.session() as session:
-        found = identity.conflicts(session, include_resolved)
+        found = identity.conflicts(session, include_resolved, since=since, until=until)
     if as_json:
         for row in found:  # one object per line
             click.echo(json.dumps(row, sort_keys=True, default=str))
@@ -85,7 +92,9 @@ def conflicts(include_resolved: bool, as_json: bool) -> None:
 @click.argument("other", type=int)
 @click.option("--reason", default="merged by an operator", show_default=True, help="Recorded with the merge.")
 def merge(keep: int, other: int, reason: str) -> None:
-    """Merge subscriber OTHER into KEEP (recorded; undo with ``unmerge``)."""
+    """Merge subscriber OTHER into KEEP.
+
+    The merge is recorded; `hub subscribers unmerge` undoes it."""
     from sqlalchemy import update
 
     from hub.store import Subscriber
@@ -108,7 +117,9 @@ def merge(keep: int, other: int, reason: str) -> None:
 @subscribers.command()
 @click.argument("merge_id", type=int)
 def unmerge(merge_id: int) -> None:
-    """Undo merge MERGE_ID: the two subscribers are separated again and kept apart."""
+    """Undo merge MERGE_ID.
+
+    The two subscribers are separated again and kept apart."""
     with current().store.session() as session:
         try:
             winner, loser = identity.unmerge(session, merge_id, _weights())

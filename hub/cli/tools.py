@@ -22,7 +22,9 @@ from hub.config import load_settings, markdown_table
 @click.option("--now", is_flag=True, help="Date the event now (Stripe `created`, Chargebee `occurred_at`): a "
               "recorded sample is otherwise history to the playbook, recorded but never sent.")
 def post(connector_name: str, file: str, url: str, headers: tuple[str, ...], now: bool) -> None:
-    """Sign FILE with the configured secret, exactly as the provider would, and post it to the hub."""
+    """Sign a payload as the provider would and post it to the hub.
+
+    FILE is signed with the configured secret, exactly as CONNECTOR_NAME signs its webhooks."""
     connector = connectors.get(connector_name)
     if connector is None:
         raise click.BadParameter(f"unknown connector (known: {', '.join(sorted(connectors.REGISTRY))})")
@@ -72,7 +74,9 @@ def _dated_now(connector_name: str, body: bytes) -> bytes:
 @click.option("--markdown", is_flag=True, help="Print the configuration table (README).")
 @click.pass_context
 def config(ctx: click.Context, markdown: bool) -> None:
-    """Check the settings in force (exit 2 listing every problem), or print their documentation."""
+    """Check the settings in force, or print their documentation.
+
+    A bad setting exits 2, listing every problem."""
     if markdown:
         click.echo(markdown_table())
         return

@@ -10,6 +10,7 @@ left apart.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, update
@@ -198,8 +199,12 @@ def kept_apart(session: Session, a: int, b: int) -> bool:
         IdentityConflict.resolved_at.is_(None))).first() is not None
 
 
-def conflicts(session: Session, include_resolved: bool = False) -> list[dict[str, Any]]:
+def conflicts(session: Session, include_resolved: bool = False, *, since: datetime | None = None,
+              until: datetime | None = None) -> list[dict[str, Any]]:
+    """Conflicts found (``since`` <= found < ``until`` when given), oldest first."""
     query = select(IdentityConflict).order_by(IdentityConflict.id)
+    query = query.where(IdentityConflict.created_at >= since) if since else query
+    query = query.where(IdentityConflict.created_at < until) if until else query
     if not include_resolved:
         query = query.where(IdentityConflict.resolved_at.is_(None))
     out = []

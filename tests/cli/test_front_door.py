@@ -65,9 +65,40 @@ def test_every_option_has_help_text():
     assert missing == []
 
 
+def _first_paragraph(text: str) -> str:
+    return " ".join(text.split("\n\n")[0].split())
+
+
+def test_each_command_is_listed_with_the_first_line_of_its_own_help_never_cut_short():
+    """`hub --help` and `hub GROUP --help` list a command with exactly the line its own --help opens with."""
+    listed = {path: command.get_short_help_str(limit=62) for path, command in _all_commands()}
+    opens = {path: _first_paragraph(command.help or "") for path, command in _all_commands()}
+    assert {p: line for p, line in listed.items() if line != opens[p]} == {}
+    assert [p for p, line in listed.items() if line.endswith("...") or not line.endswith(".")] == []
+    for name in [n for n, c in _all_commands() if isinstance(c, click.Group)]:
+        shown = CliRunner().invoke(cli, [*name.split(), "--help"], terminal_width=80).stdout
+        commands = shown.partition("Commands:")[2]
+        assert "..." not in commands, name
+
+
+def test_option_help_is_a_capitalised_sentence_and_times_have_a_telling_metavar():
+    sloppy = [f"hub {path} {param.opts[0]}: {param.help}" for path, command in _all_commands()
+              for param in command.params if isinstance(param, click.Option) and param.help
+              and not (param.help[0].isupper() or param.help[0] in "`-") or
+              isinstance(param, click.Option) and param.help and not param.help.rstrip().endswith((".", ")"))]
+    assert sloppy == []
+    ctx = click.Context(cli)
+    times = [f"hub {path} {param.opts[0]}" for path, command in _all_commands() for param in command.params
+             if isinstance(param, click.Option) and param.name in ("since", "until", "start", "end", "from_", "now_text")
+             and param.make_metavar(ctx) == "TEXT"]
+    assert times == []
+
+
 def test_every_listing_command_has_json():
-    listing = ["events", "deliveries", "actions", "connectors", "segments list", "subscribers conflicts", "metrics",
-               "privacy redactions", "rules status", "replay", "explain"]
+    listing = ["events", "deliveries", "actions", "connectors", "connectors health", "segments list",
+               "segments reconcile", "subscribers conflicts", "subscribers show", "metrics", "metrics cohorts",
+               "privacy redactions", "rules status", "rules report", "replay", "explain", "import", "backfill",
+               "changes apply", "alerts check"]
     by_path = dict(_all_commands())
     assert [p for p in listing if "--json" not in {o for param in by_path[p].params for o in param.opts}] == []
 
@@ -198,3 +229,30 @@ def test_json_lists_are_one_object_per_line_and_single_items_one_object(hub):
     single = runner.invoke(cli, ["metrics", "--json"])
     assert single.exit_code == 0, single.output
     assert len(single.stdout.splitlines()) == 1 and isinstance(json.loads(single.stdout), dict)
+
+
+def test_redactions_and_conflicts_take_since_and_until_too(hub):
+    from hub.store import Subscriber, utcnow
+    from hub.store.privacy_models import Redaction
+    from hub.store.subscriber_models import IdentityConflict
+
+    long_ago = utcnow() - timedelta(days=30)
+    with hub.store.session() as s:
+        a, b = (Subscriber(email=f"{n}@example.com", created_at=long_ago, updated_at=long_ago) for n in "ab")
+        s.add_all([a, b])
+        s.flush()
+        s.add(IdentityConflict(subscriber_id=a.id, other_id=b.id, reason="same e-mail", created_at=long_ago))
+        s.add(Redaction(identifiers_hash="0" * 64, identifier_hashes=[], subscriber_ids=[], counts={},
+                        provider="operator", requested_at=long_ago, completed_at=long_ago))
+    runner = CliRunner()
+    for listing in (["subscribers", "conflicts"], ["privacy", "redactions"]):
+        assert len(runner.invoke(cli, [*listing, "--json", "--since", "40d"]).stdout.splitlines()) == 1, listing
+        assert runner.invoke(cli, [*listing, "--json", "--since", "20d"]).stdout == "", listing
+        assert len(runner.invoke(cli, [*listing, "--json", "--until", "20d"]).stdout.splitlines()) == 1, listing
+
+
+def test_alerts_check_lists_readings_as_json(hub):
+    result = CliRunner().invoke(cli, ["alerts", "check", "--all", "--json"])
+    assert result.exit_code == 0, result.output
+    readings = [json.loads(line) for line in result.stdout.splitlines()]
+    assert readings and all({"key", "firing", "summary"} <= set(r) or {"event", "key"} <= set(r) for r in readings)
