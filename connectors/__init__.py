@@ -60,3 +60,20 @@ def action_spec(qualified: str):  # type: ignore[no-untyped-def]
     if connector is None or action not in connector.actions:
         return None
     return connector, connector.actions[action]
+
+
+def on_repeat(connector: Connector, action: str):  # type: ignore[no-untyped-def]
+    """What a repeat of ``connector.action`` does after a lost answer (its own, else the connector's)."""
+    return connector.actions[action].on_repeat or connector.on_repeat
+
+
+def repeat_table() -> str:
+    """The Markdown table of docs/delivery.md: every action that sends, and whether a repeat after a
+    timeout can double its effect (generated from the registry; tests/outbound/test_repeat.py checks it)."""
+    lines = ["| action | a repeat after a timeout | what keeps it single |", "|---|---|---|"]
+    for name, connector in REGISTRY.items():
+        for action in connector.actions:
+            known = on_repeat(connector, action)
+            effect, how = (known.effect, known.how) if known else ("**can double**", "not documented")
+            lines.append(f"| `{name}.{action}` | {effect} | {how} |")
+    return "\n".join(lines) + "\n"

@@ -89,6 +89,21 @@ class BatchSpec:
 
 
 @dataclass(frozen=True)
+class OnRepeat:
+    """What a second call of an action does when the first one's answer was lost (a timeout, a
+    connection reset, a killed worker): the first may or may not have reached the destination, so the
+    outbox sends it again. ``effect`` is the verdict (``single``, or ``single`` with its condition)
+    and ``how`` what makes it so; docs/delivery.md lists both for every action (tests check it)."""
+
+    effect: str
+    how: str
+
+
+#: the common case: an action that sets state (a field, a membership) leaves the same state twice
+SETS_STATE = OnRepeat("single", "it sets state: a repeat leaves the same state")
+
+
+@dataclass(frozen=True)
 class ActionSpec:
     """An outbound action a rule can call as ``<connector>.<name>``."""
 
@@ -100,6 +115,8 @@ class ActionSpec:
     bucket: str = "default"
     #: set when the provider has a bulk endpoint for this action
     batch: BatchSpec | None = None
+    #: a repeat after a lost answer (default: the connector's ``on_repeat``)
+    on_repeat: OnRepeat | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +142,10 @@ class ActionContext:
     key: str  # the planned action's unique key: the idempotency key sent to the provider
     action_id: int | None = None
     subscriber: dict[str, Any] = field(default_factory=dict)
+    #: which try this is; above 1 an earlier try may have reached the destination unanswered
+    attempt: int = 1
+    #: when the first try began (retries only): what a destination that keeps no key can be asked about
+    tried_since: datetime | None = None
 
 
 class Connector:
@@ -151,6 +172,8 @@ class Connector:
     circuit_cooldown: ClassVar[float] = 30.0
     #: path of a harmless authenticated GET used by ``hub connectors test`` (see ``check``)
     check_path: ClassVar[str | None] = None
+    #: what a repeat of its actions does after a lost answer, unless an ActionSpec says otherwise
+    on_repeat: ClassVar[OnRepeat | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Every connector that sends gets an ``HUB_<NAME>_RATE_LIMIT`` override setting, unless it

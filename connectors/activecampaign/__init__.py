@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from connectors.activecampaign import client as api
 from connectors.activecampaign import normalize, verify
-from connectors.base import Connector, InboundRequest, RawDelivery, SyncTarget
+from connectors.base import SETS_STATE, Connector, InboundRequest, RawDelivery, SyncTarget
 from connectors.http import ApiClient, Outcome
 from hub.kernel.errors import PayloadError
 from hub.kernel.mapping import table
@@ -54,6 +54,7 @@ class ActiveCampaignConnector(Connector):
 
     # -- outbound: 5 requests/s per account, shared by every key --------------------------------
     actions = api.ACTIONS
+    on_repeat = SETS_STATE
     sync_targets = (SyncTarget("tag", add="add_tag", remove="remove_tag", param="tag"),
                     SyncTarget("list", add="subscribe_list", remove="unsubscribe_list", param="list"),
                     SyncTarget("fields", set="set_field", param="field"))

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlparse
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from connectors.base import ActionContext, ActionSpec
+from connectors.base import ActionContext, ActionSpec, OnRepeat
 from connectors.http import ApiClient, Outcome
 from hub.kernel.errors import PermanentError
 from hub.kernel.settings import Settings
+from hub.kernel.values import parse_time
 
 API = "/api/3"
 RATE_LIMITS: dict[str, tuple[int, float]] = {"default": (5, 1.0)}  # per account, every key shares it
@@ -265,6 +267,10 @@ def track_event(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -
     email = _email(params, ctx)
     if email:
         form["visit"] = json.dumps({"email": email}, separators=(",", ":"))
+    if ctx.attempt > 1 and not client.dry_run and (email or ctx.subscriber.get("external_id")):
+        already = _tracked_since(client, params, ctx, form)
+        if already is not None:
+            return already
     tracker = ApiClient(client.track_url, {"Content-Type": "application/x-www-form-urlencoded"},
                         dry_run=client.dry_run, timeout=client.timeout, session=client.session)
     tracker.secret_fields, tracker.throttle = client.secret_fields, client.throttle
@@ -274,6 +280,36 @@ def track_event(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -
         raise PermanentError(f"event tracking refused the event: {outcome.data.get('message', '')}",
                              status=outcome.status_code, response=outcome.response)
     return outcome
+
+
+SKEW = timedelta(minutes=5)  # between the hub's clock and ActiveCampaign's
+
+
+def _tracked_since(client: ApiClient, params: dict[str, Any], ctx: ActionContext, form: dict[str, str]
+                   ) -> Outcome | None:
+    """A retry of ``track_event``: the tracking endpoint takes no idempotency key, so ask the contact's
+    tracking log whether the first try arrived. Returns the lookup as the outcome when an entry of the
+    same event and data was recorded since the first try, else None (send it)."""
+    contact = contact_id(client, params, ctx, create=False)
+    if contact is None:
+        return None  # no such contact: the first try did not record anything against one
+    since = (ctx.tried_since or datetime.now(timezone.utc)) - SKEW
+    outcome = client.request("GET", f"{API}/trackingLogs", whole=True, params={
+        "filters[subscriberid]": contact, "filters[type]": form["event"],  # type: substring match
+        "orders[tstamp]": "DESC", "limit": PAGE})
+    sent = form.get("eventdata", "")
+    for entry in (outcome.data or {}).get("trackingLogs") or []:
+        try:
+            at = parse_time(entry.get("tstamp"))
+        except (TypeError, ValueError):
+            continue
+        value = str(entry.get("value") or "")
+        # the log keeps the data cut short (about 255 characters): a long value matches on its start
+        same = value == sent or (len(value) >= 200 and sent.startswith(value))
+        if entry.get("type") == form["event"] and same and at >= since:
+            outcome.extra["already"] = {"tracking_log": entry.get("id"), "tstamp": entry.get("tstamp")}
+            return outcome
+    return None
 
 
 def check(client: ApiClient) -> Outcome:
@@ -291,7 +327,12 @@ ACTIONS: dict[str, ActionSpec] = {
                                    "Unsubscribe a contact from a list."),
     "set_field": ActionSpec("set_field", FieldParams, set_field, "Set one custom field value on a contact."),
     "track_event": ActionSpec("track_event", TrackEventParams, track_event,
-                              "Record a custom event (Event Tracking must be on in the account)."),
+                              "Record a custom event (Event Tracking must be on in the account).",
+                              on_repeat=OnRepeat(
+                                  "single, unless ActiveCampaign has not yet listed the first one when the retry "
+                                  "looks", "the endpoint takes no key, so a retry first reads the contact's "
+                                  "tracking log (`GET /api/3/trackingLogs`): an entry of the same event and data "
+                                  "recorded since the first try counts as this one, and nothing is sent again")),
 }
 
 

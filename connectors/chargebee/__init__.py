@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.base import Connector, InboundRequest, RawDelivery
+from connectors.base import Connector, InboundRequest, OnRepeat, RawDelivery
 from connectors.chargebee import client, normalize, verify
 from hub.kernel.mapping import table
 from hub.kernel.settings import Setting, Settings
@@ -26,6 +26,7 @@ class ChargebeeConnector(Connector):
     kept_headers = ("content-type", "user-agent")  # never the Authorization header: it holds the password
     outbound_settings = ("HUB_CHARGEBEE_API_KEY",)
     actions = client.ACTIONS
+    on_repeat = OnRepeat("single", client.IDEMPOTENT)
     rate_limits = client.RATE_LIMITS
     check_path = "/api/v2/subscriptions?limit=1"
 

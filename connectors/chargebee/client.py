@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from marshmallow import Schema, fields, validate
 
-from connectors.base import ActionContext, ActionSpec
+from connectors.base import ActionContext, ActionSpec, OnRepeat
 from connectors.http import ApiClient, Outcome, form_value, unix_seconds
 from hub.kernel.errors import PermanentError
 from hub.kernel.settings import Settings
@@ -126,9 +126,13 @@ def change_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionCo
         "end_of_term": params.get("end_of_term")})
 
 
+IDEMPOTENT = "`chargebee-idempotency-key` = the action key on every POST"
+
 ACTIONS: dict[str, ActionSpec] = {
     "collect_payment": ActionSpec("collect_payment", CollectPaymentParams, collect_payment,
-                                  "Collect an unpaid invoice now (dunning retry)."),
+                                  "Collect an unpaid invoice now (dunning retry).",
+                                  on_repeat=OnRepeat("single", IDEMPOTENT + "; later, a paid invoice cannot be "
+                                                               "collected again")),
     "pause_subscription": ActionSpec("pause_subscription", PauseSubscriptionParams, pause_subscription,
                                      "Pause a subscription."),
     "cancel_subscription": ActionSpec("cancel_subscription", CancelSubscriptionParams, cancel_subscription,

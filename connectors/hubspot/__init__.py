@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from connectors import payload
-from connectors.base import Connector, InboundRequest, RawDelivery, SyncTarget
+from connectors.base import SETS_STATE, Connector, InboundRequest, RawDelivery, SyncTarget
 from connectors.hubspot import client
 from connectors.hubspot import normalize as normalizer
 from connectors.hubspot import verify as verifier
@@ -57,6 +57,7 @@ class HubSpotConnector(Connector):
 
     # -- outbound ----------------------------------------------------------------------------
     actions = client.ACTIONS
+    on_repeat = SETS_STATE
     sync_targets = (SyncTarget("list", add="add_to_list", remove="remove_from_list", param="list_id"),
                     SyncTarget("properties", set="set_properties"))
     members = staticmethod(client.members)

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from marshmallow import Schema, fields, validate
 
-from connectors.base import ActionContext, ActionSpec, BatchSpec, ItemOutcome
+from connectors.base import ActionContext, ActionSpec, BatchSpec, ItemOutcome, OnRepeat
 from connectors.http import ID_TTL, ApiClient, LocalCache, Outcome
 from hub.kernel.errors import ActionError, PermanentError, RetriableError
 from hub.kernel.settings import Settings
@@ -332,7 +332,9 @@ ACTIONS: dict[str, ActionSpec] = {
                                  batch=UPSERT_BATCH),
     "send_event": ActionSpec("send_event", SendEventParams, send_event,
                              "Send a custom behavioral event (uuid = action key, so sent once).",
-                             batch=EVENTS_BATCH),
+                             batch=EVENTS_BATCH,
+                             on_repeat=OnRepeat("single", "`uuid` = the action key: HubSpot keeps the first "
+                                                          "event with a uuid")),
     "add_to_list": ActionSpec("add_to_list", ListMembershipParams, add_to_list,
                               "Add a contact to a MANUAL or SNAPSHOT list.", batch=ADD_BATCH),
     "remove_from_list": ActionSpec("remove_from_list", ListMembershipParams, remove_from_list,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from connectors import payload
-from connectors.base import Connector, InboundRequest, RawDelivery, SyncTarget
+from connectors.base import SETS_STATE, Connector, InboundRequest, RawDelivery, SyncTarget
 from connectors.klaviyo import client, normalize, verify
 from hub.kernel.errors import PayloadError
 from hub.kernel.mapping import table
@@ -34,6 +34,7 @@ class KlaviyoConnector(Connector):
     kept_headers = ("klaviyo-signature", "klaviyo-timestamp", "klaviyo-webhook-id", "content-type", "user-agent")
     outbound_settings = ("HUB_KLAVIYO_API_KEY",)
     actions = client.ACTIONS
+    on_repeat = SETS_STATE
     sync_targets = (SyncTarget("list", add="add_to_list", remove="remove_from_list", param="list_id"),
                     SyncTarget("properties", set="upsert_profile"))
     members = staticmethod(client.members)

@@ -13,7 +13,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from connectors.base import ActionContext, ActionSpec, BatchSpec, ItemOutcome
+from connectors.base import ActionContext, ActionSpec, BatchSpec, ItemOutcome, OnRepeat
 from connectors.http import ID_TTL, ApiClient, LocalCache, Outcome
 from hub.kernel.errors import ActionError, PermanentError
 from hub.kernel.settings import Settings
@@ -355,7 +355,8 @@ def remove_from_list(client: ApiClient, params: dict[str, Any], ctx: ActionConte
 
 ACTIONS: dict[str, ActionSpec] = {
     "track_event": ActionSpec("track_event", TrackEventParams, track_event,
-                              "Record a metric event on a profile (drives Klaviyo flows).", bucket="events"),
+                              "Record a metric event on a profile (drives Klaviyo flows).", bucket="events",
+                              on_repeat=OnRepeat("single", "`unique_id` = the action key: Klaviyo drops a repeat")),
     "upsert_profile": ActionSpec("upsert_profile", UpsertProfileParams, upsert_profile,
                                  "Create or update a profile (null clears a field, omitted is unchanged).",
                                  bucket="profiles"),

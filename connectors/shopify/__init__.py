@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from connectors.base import Connector, InboundRequest, RawDelivery
+from connectors.base import SETS_STATE, Connector, InboundRequest, RawDelivery
 from connectors.shopify import client, normalize, verify
 from hub.kernel.events import CanonicalEvent
 from hub.kernel.mapping import table
@@ -29,6 +29,7 @@ class ShopifyConnector(Connector):
     inbound_settings = ("HUB_SHOPIFY_WEBHOOK_SECRET",)
     outbound_settings = ("HUB_SHOPIFY_SHOP", "HUB_SHOPIFY_ACCESS_TOKEN")
     actions = client.ACTIONS
+    on_repeat = SETS_STATE  # a refusal because the contract is already paused or cancelled counts as done
     rate_limits = client.RATE_LIMITS
     # both header flavours: X-Shopify-* and the unprefixed shopify-* of the "Events" delivery
     kept_headers = tuple(f"{prefix}shopify-{name}" for prefix in ("x-", "") for name in (

@@ -23,7 +23,7 @@ from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validates
 
-from connectors.base import ActionContext, ActionSpec
+from connectors.base import ActionContext, ActionSpec, OnRepeat
 from connectors.http import ApiClient, Outcome
 from hub.kernel.errors import CredentialsError, PermanentError, RetriableError
 from hub.kernel.settings import Settings
@@ -210,7 +210,9 @@ def cancel_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionCo
 
 ACTIONS: dict[str, ActionSpec] = {
     "retry_payment": ActionSpec("retry_payment", RetryPaymentParams, retry_payment,
-                                "Create a billing attempt on a subscription contract (dunning retry)."),
+                                "Create a billing attempt on a subscription contract (dunning retry).",
+                                on_repeat=OnRepeat("single", "`idempotencyKey` = the action key: one billing "
+                                                             "attempt, one order, per key")),
     "pause_subscription": ActionSpec("pause_subscription", PauseSubscriptionParams, pause_subscription,
                                      "Pause a subscription contract."),
     "cancel_subscription": ActionSpec("cancel_subscription", CancelSubscriptionParams, cancel_subscription,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connectors.base import Connector, InboundRequest, RawDelivery
+from connectors.base import Connector, InboundRequest, OnRepeat, RawDelivery
 from connectors.stripe import client, normalize, verify
 from hub.kernel.errors import VerificationError
 from hub.kernel.mapping import table
@@ -22,6 +22,7 @@ class StripeConnector(Connector):
     outbound_settings = ("HUB_STRIPE_API_KEY",)
     kept_headers = ("stripe-signature", "content-type", "user-agent")
     actions = client.ACTIONS
+    on_repeat = OnRepeat("single", client.IDEMPOTENT)
     rate_limits = client.RATE_LIMITS
     check_path = "/v1/balance"
 

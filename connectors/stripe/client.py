@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import requests
 from marshmallow import Schema, fields, validate
 
-from connectors.base import ActionContext, ActionSpec
+from connectors.base import ActionContext, ActionSpec, OnRepeat
 from connectors.http import ApiClient, Outcome, _body_text, form_value, retry_after_seconds, unix_seconds
 from hub.kernel.errors import CredentialsError, PermanentError, RetriableError
 from hub.kernel.settings import Settings
@@ -178,9 +178,14 @@ def change_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionCo
     return stripe.call("POST", path, ctx, form)
 
 
+IDEMPOTENT = ("`Idempotency-Key` = the action key on every POST (Stripe answers a repeat with the first "
+              "answer for at least 24 h); DELETE is idempotent")
+
 ACTIONS: dict[str, ActionSpec] = {
     "retry_payment": ActionSpec("retry_payment", RetryPaymentParams, retry_payment,
-                                "Pay an open invoice now (dunning retry)."),
+                                "Pay an open invoice now (dunning retry).",
+                                on_repeat=OnRepeat("single", IDEMPOTENT + "; later, a paid invoice cannot be paid "
+                                                             "again")),
     "pause_subscription": ActionSpec("pause_subscription", PauseSubscriptionParams, pause_subscription,
                                      "Pause payment collection on a subscription."),
     "cancel_subscription": ActionSpec("cancel_subscription", CancelSubscriptionParams, cancel_subscription,

@@ -3,8 +3,8 @@ POSTed to a merchant's endpoint, signed per Standard Webhooks (``signature.py``)
 the SSRF guard (``guard.py``): the host is resolved and checked once, the connection goes to that
 address, redirects are refused.
 
-``webhook-id`` is the planned action's key, the same on every retry, so the receiver can drop
-repeats; ``webhook-timestamp`` and the signatures are fresh on each attempt.
+``webhook-id`` (and ``Idempotency-Key``) is the planned action's key, the same on every retry, so the
+receiver can drop repeats; ``webhook-timestamp`` and the signatures are fresh on each attempt.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import requests
 from marshmallow import Schema, ValidationError, fields, validates
 
-from connectors.base import ActionContext, ActionSpec
+from connectors.base import ActionContext, ActionSpec, OnRepeat
 from connectors.http import ApiClient, Outcome
 from connectors.webhook import guard, signature
 from hub.kernel.errors import PermanentError
@@ -53,6 +53,7 @@ class WebhookClient(ApiClient):
         ts = int(time.time()) if timestamp is None else timestamp
         headers = ({**signature.sign(body.encode(), msg_id, self.secrets, ts)} if self.secrets else
                    {"webhook-id": msg_id, "webhook-timestamp": str(ts)})
+        headers["Idempotency-Key"] = msg_id  # the IETF header, for receivers that dedupe on it rather than webhook-id
         self._target = target
         return self.request("POST", url, form=body, headers=headers)
 
@@ -99,5 +100,10 @@ def post(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outco
 
 ACTIONS: dict[str, ActionSpec] = {
     "post": ActionSpec("post", PostParams, post,
-                       "POST a signed JSON payload (Standard Webhooks) to a merchant's https endpoint."),
+                       "POST a signed JSON payload (Standard Webhooks) to a merchant's https endpoint.",
+                       on_repeat=OnRepeat(
+                           "single for a receiver that drops repeated ids", "`webhook-id` and `Idempotency-Key` = "
+                           "the action key on every try, and the same payload: a receiver that remembers the ids "
+                           "it processed, as Standard Webhooks asks, sees one message (nothing to look up: the "
+                           "hub cannot ask a merchant's endpoint what it received)")),
 }

@@ -21,7 +21,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from marshmallow import ValidationError
-from sqlalchemy import and_, case, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 
 import connectors
 from connectors.base import ActionContext, Connector
@@ -111,15 +111,22 @@ def claim(hub: "Hub", connector: str, lead: int | None = None, limit: int = CLAI
         rows = session.execute(update(Action).where(Action.id.in_(picked), pending).values(
             status=ActionStatus.SENDING, attempts=Action.attempts + 1, lease_until=lease, updated_at=now,
         ).returning(Action.id, Action.key, Action.name, Action.params, Action.attempts, Action.subscriber_id,
-                    Action.dispatch_seq, Action.due_at)).all()
+                    Action.dispatch_seq, Action.due_at, Action.created_at)).all()
         profiles = profile.for_rules_many(session, (row.subscriber_id for row in rows if row.subscriber_id))
+        # a retry may follow a try that reached the destination unanswered: destinations that keep no
+        # idempotency key are asked what arrived since the first try (docs/delivery.md)
+        retries = [row.id for row in rows if row.attempts > 1]
+        first_tries = dict(session.execute(select(Attempt.action_id, func.min(Attempt.started_at))
+                                           .where(Attempt.action_id.in_(retries)).group_by(Attempt.action_id)
+                                           ).all()) if retries else {}
         items = []
         for row in sorted(rows, key=lambda r: (r.id != lead, r.due_at, r.id)):
             seen = profiles.get(row.subscriber_id, {})
             subscriber = {**seen, "external_id": (seen.get("external_ids") or {}).get(connector)}
-            items.append(Item(row.id, row.key, row.name, row.params or {}, row.attempts,
-                              ActionContext(key=row.key, action_id=row.id, subscriber=subscriber),
-                              connector, row.due_at))
+            context = ActionContext(key=row.key, action_id=row.id, subscriber=subscriber, attempt=row.attempts,
+                                    tried_since=first_tries.get(row.id, row.created_at) if row.attempts > 1 else None)
+            items.append(Item(row.id, row.key, row.name, row.params or {}, row.attempts, context, connector,
+                              row.due_at))
     jobs.withdraw(hub.redis, jobs.deliver_queue_name(connector),
                   [jobs.action_job_id(row.id, row.dispatch_seq) for row in rows if row.id != lead])
     return items

@@ -133,7 +133,7 @@ def test_without_a_secret_nothing_is_sent_and_the_exact_request_is_recorded(publ
     timestamp = outcome.request["headers"]["webhook-timestamp"]
     assert outcome.request == {"method": "POST", "url": URL, "body": '{"id":"e1"}', "headers": {
         "Content-Type": "application/json", "User-Agent": "subscriber-hub-webhooks",
-        "webhook-id": KEY, "webhook-timestamp": timestamp}}
+        "webhook-id": KEY, "webhook-timestamp": timestamp, "Idempotency-Key": KEY}}
 
 
 # -- SSRF guard ------------------------------------------------------------------------------
