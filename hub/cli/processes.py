@@ -49,11 +49,16 @@ def _flush_relay(server: Any, worker: Any) -> None:
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
 @click.option("--workers", default=2, show_default=True, type=int, help="Worker processes.")
 @click.option("--threads", default=8, show_default=True, type=int, help="App threads per process.")
-def serve(host: str, port: int, workers: int, threads: int) -> None:
+@click.option("--pid", "pidfile", type=click.Path(dir_okay=False), default=None,
+              help="Write the master's process id here (for `kill -HUP` / `kill -USR2`).")
+def serve(host: str, port: int, workers: int, threads: int, pidfile: str | None) -> None:
     """Serve the web app (webhooks, API, health) under gunicorn.
 
-    gunicorn processes serving with waitress. Each request is read whole, headers and body, before an app thread runs it, so slow clients
-    cost a connection, never a thread (see hub/web/server.py)."""
+    gunicorn processes serving with waitress. Each request is read whole, headers and body, before an
+    app thread runs it, so slow clients cost a connection, never a thread (see hub/web/server.py).
+    Restarts never close the port: `kill -HUP` replaces the worker processes, `kill -USR2` starts a
+    new master (new code) on the same socket, then `kill -TERM` stops the old one; a stopping worker
+    answers what it holds first."""
     from gunicorn.app.base import BaseApplication
 
     from hub import telemetry
@@ -67,8 +72,11 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("workers", workers)
             self.cfg.set("worker_class", "hub.web.server.WaitressWorker")
             self.cfg.set("threads", threads)
-            self.cfg.set("graceful_timeout", 4)  # SIGTERM: in-flight requests get 4 s, then exit
+            self.cfg.set("graceful_timeout", 4)  # SIGTERM: a worker drains for up to 4 s, then exits
+            if pidfile:
+                self.cfg.set("pidfile", pidfile)  # after USR2 the old master's moves to <pidfile>.oldbin
             self.cfg.set("keepalive", 2)
+            self.cfg.set("control_socket_disable", True)  # one fixed path per user: signals are the interface
             self.cfg.set("worker_exit", _flush_relay)
 
         def load(self) -> Any:

@@ -16,6 +16,14 @@ clients can take at most that many sockets, for at most that long.
 
 gunicorn still forks, supervises and restarts the worker processes (``WaitressWorker``), so the
 hub uses every core; inside each process waitress does the reading.
+
+A worker told to stop (SIGTERM: ``kill -HUP`` on the master replaces the workers, ``kill -TERM``
+stops them) drains instead of dropping what it holds: it stops accepting (the listening socket is
+the master's and stays open, so new connections wait in its backlog for the other workers), answers
+every request it has begun reading with ``Connection: close``, closes idle keep-alive connections,
+and exits once it holds none, or when the graceful timeout is up. With ``kill -USR2`` (a new master
+on the same socket, new code) then ``kill -TERM`` of the old master, the port never closes
+(README, Operations).
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ from hub.kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 
+IDLE_BEFORE_CLOSE = 1.0  # draining: seconds a keep-alive connection must have been idle to be closed
+
 
 class _DeadlineChannel(HTTPChannel):
     """An HTTP connection that remembers when the request it is reading began."""
@@ -47,14 +57,48 @@ class _DeadlineChannel(HTTPChannel):
     def received(self, data: bytes) -> bool:
         if self.request is None and data:
             self.request_started = time.monotonic()
-        return bool(super().received(data))
+        taken = bool(super().received(data))
+        if self.server.draining:
+            self.close_after_answers()
+        return taken
+
+    def close_after_answers(self) -> None:
+        """Answer the requests already read with ``Connection: close`` (waitress reads the request's
+        header to decide), so the client opens its next connection to a worker that stays."""
+        for request in list(self.requests):
+            request.headers["CONNECTION"] = "close"
+
+    @property
+    def idle(self) -> bool:
+        return self.request is None and not self.requests and not self.total_outbufs_len
 
 
 class _DeadlineServer(TcpWSGIServer):
     channel_class = _DeadlineChannel
     request_timeout = 30.0
+    draining = False
+    drain_until = 0.0
+
+    def drain(self, within: float) -> None:
+        """Stop accepting and leave once every connection held is answered (called by a signal
+        handler: the event loop does the work on its next pass, in ``maintenance``)."""
+        self.draining, self.drain_until = True, time.monotonic() + within
+        self.accepting = False  # the socket stays open in the master: new connections go to other workers
+        self.next_channel_cleanup = 0  # run maintenance on the loop's next pass
 
     def maintenance(self, now: float) -> None:
+        if self.draining:
+            self.next_channel_cleanup = 0  # every pass while draining (the loop wakes at least once a second)
+            for channel in list(self.active_channels.values()):
+                channel.close_after_answers()
+                # a keep-alive connection idle for a second is closed; one in use is closed by its
+                # next answer (Connection: close), so a client sending at that moment is not cut off
+                if channel.idle and time.time() - channel.last_activity >= IDLE_BEFORE_CLOSE:
+                    channel.will_close = True  # the event loop closes it on its next pass
+            if not self.active_channels or time.monotonic() > self.drain_until:
+                if self.active_channels:
+                    log.warning("graceful timeout: closing %d connection(s) still busy", len(self.active_channels))
+                raise SystemExit(0)  # out of the event loop: run() returns
         super().maintenance(now)  # idle connections (waitress's channel_timeout)
         cutoff = time.monotonic() - self.request_timeout
         for channel in list(self.active_channels.values()):
@@ -93,9 +137,9 @@ class WaitressWorker(Worker):  # type: ignore[misc]
     def run(self) -> None:
         from hub.runtime import current
 
-        server = make_server(self.wsgi, current().settings, self.sockets[0].sock, self.cfg.threads)
+        self.server = make_server(self.wsgi, current().settings, self.sockets[0].sock, self.cfg.threads)
         threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True).start()
-        server.run()  # returns once a signal handler below raises SystemExit in this thread
+        self.server.run()  # returns once draining is done, or a signal handler below raises SystemExit
 
     def _heartbeat(self) -> None:
         """Tell the gunicorn arbiter this process is alive; stop if the arbiter went away."""
@@ -106,9 +150,12 @@ class WaitressWorker(Worker):  # type: ignore[misc]
                 return
             time.sleep(1.0)
 
-    def handle_exit(self, sig: int, frame: Any) -> None:  # SIGTERM, SIGINT: stop serving
+    def handle_exit(self, sig: int, frame: Any) -> None:  # SIGTERM: drain, then stop
         super().handle_exit(sig, frame)
-        raise SystemExit(0)  # waitress's loop catches it and lets the app threads finish
+        server = getattr(self, "server", None)
+        if server is None:
+            raise SystemExit(0)  # not serving yet
+        server.drain(max(self.cfg.graceful_timeout - 0.5, 0.5))  # before the arbiter's SIGKILL
 
     def handle_quit(self, sig: int, frame: Any) -> None:  # SIGQUIT: stop now
         self.alive = False
