@@ -18,10 +18,11 @@ gunicorn still forks, supervises and restarts the worker processes (``WaitressWo
 hub uses every core; inside each process waitress does the reading.
 
 A worker told to stop (SIGTERM: ``kill -HUP`` on the master replaces the workers, ``kill -TERM``
-stops them) drains instead of dropping what it holds: it stops accepting (the listening socket is
-the master's and stays open, so new connections wait in its backlog for the other workers), answers
-every request it has begun reading with ``Connection: close``, closes idle keep-alive connections,
-and exits once it holds none, or when the graceful timeout is up. With ``kill -USR2`` (a new master
+stops them) drains instead of dropping what it holds: it stops accepting and lets go of its copy of the
+listening socket (the master's copy keeps the port open, so new connections wait in the backlog for
+the other workers; a master that is stopping too has closed its copy, and the port closes), answers
+every request it has begun reading with ``Connection: close``, closes keep-alive connections idle
+for a second, and exits once it holds none, or when the graceful timeout is up. With ``kill -USR2`` (a new master
 on the same socket, new code) then ``kill -TERM`` of the old master, the port never closes
 (README, Operations).
 """
@@ -86,9 +87,25 @@ class _DeadlineServer(TcpWSGIServer):
         self.accepting = False  # the socket stays open in the master: new connections go to other workers
         self.next_channel_cleanup = 0  # run maintenance on the loop's next pass
 
+    detached = False
+
+    def detach(self) -> None:
+        """Let go of this process's copy of the listening socket. While the master (or a new master)
+        keeps its copy, the port stays open for the other workers; when the master is stopping too,
+        the port closes at once, so a new connection is refused (a client or load balancer retries
+        it elsewhere) instead of waiting in a backlog nobody reads, to be reset when the last worker
+        leaves."""
+        listener = self.socket
+        placeholder = socket.socket(listener.family, socket.SOCK_STREAM)
+        os.dup2(placeholder.fileno(), listener.fileno())  # the fd now names a socket that listens to nothing
+        placeholder.close()
+        self.detached = True
+
     def maintenance(self, now: float) -> None:
         if self.draining:
             self.next_channel_cleanup = 0  # every pass while draining (the loop wakes at least once a second)
+            if not self.detached:
+                self.detach()
             for channel in list(self.active_channels.values()):
                 channel.close_after_answers()
                 # a keep-alive connection idle for a second is closed; one in use is closed by its

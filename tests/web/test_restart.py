@@ -86,7 +86,7 @@ class Poster:
                     conn.close()
                     conn = None
             except OSError as exc:
-                self.failed.append(f"{event_id}: {type(exc).__name__}: {exc}")
+                self.failed.append(f"{event_id} at {time.time():.3f}: {type(exc).__name__}: {exc}")
                 conn = None
 
     def finish(self) -> None:
@@ -157,3 +157,4 @@ def _get_health(port: int) -> bool:
 def _pids_in_group(pgid: int) -> list[int]:
     done = subprocess.run(["ps", "-o", "pid=", "-s", str(pgid)], capture_output=True, text=True)
     return [int(p) for p in done.stdout.split()]
+
