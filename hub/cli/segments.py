@@ -57,15 +57,18 @@ def recompute(no_sync: bool) -> None:
 
 @segments.command()
 @click.option("--repair", is_flag=True, help="Plan the actions that bring the tools back in line.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per difference, one a line.")
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object (differences in drift).")
 def reconcile(repair: bool, as_json: bool) -> None:
     """Compare what the tools hold with what the hub holds.
 
-    Drift is reported (exit 1), or with --repair put right. List and tag members are read from each live tool; dry-run tools and property targets are
-    compared with the hub's record of confirmed syncs."""
+    Drift is reported (exit 1), or with --repair put right. List and tag members are read from each
+    live tool; dry-run tools and property targets are compared with the hub's record of confirmed
+    syncs."""
+    from hub.cli.progress import progress
     from hub.segments.sync import reconcile as run
 
-    report = run(current(), repair=repair)
+    with progress("segments reconcile", 0) as advance:
+        report = run(current(), repair=repair, progress=lambda done, total: advance(done, total=total))
     if as_json:
         click.echo(json.dumps(report, sort_keys=True, default=str))  # one object, one line
     else:

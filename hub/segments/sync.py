@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -217,7 +217,8 @@ def read_tools(hub: "Hub", targets: dict[str, str]) -> tuple[dict[str, set[str]]
     return held, methods
 
 
-def reconcile(hub: "Hub", *, repair: bool = False) -> dict[str, Any]:
+def reconcile(hub: "Hub", *, repair: bool = False,
+              progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Compare what the tools hold with what the hub holds; optionally repair.
 
     List and tag targets of live tools are read from the tool (``method: tool``): a segment member
@@ -231,7 +232,7 @@ def reconcile(hub: "Hub", *, repair: bool = False) -> dict[str, Any]:
     cancelled is ``failed``; actions still on their way are ``pending``.
 
     ``repair`` plans, per drifted subscriber, the same actions the sync plans (same key scheme), so
-    every member's outcome is recorded.
+    every member's outcome is recorded. ``progress(done, total)`` is told every 100 subscribers compared.
     """
     from hub.kpis import Rates
     from hub.segments import config as config_mod
@@ -262,7 +263,9 @@ def reconcile(hub: "Hub", *, repair: bool = False) -> dict[str, Any]:
             known = set().union(*emails.values()) if emails else set()
             for target, members in in_tool.items():
                 by_target[target]["unknown"] = len(members - known)
-        for sid, row in rows.items():
+        for done, (sid, row) in enumerate(rows.items(), 1):
+            if progress and (done % 100 == 0 or done == len(rows)):
+                progress(done, len(rows))
             change = diff(row, evaluate(config, rates, row, now))
             mine = held.get(sid, {})
             force = []

@@ -69,6 +69,13 @@ def test_segments_recompute_reports_its_progress_and_its_counts(hub):
     assert "segments recompute: 0/0 in " in result.stderr
 
 
+def test_segments_reconcile_reports_its_progress_apart_from_its_json(hub):
+    result = CliRunner().invoke(cli, ["segments", "reconcile", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["drift"] == []
+    assert "segments reconcile: 0/0 in " in result.stderr
+
+
 def _events(n: int) -> str:
     return "".join(json.dumps(CanonicalEvent(
         type="subscriber.created", time="2026-01-01T00:00:00Z", provider="stripe", providereventid=f"evt_p{i}",

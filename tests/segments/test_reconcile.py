@@ -125,7 +125,7 @@ def test_reconcile_reads_the_tool_and_repairs_exactly_the_drift(make_hub, tmp_pa
 
     result = CliRunner().invoke(cli, ["segments", "reconcile", "--json"])
     assert result.exit_code == 1, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert sorted((d["email"], d["kind"], d["target"]) for d in report["drift"]) == [
         ("ex@x.com", "extra", target), ("lost@x.com", "missing", target)]
     (method,) = report["targets"]
@@ -159,7 +159,7 @@ def test_a_dry_run_tool_is_compared_with_the_sync_record(make_hub, tmp_path):
         session.execute(update(Action).where(Action.id == min(a.id for a in sync_actions(hub)))
                         .values(status=ActionStatus.FAILED))
 
-    report = json.loads(CliRunner().invoke(cli, ["segments", "reconcile", "--json"]).output)
+    report = json.loads(CliRunner().invoke(cli, ["segments", "reconcile", "--json"]).stdout)
     assert report["targets"] == [{"target": "klaviyo:list:KL1", "segment": "vip", "method": "record",
                                   "reason": "dry run"}]
     assert [(d["kind"], d["method"]) for d in report["drift"]] == [("failed", "record")]

@@ -103,7 +103,7 @@ def test_each_member_has_its_own_outcome_and_reconcile_repairs_failures(hub):
     members = responses.get(f"{KLAVIYO}/api/lists/KL1/profiles", json={"data": [], "links": {"next": None}})
     report = CliRunner().invoke(cli, ["segments", "reconcile", "--json"])
     assert report.exit_code == 1
-    drift = json.loads(report.output)["drift"]
+    drift = json.loads(report.stdout)["drift"]
     assert sorted((d["email"], d["target"], d["kind"]) for d in drift) == [
         ("one@x.com", "klaviyo:list:KL1", "missing"), ("two@x.com", "klaviyo:list:KL1", "missing")]
 
@@ -114,5 +114,5 @@ def test_each_member_has_its_own_outcome_and_reconcile_repairs_failures(hub):
     responses.replace(responses.GET, members.url, json={"data": [
         {"type": "profile", "id": "01A", "attributes": {"email": "one@x.com"}},
         {"type": "profile", "id": "01B", "attributes": {"email": "two@x.com"}}], "links": {"next": None}})
-    clean = json.loads(CliRunner().invoke(cli, ["segments", "reconcile", "--json"]).output)
+    clean = json.loads(CliRunner().invoke(cli, ["segments", "reconcile", "--json"]).stdout)
     assert clean["drift"] == [] and clean["in_sync"] == clean["checked"]
