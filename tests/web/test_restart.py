@@ -63,6 +63,7 @@ class Poster:
         self.port, self.name, self.keep_alive = port, name, keep_alive
         self.answered: list[str] = []  # event ids answered 200
         self.failed: list[str] = []  # anything else: refused, reset, timed out, not 200
+        self.times: list[float] = []  # when each answer came (benchmarks/restart.py: the longest gap)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -82,12 +83,14 @@ class Poster:
                 response = conn.getresponse()
                 response.read()
                 (self.answered if response.status == 200 else self.failed).append(event_id)
+                self.times.append(time.monotonic())
                 if not self.keep_alive or response.will_close:
                     conn.close()
                     conn = None
             except OSError as exc:
                 self.failed.append(f"{event_id} at {time.time():.3f}: {type(exc).__name__}: {exc}")
                 conn = None
+                time.sleep(0.01)  # a sender retrying at once, not spinning
 
     def finish(self) -> None:
         self.stop.set()
