@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from marshmallow import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 import connectors
 from hub.changes.preview import PreviewError, effective_at
+from hub.kernel.values import exponent
 from hub.outbound import outbox
 from hub.rules import PlannedAction
 from hub.store import Action, Attempt, Subscription, utcnow
@@ -69,7 +72,40 @@ def route(sub: Subscription, request: dict[str, Any]) -> tuple[str, str, dict[st
         return "chargebee", "change_subscription", {
             "subscription_id": sid, "item_price_id": request.get("plan"), "quantity": request.get("quantity"),
             "current_item_price_id": (sub.plan or {}).get("id"), "end_of_term": at_end}, at_end
+    if sub.provider == "shopify":
+        # Shopify schedules nothing: a change at the period end or on a date is planned for then here
+        if change in ("pause", "resume", "cancel"):
+            return "shopify", f"{change}_subscription", {"subscription_id": sid}, False
+        price = request.get("plan_amount") if change == "change_plan" else None
+        return "shopify", "change_subscription", {
+            "subscription_id": sid, "variant_id": request.get("plan") if change == "change_plan" else None,
+            "quantity": request.get("quantity"),
+            "price": None if price is None else _decimal(price, sub.currency)}, False
     raise ChangeError(f"changes to {sub.provider} subscriptions are not supported")
+
+
+def _decimal(minor: int, currency: str | None) -> str:
+    """Minor units as the decimal string Shopify's Money inputs take (``2999`` USD -> ``"29.99"``)."""
+    places = exponent(currency or "USD")
+    return f"{Decimal(minor).scaleb(-places):.{places}f}"
+
+
+def plan(sub: Subscription, request: dict[str, Any]) -> tuple[str, str, dict[str, Any], bool]:
+    """``route`` with the parameters checked by the action's own schema, so a value the provider would
+    refuse (a Stripe plan that is not a price id, a Shopify plan that is not a variant id) is a
+    ``ChangeError`` before anything is planned."""
+    connector, name, params, provider_times_it = route(sub, request)
+    found = connectors.action_spec(f"{connector}.{name}")
+    if found is None:
+        raise ChangeError(f"{connector} has no action {name}")
+    params = {k: v for k, v in params.items() if v is not None}
+    try:
+        found[1].schema().load(params)
+    except ValidationError as exc:
+        fields = {"price": "plan", "variant_id": "plan", "item_price_id": "plan", "quantity": "quantity"}
+        raise ChangeError("; ".join(f"{fields.get(k, k)}: {' '.join(map(str, v)) if isinstance(v, list) else v}"
+                                    for k, v in sorted(exc.normalized_messages().items()))) from None
+    return connector, name, params, provider_times_it
 
 
 def change_key(sub: Subscription, request: dict[str, Any]) -> str:
@@ -84,10 +120,7 @@ def submit(hub: "Hub", ref: str, request: dict[str, Any], *, origin: str = "api"
     now = now or utcnow()
     with hub.store.session() as session:
         sub = find(session, ref)
-        connector, name, params, provider_times_it = route(sub, request)
-        if connectors.action_spec(f"{connector}.{name}") is None:
-            raise ChangeError(f"{connector} has no action {name}")
-        params = {k: v for k, v in params.items() if v is not None}
+        connector, name, params, provider_times_it = plan(sub, request)
         due = now if provider_times_it else effective_at(sub, request["effective"], now)
         key = change_key(sub, request)
         planned = PlannedAction(key=key, rule_id=RULE_ID, rules_hash="", event_id="", subject=sub.external_id,
@@ -120,4 +153,4 @@ def outcome(hub: "Hub", change_id: int, ref: str | None = None) -> dict[str, Any
                 "last_error": action.last_error}
 
 
-__all__ = ["ChangeError", "PreviewError", "find", "outcome", "route", "submit"]
+__all__ = ["ChangeError", "PreviewError", "find", "outcome", "plan", "route", "submit"]

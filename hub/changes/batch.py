@@ -72,7 +72,7 @@ def check(hub: "Hub", path: Path, rows: list[Row]) -> Iterator[tuple[Row, dict[s
         for row in rows:
             try:
                 sub = apply.find(session, row.subscription)
-                apply.route(sub, row.request)
+                apply.plan(sub, row.request)
                 yield row, preview(session, sub, row.request, now), None
             except (LookupError, apply.ChangeError, PreviewError) as exc:
                 yield row, None, f"{path}:{row.line}: {exc}"
