@@ -29,8 +29,8 @@ def apply_cmd(file: Path, dry_run: bool, resume: bool, as_json: bool) -> None:
 
     hub = current()
     rows, errors = batch.read(file)
-    checked = list(batch.check(hub, file, rows))
-    errors += [e for _, _, e in checked if e]
+    checked = list(batch.check(hub, rows))
+    errors += [f"{file}:{row.line}: {e}" for row, _, e in checked if e]
     if errors:
         click.echo("\n".join(errors), err=True)
         click.echo(f"hub: {len(errors)} bad row(s); nothing applied", err=True)

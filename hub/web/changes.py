@@ -1,18 +1,21 @@
 """Subscription changes over HTTP: the admin API (``/api/subscriptions/<ref>/changes``, previews,
-self-service links) and the self-service page a link opens (``/self-service/<token>``)."""
+self-service links, ``/api/changes/batches``) and the self-service page a link opens (``/self-service/<token>``)."""
 
 from __future__ import annotations
 
+import csv
 from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, render_template_string, request, url_for
 from marshmallow import Schema, ValidationError, fields, validate
 
-from hub.changes import apply, links
+from hub import jobs
+from hub.changes import apply, batch, links
 from hub.changes.preview import PreviewError, describe, preview
 from hub.changes.request import CHANGES, ChangeRequest, problems
 from hub.store import utcnow
 from hub.web.auth import require_admin
+from hub.web.schemas import ErrorOut, accepts, bad_request
 
 api = Blueprint("changes", __name__, url_prefix="/api")
 api.before_request(require_admin)
@@ -171,3 +174,127 @@ def _render(claims: links.Claims, done: dict[str, Any] | None) -> Any:
         current = describe(apply.find(session, claims.subscription))
     return render_template_string(_PAGE, s=current, allowed=claims.allowed, done=done, offer=offer,
                                   money=_money)
+
+
+# -- batches -----------------------------------------------------------------------------------------------
+class BatchQuery(Schema):
+    name = fields.String(load_default="api", validate=validate.Regexp(r"^[\w.-]{1,100}$", error=(
+        "1-100 letters, digits, '_', '.' or '-'")), metadata={
+        "description": "the batch's name; part of each row's default idempotency key, so posting the same "
+                       "rows under the same name again applies only the rows not applied yet"})
+    dry_run = fields.Boolean(load_default=False, metadata={"description": "check every row and answer what "
+                                                                          "each would do; store and apply nothing"})
+
+
+class BatchIn(Schema):
+    rows = fields.List(fields.Raw(), required=True, validate=validate.Length(1, batch.MAX_ROWS), metadata={
+        "description": "one change per row: subscription, change, and optionally effective, plan, plan_amount, "
+                       "quantity, reason, idempotency_key (the columns of `hub changes apply`)"})
+
+
+class BatchPath(Schema):
+    batch_id = fields.Integer(required=True, validate=validate.Range(1, 2**63 - 1))
+
+
+class BadRowOut(Schema):
+    line = fields.Integer(required=True, metadata={"description": "CSV: the file's line (1 is the header); "
+                                                                  "JSON: the row's position from 1"})
+    reason = fields.String(required=True)
+
+
+class BatchErrorOut(ErrorOut):
+    bad_rows = fields.List(fields.Nested(BadRowOut), metadata={"description": "every row that is not valid"})
+
+
+class RowPreviewOut(Schema):
+    line = fields.Integer(required=True)
+    subscription = fields.String(required=True)
+    change = fields.String(required=True)
+    preview = fields.Dict(required=True)
+
+
+class BatchPreviewOut(Schema):
+    dry_run = fields.Boolean(required=True)
+    rows = fields.List(fields.Nested(RowPreviewOut), required=True)
+
+
+class RowResultOut(Schema):
+    line = fields.Integer(required=True)
+    subscription = fields.String(required=True)
+    change = fields.String(allow_none=True)
+    status = fields.String(required=True, metadata={"description": "pending, planned, cancelled or error"})
+    id = fields.Integer(allow_none=True, metadata={"description": "the change (GET /api/subscriptions/<ref>/changes/<id>)"})
+    change_status = fields.String(allow_none=True, metadata={"description": "the change's action status"})
+    new = fields.Boolean(allow_none=True, metadata={"description": "false: the same key was planned before"})
+    error = fields.String(allow_none=True)
+
+
+class BatchOut(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    status = fields.String(required=True, metadata={"description": "running (rows being planned), planned or "
+                                                                   "cancelled"})
+    total = fields.Integer(required=True)
+    created_at = fields.String(required=True)
+    updated_at = fields.String(required=True)
+    rows = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
+                       metadata={"description": "rows by status"})
+    changes = fields.Dict(keys=fields.String(), values=fields.Integer(), required=True,
+                          metadata={"description": "the rows' changes by action status"})
+    progress = fields.Float(required=True, metadata={"description": "share of rows finished (change sent or "
+                                                                    "failed, row refused or cancelled)"})
+    results = fields.List(fields.Nested(RowResultOut))
+
+
+@api.post("/changes/batches")
+@accepts("/api/changes/batches", "post", "Apply a batch of subscription changes (CSV or JSON rows, all checked "
+         "first)", query=BatchQuery, body=BatchIn, csv=True,
+         responses={202: ("the batch, stored and being applied", BatchOut),
+                    200: ("dry run: what each row would do", BatchPreviewOut),
+                    400: ("bad rows (each with its line and reason); nothing applied", BatchErrorOut)})
+def create_batch(query: dict[str, Any], body: dict[str, Any]) -> Any:
+    hub = _hub()
+    try:
+        rows, bad = batch.parse_body(body.get("csv", ""), query["name"],
+                                     "text/csv" if "csv" in body else "application/json", body.get("rows"))
+    except csv.Error as exc:
+        rows, bad = [], [(0, f"not CSV: {exc}")]
+    if len(rows) + len(bad) > batch.MAX_ROWS:
+        return bad_request({"rows": [f"at most {batch.MAX_ROWS} rows"]})
+    if not rows and not bad:
+        return bad_request({"rows": ["no rows"]})
+    checked = list(batch.check(hub, rows))
+    bad += [(row.line, error) for row, _, error in checked if error]
+    if bad:
+        bad.sort()
+        return jsonify(error="bad request", message=f"{len(bad)} bad row(s); nothing applied",
+                       errors={"rows": [f"line {line}: {reason}" for line, reason in bad]},
+                       bad_rows=[{"line": line, "reason": reason} for line, reason in bad]), 400
+    if query["dry_run"]:
+        return jsonify(dry_run=True, rows=[{"line": row.line, "subscription": row.subscription,
+                                            "change": row.request["change"], "preview": shown}
+                                           for row, shown, _ in checked])
+    batch_id = batch.create(hub, query["name"], rows)
+    jobs.enqueue_once(hub.redis, jobs.INGEST_QUEUE, "hub.tasks.apply_change_batch", batch_id,
+                      f"changes-batch-{batch_id}")
+    return jsonify(batch.view(hub, batch_id, with_rows=False)), 202
+
+
+@api.get("/changes/batches/<int:batch_id>")
+@accepts("/api/changes/batches/{batch_id}", "get", "A change batch's progress and per-row results",
+         path_params=BatchPath, responses={200: ("the batch", BatchOut), 404: ("no such batch", ErrorOut)})
+def show_batch(batch_id: int) -> Any:
+    shown = batch.view(_hub(), batch_id)
+    if shown is None:
+        abort(404, f"no change batch {batch_id}")
+    return jsonify(shown)
+
+
+@api.post("/changes/batches/<int:batch_id>/cancel")
+@accepts("/api/changes/batches/{batch_id}/cancel", "post", "Cancel a change batch: no further row is applied, "
+         "and its changes not yet sent are cancelled", path_params=BatchPath,
+         responses={200: ("the batch, cancelled", BatchOut), 404: ("no such batch", ErrorOut)})
+def cancel_batch(batch_id: int) -> Any:
+    if not batch.cancel(_hub(), batch_id):
+        abort(404, f"no change batch {batch_id}")
+    return jsonify(batch.view(_hub(), batch_id))
