@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, render_template_string, request, url_for
 from marshmallow import Schema, ValidationError, fields, validate
+from werkzeug.exceptions import HTTPException
 
 from hub import jobs
 from hub.changes import apply, batch, links
@@ -124,7 +125,21 @@ fieldset{margin:1rem 0}button{font:inherit;padding:.5rem 1rem}.note{color:#555}<
 <tr><th scope="row">Status</th><td id="status">{{ s.status or '-' }}</td></tr>
 <tr><th scope="row">Charge per period</th><td id="charge">{{ money(s.charge_per_period) }} {{ s.currency or '' }}</td></tr>
 <tr><th scope="row">Current period ends</th><td>{{ (s.period[1] or '-')[:10] }}</td></tr></table>
-{% if not done %}
+{% if review %}
+<section id="preview" aria-labelledby="preview-title"><h2 id="preview-title">Before you confirm</h2>
+<table><tr><th scope="row">Change</th><td id="preview-change">{{ review.change.replace('_', ' ') }}</td></tr>
+<tr><th scope="row">Takes effect</th><td id="preview-effective">{{ review.effective_at[:10] }}</td></tr>
+<tr><th scope="row">Charge per period</th><td id="preview-charge">{{ money(review.charge_per_period.before) }} &rarr; {{ money(review.charge_per_period.after) }} {{ review.charge_per_period.currency or '' }}</td></tr>
+{% if review.proration %}<tr><th scope="row">{{ 'You pay now' if review.proration.amount.minor >= 0 else 'Credited to you' }}</th>
+<td id="preview-proration">{{ money(review.proration.amount.minor|abs) }} {{ review.proration.amount.currency or '' }}
+ <span class="note">({{ review.proration.tags|join(', ') }}: {{ review.proration.days_used }} of {{ review.proration.days_in_period }} days)</span></td></tr>{% endif %}
+</table>
+{% if offer and review.change == 'cancel' %}<p class="note" id="offer">Before you cancel: {{ offer }}</p>{% endif %}
+<form method="post">{% for k, v in fields.items() %}<input type="hidden" name="{{ k }}" value="{{ v }}">{% endfor %}
+<input type="hidden" name="step" value="confirm">
+<button type="submit" id="confirm">Confirm {{ review.change.replace('_', ' ') }}</button> <a href="">Back</a>
+</form></section>
+{% elif not done %}
 <form method="post">
 <fieldset><legend>What would you like to do?</legend>
 {% for c in allowed %}<label><input type="radio" name="change" value="{{ c }}" {{ 'checked' if loop.first }}> {{ c.replace('_', ' ') }}</label><br>{% endfor %}
@@ -134,9 +149,26 @@ fieldset{margin:1rem 0}button{font:inherit;padding:.5rem 1rem}.note{color:#555}<
 <label>Reason (optional) <input name="reason" maxlength="500"></label>
 </fieldset>
 {% if offer and 'cancel' in allowed %}<p class="note" id="offer">Before you cancel: {{ offer }}</p>{% endif %}
-<button type="submit">Confirm</button>
+<input type="hidden" name="step" value="review">
+<button type="submit" id="review">Review</button>
 </form>{% endif %}
 </main></body></html>"""
+
+
+_REFUSED = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Your subscription</title><style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:2rem auto;
+padding:0 1rem}</style></head><body><main><h1>Your subscription</h1>
+<p role="alert" id="refused">{{ message }}</p></main></body></html>"""
+
+
+@page.errorhandler(400)
+@page.errorhandler(403)
+@page.errorhandler(404)
+def _refused(exc: HTTPException) -> Any:
+    """The subscriber reads a page, not JSON: why the link or the change was refused."""
+    message = exc.description if exc.code != 404 else "this link is not valid"
+    return render_template_string(_REFUSED, message=message), exc.code
 
 
 def _money(minor: int | None) -> str:
@@ -149,16 +181,28 @@ def view(token: str) -> Any:
     return _render(claims, None)
 
 
+_FORM_FIELDS = ("change", "effective", "plan", "quantity", "reason")
+
+
 @page.post("/self-service/<token>")
 def confirm(token: str) -> Any:
+    """``step=review``: the change's preview and a confirm button (nothing is done, the link stays
+    usable); ``step=confirm`` (the default): the change is made and the link is used up."""
     claims = _claims(token)
-    form = {k: v for k, v in request.form.items() if v not in ("", None)}
+    form = {k: v for k, v in request.form.items() if k in _FORM_FIELDS and v not in ("", None)}
     if form.get("change") not in claims.allowed:
         abort(403, "this link does not allow that change")
     try:
         req = ChangeRequest().load(form)
     except ValidationError as exc:
         abort(400, problems(exc))
+    if request.form.get("step") == "review":
+        with _hub().store.session() as session:
+            try:
+                shown = preview(session, apply.find(session, claims.subscription), req, utcnow())
+            except (PreviewError, apply.ChangeError) as exc:
+                abort(400, str(exc))
+        return _render(claims, None, review=shown, fields=form)
     req["idempotency_key"] = f"self-service:{claims.nonce}"
     links.use(_hub().redis, claims)
     try:
@@ -168,12 +212,13 @@ def confirm(token: str) -> Any:
     return _render(claims, done)
 
 
-def _render(claims: links.Claims, done: dict[str, Any] | None) -> Any:
+def _render(claims: links.Claims, done: dict[str, Any] | None, review: dict[str, Any] | None = None,
+            fields: dict[str, Any] | None = None) -> Any:
     offer = (_hub().rules.vars or {}).get("save_offer")
     with _hub().store.session() as session:
         current = describe(apply.find(session, claims.subscription))
     return render_template_string(_PAGE, s=current, allowed=claims.allowed, done=done, offer=offer,
-                                  money=_money)
+                                  money=_money, review=review, fields=fields or {})
 
 
 # -- batches -----------------------------------------------------------------------------------------------
