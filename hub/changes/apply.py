@@ -114,25 +114,62 @@ def change_key(sub: Subscription, request: dict[str, Any]) -> str:
     return str(uuid.uuid4())
 
 
+def _plan_one(hub: "Hub", session: Session, ref: str, request: dict[str, Any], origin: str, now: datetime,
+              dry_run_connectors: frozenset[str]) -> tuple[int, bool, bool]:
+    """Write the change's action in the caller's transaction: (its id, whether it is new, whether due now)."""
+    sub = find(session, ref)
+    connector, name, params, provider_times_it = plan(sub, request)
+    due = now if provider_times_it else effective_at(sub, request["effective"], now)
+    key = change_key(sub, request)
+    planned = PlannedAction(key=key, rule_id=RULE_ID, rules_hash="", event_id="", subject=sub.external_id,
+                            occurrence=f"{origin}:{request['change']}"[:255], step=request["change"],
+                            connector=connector, name=name, params=params, due_at=max(due, now))
+    new = outbox.write_planned(session, [planned], subscriber_id=sub.subscriber_id,
+                               dry_run_connectors=dry_run_connectors, anchored_rules=frozenset())
+    action_id = new[0] if new else session.execute(select(Action.id).where(Action.key == key)).scalar_one()
+    return action_id, bool(new), due <= now
+
+
 def submit(hub: "Hub", ref: str, request: dict[str, Any], *, origin: str = "api",
            now: datetime | None = None) -> tuple[dict[str, Any], bool]:
     """Plan the change; returns its outcome view and whether it is new (False: the same key before)."""
     now = now or utcnow()
     with hub.store.session() as session:
-        sub = find(session, ref)
-        connector, name, params, provider_times_it = plan(sub, request)
-        due = now if provider_times_it else effective_at(sub, request["effective"], now)
-        key = change_key(sub, request)
-        planned = PlannedAction(key=key, rule_id=RULE_ID, rules_hash="", event_id="", subject=sub.external_id,
-                                occurrence=f"{origin}:{request['change']}"[:255], step=request["change"],
-                                connector=connector, name=name, params=params, due_at=max(due, now))
-        new = outbox.write_planned(session, [planned], subscriber_id=sub.subscriber_id,
-                                   dry_run_connectors=connectors.dry_run_connectors(hub.settings),
-                                   anchored_rules=frozenset())
-        action_id = new[0] if new else session.execute(select(Action.id).where(Action.key == key)).scalar_one()
-    if new and due <= now:
-        outbox.dispatch(hub, new)
-    return outcome(hub, action_id), bool(new)
+        action_id, new, due_now = _plan_one(hub, session, ref, request, origin, now,
+                                            connectors.dry_run_connectors(hub.settings))
+    if new and due_now:
+        outbox.dispatch(hub, [action_id])
+    return outcome(hub, action_id), new
+
+
+def submit_many(hub: "Hub", items: list[tuple[str, dict[str, Any]]], *, origin: str,
+                now: datetime | None = None) -> list[dict[str, Any]]:
+    """Plan several changes the way ``submit`` plans one, in one transaction and with one dispatch (a
+    batch's chunk of rows). One result per item: ``{"id", "status", "new"}``, or ``{"error"}`` for an
+    item that cannot be planned (its subscription gone since the check...), which spoils no other."""
+    now = now or utcnow()
+    dry = connectors.dry_run_connectors(hub.settings)
+    results: list[dict[str, Any]] = []
+    due_now: list[int] = []
+    with hub.store.session() as session:
+        for ref, request in items:
+            try:
+                action_id, new, due = _plan_one(hub, session, ref, request, origin, now, dry)
+            except (LookupError, ChangeError, PreviewError) as exc:
+                results.append({"error": str(exc)})
+                continue
+            results.append({"id": action_id, "new": new})
+            if new and due:
+                due_now.append(action_id)
+    if due_now:
+        outbox.dispatch(hub, due_now)
+    ids = [r["id"] for r in results if "id" in r]
+    with hub.store.session() as session:
+        statuses = dict(session.execute(select(Action.id, Action.status).where(Action.id.in_(ids))).all())
+    for r in results:
+        if "id" in r:
+            r["status"] = statuses.get(r["id"])
+    return results
 
 
 def outcome(hub: "Hub", change_id: int, ref: str | None = None) -> dict[str, Any]:
@@ -153,4 +190,4 @@ def outcome(hub: "Hub", change_id: int, ref: str | None = None) -> dict[str, Any
                 "last_error": action.last_error}
 
 
-__all__ = ["ChangeError", "PreviewError", "find", "outcome", "plan", "route", "submit"]
+__all__ = ["ChangeError", "PreviewError", "find", "outcome", "plan", "route", "submit", "submit_many"]

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 COLUMNS = ("subscription", "change", "effective", "plan", "plan_amount", "quantity", "reason", "idempotency_key")
 MAX_ROWS = 10_000  # rows of one API batch
+CHUNK = 50  # rows planned per transaction (and per look at a batch's cancellation)
 CANCELLABLE = (ActionStatus.SCHEDULED, ActionStatus.QUEUED)
 
 
@@ -128,16 +129,26 @@ def check(hub: "Hub", rows: list[Row]) -> Iterator[tuple[Row, dict[str, Any] | N
                 yield row, None, str(exc)
 
 
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
 def run(hub: "Hub", rows: list[Row], progress: Callable[[int, int], None] | None = None
         ) -> list[dict[str, Any]]:
-    """Apply each row; one result per row: the change's id and status, and whether it is new."""
-    results = []
-    for done, row in enumerate(rows, 1):
-        found, new = apply.submit(hub, row.subscription, row.request, origin="batch")
-        results.append({"line": row.line, "subscription": row.subscription, "change": row.request["change"],
-                        "id": found["id"], "status": found["status"], "new": new})
-        if progress:
-            progress(done, len(rows))
+    """Apply the rows, ``CHUNK`` at a time (one transaction each: an interruption loses no row of a
+    committed chunk and repeats none); one result per row: the change's id and status, and whether
+    it is new."""
+    results: list[dict[str, Any]] = []
+    for chunk in _chunks(rows, CHUNK):
+        planned = apply.submit_many(hub, [(row.subscription, row.request) for row in chunk], origin="batch")
+        for row, found in zip(chunk, planned):
+            if "error" in found:  # checked before, but gone since (the subscription erased...)
+                raise apply.ChangeError(f"line {row.line}: {found['error']}")
+            results.append({"line": row.line, "subscription": row.subscription, "change": row.request["change"],
+                            "id": found["id"], "status": found["status"], "new": found["new"]})
+            if progress:
+                progress(len(results), len(rows))
     return results
 
 
@@ -168,9 +179,9 @@ def create(hub: "Hub", name: str, rows: list[Row]) -> int:
 
 
 def run_stored(hub: "Hub", batch_id: int) -> str | None:
-    """Plan the batch's pending rows in line order, each through ``apply.submit``; stop at the next row
-    once the batch is cancelled. Run again (another job, after a crash), it plans only the rows left.
-    Returns the batch's status."""
+    """Plan the batch's pending rows in line order, ``CHUNK`` at a time through ``apply.submit_many``;
+    stop before the next chunk once the batch is cancelled. Run again (another job, after a crash),
+    it plans only the rows left. Returns the batch's status."""
     while True:
         with hub.store.session() as session:
             batch = session.get(ChangeBatch, batch_id)
@@ -178,22 +189,27 @@ def run_stored(hub: "Hub", batch_id: int) -> str | None:
                 return None
             if batch.status == BatchStatus.CANCELLED:
                 return batch.status
-            row = session.execute(select(ChangeBatchRow).where(
-                ChangeBatchRow.batch_id == batch_id, ChangeBatchRow.status == RowStatus.PENDING)
-                .order_by(ChangeBatchRow.line).limit(1)).scalar_one_or_none()
-            if row is None:
+            chunk = [(row.id, row.subscription, dict(row.request)) for row in session.execute(
+                select(ChangeBatchRow).where(ChangeBatchRow.batch_id == batch_id,
+                                             ChangeBatchRow.status == RowStatus.PENDING)
+                .order_by(ChangeBatchRow.line).limit(CHUNK)).scalars()]
+            if not chunk:
                 batch.status, batch.updated_at = BatchStatus.PLANNED, utcnow()
                 return batch.status
-            row_id, ref, stored = row.id, row.subscription, dict(row.request)
-        values: dict[str, Any] = {"updated_at": utcnow()}
-        try:
-            found, new = apply.submit(hub, ref, ChangeRequest().load(stored), origin="batch")
-            result = {"status": RowStatus.PLANNED, "change_id": found["id"], "new": new}
-        except (LookupError, ValidationError, apply.ChangeError, PreviewError) as exc:
-            result = {"status": RowStatus.ERROR, "error": str(exc)[:1000]}
+        items, results = [], {}
+        for row_id, ref, stored in chunk:
+            try:
+                items.append((row_id, ref, ChangeRequest().load(stored)))
+            except ValidationError as exc:
+                results[row_id] = {"status": RowStatus.ERROR, "error": problems(exc)}
+        planned = apply.submit_many(hub, [(ref, request) for _, ref, request in items], origin="batch")
+        for (row_id, _, _), found in zip(items, planned):
+            results[row_id] = ({"status": RowStatus.ERROR, "error": found["error"][:1000]} if "error" in found else
+                               {"status": RowStatus.PLANNED, "change_id": found["id"], "new": found["new"]})
         with hub.store.session() as session:
-            session.execute(update(ChangeBatchRow).where(ChangeBatchRow.id == row_id).values(**result))
-            session.execute(update(ChangeBatch).where(ChangeBatch.id == batch_id).values(**values))
+            for row_id, values in results.items():
+                session.execute(update(ChangeBatchRow).where(ChangeBatchRow.id == row_id).values(**values))
+            session.execute(update(ChangeBatch).where(ChangeBatch.id == batch_id).values(updated_at=utcnow()))
 
 
 def cancel(hub: "Hub", batch_id: int) -> bool:

@@ -98,18 +98,20 @@ def test_cancel_stops_the_rows_not_planned_and_the_changes_not_sent(subs, client
 def test_a_job_that_dies_midway_is_run_again_and_plans_only_the_rest(subs, monkeypatch):
     checked, bad = batch.read_json([{"subscription": f"cb_{i}", "change": "pause"} for i in range(3)], "api")
     batch_id = batch.create(subs, "api", checked)
-    submit, calls = apply.submit, []
+    submit, calls = apply.submit_many, []
 
-    def dies_at_the_second(hub, ref, request, **kw):
-        calls.append(ref)
+    def dies_at_the_second(hub, items, **kw):
+        calls.append(items)
         if len(calls) == 2:
             raise KeyboardInterrupt  # the worker is killed
-        return submit(hub, ref, request, **kw)
+        return submit(hub, items, **kw)
 
-    monkeypatch.setattr(apply, "submit", dies_at_the_second)
+    monkeypatch.setattr(batch, "CHUNK", 1)
+    monkeypatch.setattr(apply, "submit_many", dies_at_the_second)
     with pytest.raises(KeyboardInterrupt):
         batch.run_stored(subs, batch_id)
-    monkeypatch.setattr(apply, "submit", submit)
+    assert [a.subject for a in rows(subs, Action)] == ["cb_0"]
+    monkeypatch.setattr(apply, "submit_many", submit)
     assert batch.run_stored(subs, batch_id) == "planned"
     assert sorted(a.subject for a in rows(subs, Action)) == ["cb_0", "cb_1", "cb_2"]
     assert batch.view(subs, batch_id)["rows"]["planned"] == 3
