@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from hub import jobs
 from hub.changes import apply, batch, links
-from hub.changes.preview import PreviewError, describe, preview
+from hub.changes.preview import PreviewError, describe, preview, provider_preview
 from hub.changes.request import CHANGES, ChangeRequest, problems
 from hub.store import utcnow
 from hub.web.auth import require_admin
@@ -39,7 +39,10 @@ def _load(schema: Schema, body: Any) -> dict[str, Any]:
 def _preview(ref: str, req: dict[str, Any]) -> dict[str, Any]:
     with _hub().store.session() as session:
         try:
-            return preview(session, apply.find(session, ref), req, utcnow())
+            sub = apply.find(session, ref)
+            shown = preview(session, sub, req, utcnow())
+            theirs = provider_preview(_hub().settings, sub, req, shown)
+            return {**shown, "provider_preview": theirs} if theirs is not None else shown
         except LookupError as exc:
             abort(404, str(exc))
         except (PreviewError, apply.ChangeError) as exc:
