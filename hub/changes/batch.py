@@ -143,10 +143,10 @@ def run(hub: "Hub", rows: list[Row], progress: Callable[[int, int], None] | None
     for chunk in _chunks(rows, CHUNK):
         planned = apply.submit_many(hub, [(row.subscription, row.request) for row in chunk], origin="batch")
         for row, found in zip(chunk, planned):
-            if "error" in found:  # checked before, but gone since (the subscription erased...)
-                raise apply.ChangeError(f"line {row.line}: {found['error']}")
+            # an error here: the row was checked, but its subscription changed since (erased...)
             results.append({"line": row.line, "subscription": row.subscription, "change": row.request["change"],
-                            "id": found["id"], "status": found["status"], "new": found["new"]})
+                            "id": found.get("id"), "status": found.get("status") or "error",
+                            "new": found.get("new", False), "error": found.get("error", "")})
             if progress:
                 progress(len(results), len(rows))
     return results
@@ -155,7 +155,7 @@ def run(hub: "Hub", rows: list[Row], progress: Callable[[int, int], None] | None
 def write_results(path: Path, results: list[dict[str, Any]]) -> Path:
     out = path.with_name(path.stem + ".results.csv")
     with out.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["line", "subscription", "change", "id", "status", "new"])
+        writer = csv.DictWriter(handle, fieldnames=["line", "subscription", "change", "id", "status", "new", "error"])
         writer.writeheader()
         writer.writerows(results)
     return out

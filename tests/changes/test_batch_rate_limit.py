@@ -161,7 +161,7 @@ def test_a_batch_at_the_providers_limit_reaches_it_once_per_row_and_resumes_with
         # the resumed run did only the rest, and says so
         assert re.search(rf"applied {ROWS - before} new change\(s\), {before} already present \(resumed\)", err), err
         results = (tmp_path / "pauses.results.csv").read_text().splitlines()
-        assert len(results) == ROWS + 1 and sum(line.endswith(",True") for line in results) == ROWS - before
+        assert len(results) == ROWS + 1 and sum(line.endswith(",True,") for line in results) == ROWS - before
         accepted = collections.Counter(sub for _, status, sub in api.log if status == 200)
         assert accepted == {sid: 1 for sid in ids}  # every row applied at the provider, once
         refused = sum(1 for _, status, _ in api.log if status == 429)
