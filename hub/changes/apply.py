@@ -5,22 +5,25 @@ when the change takes effect, and its id is the change's id."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from marshmallow import ValidationError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import connectors
 from hub.changes.preview import PreviewError, effective_at
 from hub.kernel.values import exponent
 from hub.outbound import outbox
+from hub.outbound.ratelimit import MARGIN
 from hub.rules import PlannedAction
 from hub.store import Action, Attempt, Subscription, utcnow
+from hub.store.models import ActionStatus
 
 if TYPE_CHECKING:
+    from hub.kernel.settings import Settings
     from hub.runtime import Hub
 
 RULE_ID = "subscription-change"
@@ -114,13 +117,57 @@ def change_key(sub: Subscription, request: dict[str, Any]) -> str:
     return str(uuid.uuid4())
 
 
+class Pacer:
+    """Spreads a batch's changes that take effect now at the pace each provider allows: with N
+    requests per W seconds, the k-th is due at now + k x W/N (the window counted as the rate limiter
+    counts it). The outbox then holds the real schedule: the workers never queue work that cannot go
+    yet (it would only wait in line, taking their turns from the sends whose rooms have opened), and
+    a cancelled batch catches every row not yet due. Dry-run connectors are not paced."""
+
+    def __init__(self, settings: "Settings"):
+        self.settings = settings
+        self.dry = connectors.dry_run_connectors(settings)
+        self.next: dict[tuple[str, str], datetime] = {}
+        self.spacing: dict[tuple[str, str], float] = {}
+
+    def _spacing(self, connector: str, name: str) -> tuple[tuple[str, str], float]:
+        found = connectors.action_spec(f"{connector}.{name}")
+        if found is None or connector in self.dry:
+            return (connector, ""), 0.0
+        bucket = found[1].bucket
+        if (connector, bucket) not in self.spacing:
+            limits = found[0].rate_limits_for(self.settings)
+            windows = limits.get(bucket) or limits.get("default") or ()
+            self.spacing[(connector, bucket)] = max((w / n for n, w in windows if n), default=0.0) * (1 + MARGIN)
+        return (connector, bucket), self.spacing[(connector, bucket)]
+
+    def slot(self, session: Session, connector: str, name: str, now: datetime) -> datetime:
+        key, spacing = self._spacing(connector, name)
+        if not spacing:
+            return now
+        if key not in self.next:  # after the paced changes already waiting (an interrupted run's)
+            waiting = session.execute(select(func.max(Action.due_at)).where(
+                Action.rule_id == RULE_ID, Action.connector == connector, Action.occurrence.like("batch:%"),
+                Action.status == ActionStatus.SCHEDULED, Action.due_at > now,
+                Action.due_at < now + timedelta(hours=1))).scalar_one_or_none()
+            self.next[key] = waiting + timedelta(seconds=spacing) if waiting else now
+        at = max(now, self.next[key])
+        self.next[key] = at + timedelta(seconds=spacing)
+        return at
+
+
 def _plan_one(hub: "Hub", session: Session, ref: str, request: dict[str, Any], origin: str, now: datetime,
-              dry_run_connectors: frozenset[str]) -> tuple[int, bool, bool]:
+              dry_run_connectors: frozenset[str], pacer: Pacer | None = None) -> tuple[int, bool, bool]:
     """Write the change's action in the caller's transaction: (its id, whether it is new, whether due now)."""
     sub = find(session, ref)
     connector, name, params, provider_times_it = plan(sub, request)
-    due = now if provider_times_it else effective_at(sub, request["effective"], now)
     key = change_key(sub, request)
+    found = session.execute(select(Action.id).where(Action.key == key)).scalar_one_or_none()
+    if found is not None:  # the same key before: that change
+        return found, False, False
+    due = now if provider_times_it else effective_at(sub, request["effective"], now)
+    if pacer is not None and due <= now:
+        due = pacer.slot(session, connector, name, now)
     planned = PlannedAction(key=key, rule_id=RULE_ID, rules_hash="", event_id="", subject=sub.external_id,
                             occurrence=f"{origin}:{request['change']}"[:255], step=request["change"],
                             connector=connector, name=name, params=params, due_at=max(due, now))
@@ -143,10 +190,11 @@ def submit(hub: "Hub", ref: str, request: dict[str, Any], *, origin: str = "api"
 
 
 def submit_many(hub: "Hub", items: list[tuple[str, dict[str, Any]]], *, origin: str,
-                now: datetime | None = None) -> list[dict[str, Any]]:
+                now: datetime | None = None, pacer: Pacer | None = None) -> list[dict[str, Any]]:
     """Plan several changes the way ``submit`` plans one, in one transaction and with one dispatch (a
-    batch's chunk of rows). One result per item: ``{"id", "status", "new"}``, or ``{"error"}`` for an
-    item that cannot be planned (its subscription gone since the check...), which spoils no other."""
+    batch's chunk of rows), those taking effect now spread by ``pacer``. One result per item:
+    ``{"id", "status", "new"}``, or ``{"error"}`` for an item that cannot be planned (its subscription
+    gone since the check...), which spoils no other."""
     now = now or utcnow()
     dry = connectors.dry_run_connectors(hub.settings)
     results: list[dict[str, Any]] = []
@@ -154,7 +202,7 @@ def submit_many(hub: "Hub", items: list[tuple[str, dict[str, Any]]], *, origin: 
     with hub.store.session() as session:
         for ref, request in items:
             try:
-                action_id, new, due = _plan_one(hub, session, ref, request, origin, now, dry)
+                action_id, new, due = _plan_one(hub, session, ref, request, origin, now, dry, pacer)
             except (LookupError, ChangeError, PreviewError) as exc:
                 results.append({"error": str(exc)})
                 continue
@@ -190,4 +238,4 @@ def outcome(hub: "Hub", change_id: int, ref: str | None = None) -> dict[str, Any
                 "last_error": action.last_error}
 
 
-__all__ = ["ChangeError", "PreviewError", "find", "outcome", "plan", "route", "submit", "submit_many"]
+__all__ = ["ChangeError", "PreviewError", "find", "outcome", "Pacer", "plan", "route", "submit", "submit_many"]

@@ -137,11 +137,13 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 def run(hub: "Hub", rows: list[Row], progress: Callable[[int, int], None] | None = None
         ) -> list[dict[str, Any]]:
     """Apply the rows, ``CHUNK`` at a time (one transaction each: an interruption loses no row of a
-    committed chunk and repeats none); one result per row: the change's id and status, and whether
-    it is new."""
+    committed chunk and repeats none), paced at each provider's rate limit (``apply.Pacer``); one
+    result per row: the change's id and status, and whether it is new."""
     results: list[dict[str, Any]] = []
+    pacer = apply.Pacer(hub.settings)
     for chunk in _chunks(rows, CHUNK):
-        planned = apply.submit_many(hub, [(row.subscription, row.request) for row in chunk], origin="batch")
+        planned = apply.submit_many(hub, [(row.subscription, row.request) for row in chunk], origin="batch",
+                                    pacer=pacer)
         for row, found in zip(chunk, planned):
             # an error here: the row was checked, but its subscription changed since (erased...)
             results.append({"line": row.line, "subscription": row.subscription, "change": row.request["change"],
@@ -182,6 +184,7 @@ def run_stored(hub: "Hub", batch_id: int) -> str | None:
     """Plan the batch's pending rows in line order, ``CHUNK`` at a time through ``apply.submit_many``;
     stop before the next chunk once the batch is cancelled. Run again (another job, after a crash),
     it plans only the rows left. Returns the batch's status."""
+    pacer = apply.Pacer(hub.settings)
     while True:
         with hub.store.session() as session:
             batch = session.get(ChangeBatch, batch_id)
@@ -202,7 +205,8 @@ def run_stored(hub: "Hub", batch_id: int) -> str | None:
                 items.append((row_id, ref, ChangeRequest().load(stored)))
             except ValidationError as exc:
                 results[row_id] = {"status": RowStatus.ERROR, "error": problems(exc)}
-        planned = apply.submit_many(hub, [(ref, request) for _, ref, request in items], origin="batch")
+        planned = apply.submit_many(hub, [(ref, request) for _, ref, request in items], origin="batch",
+                                    pacer=pacer)
         for (row_id, _, _), found in zip(items, planned):
             results[row_id] = ({"status": RowStatus.ERROR, "error": found["error"][:1000]} if "error" in found else
                                {"status": RowStatus.PLANNED, "change_id": found["id"], "new": found["new"]})

@@ -1,5 +1,5 @@
 """A batch of changes against a real HTTP server on 127.0.0.1 that enforces Stripe's allowance (25
-requests per second, 429 beyond it), with the scheduler and two RQ worker threads delivering:
+requests per second, 429 beyond it), with ``hub scheduler`` and two ``hub worker`` processes delivering:
 ``hub changes apply`` (a process of its own, as an operator runs it) is interrupted part-way with
 Ctrl-C (SIGINT), run again with ``--resume``, and every row reaches the provider exactly once, never
 over the allowance. The rate achieved is printed; ``benchmarks/changes.py`` runs this with 1,000 rows
@@ -22,7 +22,6 @@ from typing import Any
 import pytest
 
 from connectors.stripe.client import RATE_LIMITS
-from hub import scheduler
 from hub.store import Action, Attempt, Subscriber, Subscription, utcnow
 from tests.changes.support import PERIOD
 from tests.conftest import BASE_ENV
@@ -101,29 +100,30 @@ def _env(hub: Any, api: "StripeAllowance", **extra: str) -> dict[str, str]:
 
 
 class Workers:
-    """The scheduler (a thread) and ``n`` ``hub worker`` processes on the Stripe deliver queue."""
+    """``hub scheduler`` and ``n`` ``hub worker`` processes on the Stripe deliver queue, as deployed."""
 
     def __init__(self, hub: Any, api: "StripeAllowance", n: int, **extra: str):
-        self.stop = threading.Event()
-        self.scheduler = threading.Thread(target=scheduler.run, args=(hub, self.stop), daemon=True)
-        self.scheduler.start()
-        self.procs = [subprocess.Popen([str(Path(sys.executable).parent / "hub"), "worker", "--queues",
-                                        "deliver-stripe"], env=_env(hub, api, **extra),
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)]
+        hub_bin, env = str(Path(sys.executable).parent / "hub"), _env(hub, api, **extra)
+        self.procs = [subprocess.Popen([hub_bin, "scheduler"], env=env, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL)]
+        self.procs += [subprocess.Popen([hub_bin, "worker", "--queues", "deliver-stripe"], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(n)]
 
     def close(self) -> None:
-        self.stop.set()
         for proc in self.procs:
-            proc.send_signal(signal.SIGTERM)  # finish the job in hand and exit
+            proc.send_signal(signal.SIGTERM)  # finish the work in hand and exit
         for proc in self.procs:
-            proc.wait(30)
-        self.scheduler.join(10)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
 
 
-def _apply(hub: Any, api: StripeAllowance, path: Path, *options: str) -> subprocess.Popen:
+def _apply(hub: Any, api: StripeAllowance, path: Path, *options: str, **extra: str) -> subprocess.Popen:
     """``hub changes apply`` in a process of its own."""
     return subprocess.Popen([str(Path(sys.executable).parent / "hub"), "changes", "apply", str(path), *options],
-                            env=_env(hub, api), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=_env(hub, api, **extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _rate(log: list[tuple[float, int, str]]) -> float:
@@ -179,9 +179,10 @@ def test_a_batch_at_the_providers_limit_reaches_it_once_per_row_and_resumes_with
             api.limit, mark = None, len(api.log)
             path = tmp_path / "resumes.csv"
             path.write_text("subscription,change\n" + "".join(f"{sid},resume\n" for sid in ids))
-            workers = Workers(hub, api, WORKERS, HUB_STRIPE_RATE_LIMIT="100000/1s")
+            unlimited = {"HUB_STRIPE_RATE_LIMIT": "100000/1s"}
+            workers = Workers(hub, api, WORKERS, **unlimited)
             try:
-                assert _apply(hub, api, path).wait(300) == 0
+                assert _apply(hub, api, path, **unlimited).wait(300) == 0
                 wait_for(lambda: count(hub, Action, Action.status == "done") == 2 * ROWS, timeout=600, interval=0.5)
             finally:
                 workers.close()
