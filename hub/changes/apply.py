@@ -118,49 +118,41 @@ def change_key(sub: Subscription, request: dict[str, Any]) -> str:
 
 
 class Pacer:
-    """Spreads a batch's changes that take effect now at the pace each provider allows, a window's
-    worth at a time: with N requests per W seconds, changes 0..N-1 are due now, N..2N-1 one window
-    later, and so on (the window counted as the rate limiter counts it; with several windows, groups
-    of the smallest N at the slowest average rate). The outbox then holds the real schedule: the
-    workers never queue work that cannot go yet (it would only wait in line, taking turns from the
-    sends whose rooms have opened), each group is claimed and sent together, and a cancelled batch
-    catches every change not yet due. Dry-run connectors are not paced."""
+    """Spreads a batch's changes that take effect now at the pace each provider allows: with N
+    requests per W seconds, the k-th is due at now + k x W/N (the window counted as the rate limiter
+    counts it). The outbox then holds the real schedule: the workers never queue work that cannot go
+    yet (it would only wait in line, taking their turns from the sends whose rooms have opened), and
+    a cancelled batch catches every row not yet due. Dry-run connectors are not paced."""
 
     def __init__(self, settings: "Settings"):
         self.settings = settings
         self.dry = connectors.dry_run_connectors(settings)
-        self.plans: dict[tuple[str, str], tuple[int, float]] = {}  # (group size, seconds between groups)
-        self.state: dict[tuple[str, str], tuple[datetime, int]] = {}  # (current group's time, changes in it)
+        self.next: dict[tuple[str, str], datetime] = {}
+        self.spacing: dict[tuple[str, str], float] = {}
 
-    def _plan(self, connector: str, name: str) -> tuple[tuple[str, str], tuple[int, float]]:
+    def _spacing(self, connector: str, name: str) -> tuple[tuple[str, str], float]:
         found = connectors.action_spec(f"{connector}.{name}")
         if found is None or connector in self.dry:
-            return (connector, ""), (0, 0.0)
+            return (connector, ""), 0.0
         bucket = found[1].bucket
-        if (connector, bucket) not in self.plans:
+        if (connector, bucket) not in self.spacing:
             limits = found[0].rate_limits_for(self.settings)
-            windows = [(n, w) for n, w in (limits.get(bucket) or limits.get("default") or ()) if n > 0]
-            size = min((n for n, _ in windows), default=0)
-            spacing = max((w / n for n, w in windows), default=0.0) * (1 + MARGIN)
-            self.plans[(connector, bucket)] = (size, size * spacing)
-        return (connector, bucket), self.plans[(connector, bucket)]
+            windows = limits.get(bucket) or limits.get("default") or ()
+            self.spacing[(connector, bucket)] = max((w / n for n, w in windows if n), default=0.0) * (1 + MARGIN)
+        return (connector, bucket), self.spacing[(connector, bucket)]
 
     def slot(self, session: Session, connector: str, name: str, now: datetime) -> datetime:
-        key, (size, interval) = self._plan(connector, name)
-        if not size:
+        key, spacing = self._spacing(connector, name)
+        if not spacing:
             return now
-        if key not in self.state:  # after the paced changes already waiting (an interrupted run's)
+        if key not in self.next:  # after the paced changes already waiting (an interrupted run's)
             waiting = session.execute(select(func.max(Action.due_at)).where(
                 Action.rule_id == RULE_ID, Action.connector == connector, Action.occurrence.like("batch:%"),
                 Action.status == ActionStatus.SCHEDULED, Action.due_at > now,
                 Action.due_at < now + timedelta(hours=1))).scalar_one_or_none()
-            self.state[key] = (waiting + timedelta(seconds=interval), 0) if waiting else (now, 0)
-        at, taken = self.state[key]
-        if taken >= size:
-            at, taken = at + timedelta(seconds=interval), 0
-        if at < now:  # planning fell behind the pace: a fresh group from now
-            at, taken = now, 0
-        self.state[key] = (at, taken + 1)
+            self.next[key] = waiting + timedelta(seconds=spacing) if waiting else now
+        at = max(now, self.next[key])
+        self.next[key] = at + timedelta(seconds=spacing)
         return at
 
 
