@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/rules.py
 	$(BIN)/python benchmarks/segments.py
 	$(BIN)/python benchmarks/ratelimit.py
+	$(BIN)/python benchmarks/changes.py
 	$(BIN)/python benchmarks/console.py
 	$(BIN)/python benchmarks/cli.py
 

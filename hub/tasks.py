@@ -48,3 +48,11 @@ def process_delivery(delivery_id: int) -> None:
 def deliver_action(action_id: int) -> None:
     with logs.context(action_id=action_id), tracing.job_span("deliver", action_id=action_id):
         _waiting_for_database(deliver.deliver)(current(), action_id)
+
+
+def apply_change_batch(batch_id: int) -> None:
+    """Plan a change batch's rows (``POST /api/changes/batches``); a second run plans only the rest."""
+    from hub.changes import batch
+
+    with logs.context(batch_id=batch_id), tracing.job_span("changes-batch", batch_id=batch_id):
+        _waiting_for_database(batch.run_stored)(current(), batch_id)

@@ -8,12 +8,14 @@ classified here like any other connector's HTTP answer:
   after the time the bucket needs to refill for this query's cost (``extensions.cost``);
   ``ACCESS_DENIED``: the token lacks a scope (credentials); ``INTERNAL_SERVER_ERROR``: retried;
   anything else (a query Shopify refuses, ``MAX_COST_EXCEEDED``): permanent;
-- ``userErrors`` of the mutation (contract not found, terminated...): permanent;
+- ``userErrors`` of the mutation (contract not found, terminated...): permanent, with the mutation
+  named and each error's code and message;
 - HTTP statuses as everywhere (429/5xx retried with Retry-After, 401/403 credentials).
 
 Every effect is idempotent: a billing attempt carries ``idempotencyKey`` = the planned action's key
-(Shopify creates one attempt, hence one order, per key); pausing a paused contract or cancelling a
-cancelled one is reported done after a look at the contract's status.
+(Shopify creates one attempt, hence one order, per key); pausing a paused contract, activating an
+active one or cancelling a cancelled one is reported done after a look at the contract's status; a
+plan or quantity change that the contract's line already has is done without a new commit.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, validates
+from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from connectors.base import ActionContext, ActionSpec, OnRepeat
 from connectors.http import ApiClient, Outcome
@@ -34,6 +36,8 @@ API_VERSION = "2026-01"
 RATE_LIMITS: dict[str, tuple[int, float]] = {"default": (10, 1.0)}
 
 _GID = re.compile(r"^gid://shopify/SubscriptionContract/\d+$")
+_VARIANT = re.compile(r"^(\d+|gid://shopify/ProductVariant/\d+)$")
+_LINE = re.compile(r"^gid://shopify/SubscriptionLine/[\w-]+$")
 
 BILLING_ATTEMPT = """mutation subscriptionBillingAttemptCreate($subscriptionContractId: ID!,
     $subscriptionBillingAttemptInput: SubscriptionBillingAttemptInput!) {
@@ -55,9 +59,41 @@ CANCEL = """mutation subscriptionContractCancel($subscriptionContractId: ID!) {
     userErrors { field message code }
   }
 }"""
+ACTIVATE = """mutation subscriptionContractActivate($subscriptionContractId: ID!) {
+  subscriptionContractActivate(subscriptionContractId: $subscriptionContractId) {
+    contract { id status }
+    userErrors { field message code }
+  }
+}"""
 CONTRACT_STATUS = """query subscriptionContract($id: ID!) {
   subscriptionContract(id: $id) { id status }
 }"""
+# a plan or quantity change edits a draft of the contract and commits it (the SubscriptionDraft flow of
+# the pinned API version; 2026-10 deprecates it for the asynchronous, early-access Calculation API)
+CONTRACT_UPDATE = """mutation subscriptionContractUpdate($contractId: ID!) {
+  subscriptionContractUpdate(contractId: $contractId) {
+    draft { id lines(first: 50) { nodes { id quantity variantId } } }
+    userErrors { field message code }
+  }
+}"""
+DRAFT_LINE_UPDATE = """mutation subscriptionDraftLineUpdate($draftId: ID!, $lineId: ID!,
+    $input: SubscriptionLineUpdateInput!) {
+  subscriptionDraftLineUpdate(draftId: $draftId, lineId: $lineId, input: $input) {
+    lineUpdated { id quantity variantId }
+    userErrors { field message code }
+  }
+}"""
+DRAFT_COMMIT = """mutation subscriptionDraftCommit($draftId: ID!) {
+  subscriptionDraftCommit(draftId: $draftId) {
+    contract { id status }
+    userErrors { field message code }
+  }
+}"""
+
+
+def variant_gid(value: str) -> str:
+    value = str(value).strip()
+    return value if value.startswith("gid://") else f"gid://shopify/ProductVariant/{value}"
 
 
 def contract_gid(value: str) -> str:
@@ -158,6 +194,25 @@ class CancelSubscriptionParams(_ContractParams):
     pass
 
 
+class ResumeSubscriptionParams(_ContractParams):
+    pass
+
+
+class ChangeSubscriptionParams(_ContractParams):
+    variant_id = fields.String(load_default=None, validate=validate.Regexp(
+        _VARIANT, error="a product variant id: digits or gid://shopify/ProductVariant/<id>"))  # the new plan
+    quantity = fields.Integer(load_default=None, validate=validate.Range(min=1))
+    #: the line's new price per unit and cycle, a decimal string; unset: the line's price is kept
+    price = fields.Decimal(load_default=None, as_string=True, places=None, validate=validate.Range(min=0))
+    line_id = fields.String(load_default=None, validate=validate.Regexp(
+        _LINE, error="a subscription line id: gid://shopify/SubscriptionLine/<id>"))  # unset: the first line
+
+    @validates_schema
+    def _something(self, data: dict[str, Any], **_: Any) -> None:
+        if data.get("variant_id") is None and data.get("quantity") is None:
+            raise ValidationError("give variant_id and/or quantity", "variant_id")
+
+
 # -- actions ---------------------------------------------------------------------------------
 def _shopify(client: ApiClient) -> ShopifyClient:
     assert isinstance(client, ShopifyClient), "Shopify actions need the Shopify client"
@@ -208,6 +263,55 @@ def cancel_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionCo
     return _set_status(client, params, "subscriptionContractCancel", CANCEL, "CANCELLED")
 
 
+def resume_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
+    """``subscriptionContractActivate``: a paused (or failed) contract bills again."""
+    return _set_status(client, params, "subscriptionContractActivate", ACTIVATE, "ACTIVE")
+
+
+def _draft_step(api: ShopifyClient, query: str, variables: dict[str, Any], mutation: str
+                ) -> tuple[Outcome, dict[str, Any]]:
+    outcome = api.graphql(query, variables)
+    payload = _payload(outcome, mutation)
+    errors = _user_errors(payload)
+    if errors:
+        raise _refused(mutation, errors, outcome)
+    return outcome, payload
+
+
+def change_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionContext) -> Outcome:
+    """A contract line's variant (the plan) and/or quantity: ``subscriptionContractUpdate`` opens a
+    draft of the contract, ``subscriptionDraftLineUpdate`` edits the line (``line_id``, else the
+    first), ``subscriptionDraftCommit`` makes it the contract. Shopify bills the edited line from the
+    next billing cycle. Each step's ``userErrors`` fail the action, naming the step. A line that already
+    has the new variant and quantity (a repeat of this action) is done without a commit."""
+    api = _shopify(client)
+    opened, payload = _draft_step(api, CONTRACT_UPDATE, {"contractId": contract_gid(params["subscription_id"])},
+                                  "subscriptionContractUpdate")
+    if opened.dry_run:
+        return opened
+    draft = payload.get("draft") if isinstance(payload.get("draft"), dict) else {}
+    lines = [n for n in ((draft.get("lines") or {}).get("nodes") or []) if isinstance(n, dict)]
+    wanted = params.get("line_id")
+    line = next((n for n in lines if n.get("id") == wanted), None) if wanted else (lines[0] if lines else None)
+    if not draft.get("id") or line is None:
+        raise PermanentError(f"subscriptionContractUpdate: the contract has no line {wanted or ''}".rstrip(),
+                             status=opened.status_code, response={"status": opened.status_code, "body": opened.data})
+    change: dict[str, Any] = {}
+    if params.get("variant_id") and line.get("variantId") != variant_gid(params["variant_id"]):
+        change["productVariantId"] = variant_gid(params["variant_id"])
+    if params.get("quantity") is not None and line.get("quantity") != params["quantity"]:
+        change["quantity"] = params["quantity"]
+    if not change:
+        opened.extra["already"] = "changed"
+        return opened
+    if params.get("price") is not None:
+        change["currentPrice"] = str(params["price"])
+    _draft_step(api, DRAFT_LINE_UPDATE, {"draftId": draft["id"], "lineId": line["id"], "input": change},
+                "subscriptionDraftLineUpdate")
+    committed, _ = _draft_step(api, DRAFT_COMMIT, {"draftId": draft["id"]}, "subscriptionDraftCommit")
+    return committed
+
+
 ACTIONS: dict[str, ActionSpec] = {
     "retry_payment": ActionSpec("retry_payment", RetryPaymentParams, retry_payment,
                                 "Create a billing attempt on a subscription contract (dunning retry).",
@@ -217,4 +321,8 @@ ACTIONS: dict[str, ActionSpec] = {
                                      "Pause a subscription contract."),
     "cancel_subscription": ActionSpec("cancel_subscription", CancelSubscriptionParams, cancel_subscription,
                                       "Cancel a subscription contract."),
+    "resume_subscription": ActionSpec("resume_subscription", ResumeSubscriptionParams, resume_subscription,
+                                      "Activate a paused subscription contract again."),
+    "change_subscription": ActionSpec("change_subscription", ChangeSubscriptionParams, change_subscription,
+                                      "Change a subscription contract line's variant (plan) or quantity."),
 }

@@ -178,6 +178,34 @@ def change_subscription(client: ApiClient, params: dict[str, Any], ctx: ActionCo
     return stripe.call("POST", path, ctx, form)
 
 
+def preview_change(client: ApiClient, subscription_id: str, *, price: str | None, quantity: int | None,
+                   proration_date: int) -> dict[str, Any] | None:
+    """Stripe's own preview of a plan or quantity change made now (not an action: nothing changes):
+    ``POST /v1/invoices/create_preview`` with the subscription, its first item's new ``price`` and/or
+    ``quantity``, ``proration_behavior=create_prorations`` and ``proration_date`` (unix seconds, the
+    moment the hub previews, so both figures are for the same instant). The proration is the sum of
+    the preview's lines whose ``parent.subscription_item_details.proration`` is true (Stripe's
+    documented way to pick them). None in dry run."""
+    stripe = _stripe(client)
+    if stripe.dry_run:
+        return None
+    path = f"/v1/subscriptions/{subscription_id}"
+    found = stripe.request("GET", path, whole=True).data or {}
+    items = ((found.get("items") or {}).get("data") or []) if isinstance(found, dict) else []
+    if not items:
+        raise PermanentError(f"GET {path}: the subscription has no items to preview a change of")
+    form = {"subscription": subscription_id, "subscription_details[items][0][id]": items[0]["id"],
+            "subscription_details[items][0][price]": price, "subscription_details[items][0][quantity]": quantity,
+            "subscription_details[proration_behavior]": "create_prorations",
+            "subscription_details[proration_date]": proration_date}
+    invoice = stripe.request("POST", "/v1/invoices/create_preview", form=_encode(form), whole=True).data or {}
+    lines = ((invoice.get("lines") or {}).get("data") or []) if isinstance(invoice, dict) else []
+    prorations = [line for line in lines if isinstance(line, dict) and
+                  (((line.get("parent") or {}).get("subscription_item_details") or {}).get("proration"))]
+    return {"amount": sum(int(line.get("amount") or 0) for line in prorations),
+            "currency": str(invoice.get("currency") or "").upper() or None, "lines": len(prorations)}
+
+
 IDEMPOTENT = ("`Idempotency-Key` = the action key on every POST (Stripe answers a repeat with the first "
               "answer for at least 24 h); DELETE is idempotent")
 

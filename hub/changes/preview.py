@@ -11,6 +11,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import connectors
+from connectors.stripe.client import preview_change
+from hub.kernel.errors import ActionError
+from hub.kernel.settings import Settings
 from hub.store import Subscription
 from hub.subscribers.state import daily_rate
 
@@ -75,3 +79,30 @@ def preview(session: Session, sub: Subscription, request: dict[str, Any], now: d
         "charge_per_period": {"before": before, "after": after, "currency": sub.currency},
         "proration": proration,
     }
+
+
+def provider_preview(settings: Settings, sub: Subscription, request: dict[str, Any], shown: dict[str, Any]
+                     ) -> dict[str, Any] | None:
+    """The provider's own figure for a proration the hub previewed, where the provider offers one
+    (Stripe's preview invoice, for a plan or quantity change made now), and the difference from the
+    hub's daily-rate figure (theirs - ours). None where there is nothing to compare."""
+    ours = (shown.get("proration") or {}).get("amount")
+    if sub.provider != "stripe" or ours is None or request["change"] not in ("change_plan", "change_quantity"):
+        return None
+    source = "stripe: POST /v1/invoices/create_preview"
+    connector = connectors.get("stripe")
+    client = connector.client(settings) if connector is not None else None
+    if client is None or client.dry_run:
+        return {"source": source, "available": False, "reason": "HUB_STRIPE_API_KEY is not set"}
+    when = datetime.fromisoformat(shown["effective_at"])
+    try:
+        theirs = preview_change(client, sub.external_id, price=request.get("plan"),
+                                quantity=request.get("quantity"), proration_date=int(when.timestamp()))
+    except ActionError as exc:
+        return {"source": source, "available": False, "reason": str(exc)[:300]}
+    if theirs is None:
+        return None
+    currency = theirs["currency"] or ours["currency"]
+    return {"source": source, "available": True, "proration": {"minor": theirs["amount"], "currency": currency},
+            "difference": {"minor": theirs["amount"] - ours["minor"], "currency": currency},
+            "proration_date": when.isoformat()}

@@ -35,8 +35,8 @@ def apply_cmd(file: Path, dry_run: bool, resume: bool, as_json: bool) -> None:
 
     hub = current()
     rows, errors = batch.read(file)
-    checked = list(batch.check(hub, file, rows))
-    errors += [e for _, _, e in checked if e]
+    checked = list(batch.check(hub, rows))
+    errors += [f"{file}:{row.line}: {e}" for row, _, e in checked if e]
     if errors:
         click.echo("\n".join(errors), err=True)
         click.echo(f"hub: {len(errors)} bad row(s); nothing applied", err=True)
@@ -55,8 +55,14 @@ def apply_cmd(file: Path, dry_run: bool, resume: bool, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(r))
     new = sum(r["new"] for r in results)
-    click.echo(f"applied {new} new change(s), {len(results) - new} already present{' (resumed)' if resume else ''}; "
+    failed = [r for r in results if r["status"] == "error"]
+    for r in failed:
+        click.echo(f"{file}:{r['line']}: {r['error']}", err=True)
+    click.echo(f"applied {new} new change(s), {len(results) - new - len(failed)} already present"
+               f"{f', {len(failed)} not applied' if failed else ''}{' (resumed)' if resume else ''}; "
                f"results in {out}", err=True)
+    if failed:
+        sys.exit(1)
 
 
 COMMANDS = [changes]

@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 from hub.store import (
+    change_models,  # noqa: E402,F401  (registers the change_batches and change_batch_rows tables)
     privacy_models,  # noqa: E402,F401  (registers the redactions and data_exports tables)
     sync_models,  # noqa: E402,F401  (registers the backfill_runs and webhook_registrations tables)
 )

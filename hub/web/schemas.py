@@ -253,6 +253,7 @@ class Operation:
     body: type[Schema] | None = None
     path_params: type[Schema] | None = None
     responses: dict[int, tuple[str, Any]] = field(default_factory=dict)
+    csv: bool = False  # the body may also be text/csv (passed to the view as {"csv": text})
 
 
 OPERATIONS: list[Operation] = []
@@ -286,12 +287,13 @@ def _json_body() -> Any:
 
 def accepts(path: str, method: str, summary: str, *, query: type[Schema] | None = None,
             body: type[Schema] | None = None, path_params: type[Schema] | None = None,
-            responses: dict[int, tuple[str, Any]] | None = None) -> Callable[..., Any]:
+            responses: dict[int, tuple[str, Any]] | None = None, csv: bool = False) -> Callable[..., Any]:
     """Validate the request with the schemas and pass what they loaded as keyword arguments
-    (``query``, ``body``); record the operation for ``/api/openapi.json``."""
+    (``query``, ``body``); record the operation for ``/api/openapi.json``. With ``csv``, a
+    ``text/csv`` body is passed as ``{"csv": text}`` for the view to check."""
     answers = {400: ("bad parameter", ErrorOut), 401: ("missing or wrong bearer token", ErrorOut),
                **(responses or {})}
-    OPERATIONS.append(Operation(path, method, summary, query, body, path_params, answers))
+    OPERATIONS.append(Operation(path, method, summary, query, body, path_params, answers, csv))
 
     def wrap(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
@@ -302,6 +304,9 @@ def accepts(path: str, method: str, summary: str, *, query: type[Schema] | None 
                                         ("query", query, lambda: request.args.to_dict()),
                                         ("body", body, _json_body)):
                 if schema is None:
+                    continue
+                if key == "body" and csv and request.mimetype == "text/csv":
+                    loaded[key] = {"csv": request.get_data(as_text=True)}
                     continue
                 try:
                     data = source()
@@ -340,8 +345,11 @@ def openapi(title: str = "Subscriber hub admin API", version: str = "1") -> dict
                           for code, (text, schema) in sorted(op.responses.items())},
         }
         if op.body is not None:
-            operation["requestBody"] = {"required": True,
-                                        "content": {"application/json": {"schema": op.body}}}
+            content: dict[str, Any] = {"application/json": {"schema": op.body}}
+            if op.csv:
+                content["text/csv"] = {"schema": {"type": "string", "description": "a header row, then one "
+                                                                                     "row per item"}}
+            operation["requestBody"] = {"required": True, "content": content}
         spec.path(path=op.path, operations={op.method: operation})
     return spec.to_dict()
 

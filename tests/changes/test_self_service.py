@@ -62,7 +62,7 @@ def test_tampered_and_expired_links_are_refused(web):
     assert client.get(f"/self-service/{payload}x.{mac}").status_code == 403
     old = links.make(SECRET, None, "stripe:sub_1", ["pause"], 60, now=time.time() - 120)
     answer = client.get(f"/self-service/{old}")
-    assert answer.status_code == 403 and "expired" in answer.json["message"]
+    assert answer.status_code == 403 and "this link has expired" in answer.text and "<html" in answer.text
     other = links.make("another-secret", None, "stripe:sub_1", ["pause"], 600)
     assert client.get(f"/self-service/{other}").status_code == 403
 
@@ -71,3 +71,12 @@ def test_without_the_secret_no_link_is_issued(hub, client):
     subscription(hub, "stripe", "sub_1", plan="price_basic", amount=3000)
     answer = client.post("/api/subscriptions/sub_1/self-service-links", json={}, headers=AUTH)
     assert answer.status_code == 409 and "HUB_SELF_SERVICE_SECRET" in answer.json["message"]
+
+
+def test_reviewing_a_change_shows_its_preview_and_leaves_the_link_usable(web):
+    hub, client = web
+    path = _link(client, allowed=["cancel"])
+    shown = client.post(path, data={"change": "cancel", "effective": "period_end", "step": "review"})
+    assert shown.status_code == 200 and 'id="preview"' in shown.text and "30.00 &rarr; 0.00 USD" in shown.text
+    assert 'name="step" value="confirm"' in shown.text and rows(hub, Action) == []
+    assert client.get(path).status_code == 200  # not used by a review

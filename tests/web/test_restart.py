@@ -82,7 +82,10 @@ class Poster:
                 conn.request("POST", "/webhooks/stripe", body, stripe_headers(body, SECRET))
                 response = conn.getresponse()
                 response.read()
-                (self.answered if response.status == 200 else self.failed).append(event_id)
+                if response.status == 200:
+                    self.answered.append(event_id)
+                else:
+                    self.failed.append(f"{event_id} at {time.time():.3f}: HTTP {response.status}")
                 self.times.append(time.monotonic())
                 if not self.keep_alive or response.will_close:
                     conn.close()

@@ -1,6 +1,8 @@
 """Shopify billing actions: Admin GraphQL requests (subscriptionBillingAttemptCreate with the action
-key as idempotencyKey, subscriptionContractPause, subscriptionContractCancel) and what each answer
-means, GraphQL errors and cost-based throttling included."""
+key as idempotencyKey, subscriptionContractPause, subscriptionContractActivate,
+subscriptionContractCancel, and a plan or quantity change through subscriptionContractUpdate ->
+subscriptionDraftLineUpdate -> subscriptionDraftCommit) and what each answer means, GraphQL errors,
+userErrors and cost-based throttling included."""
 
 from __future__ import annotations
 
@@ -134,7 +136,9 @@ class TestShopifyActions(ActionContract):
     config, dry_config = CONFIG, dict(HUB_SHOPIFY_SHOP="tea-shop")
     cases = [("shopify.retry_payment", {"subscription_id": "1"}, "POST", GRAPHQL),
              ("shopify.pause_subscription", {"subscription_id": "1"}, "POST", GRAPHQL),
-             ("shopify.cancel_subscription", {"subscription_id": "1"}, "POST", GRAPHQL)]
+             ("shopify.cancel_subscription", {"subscription_id": "1"}, "POST", GRAPHQL),
+             ("shopify.resume_subscription", {"subscription_id": "1"}, "POST", GRAPHQL),
+             ("shopify.change_subscription", {"subscription_id": "1", "quantity": 2}, "POST", GRAPHQL)]
     error_body = {"errors": "m"}
 
 
@@ -175,3 +179,88 @@ def test_the_credentials_check_is_the_cheapest_authenticated_query():
                                                                  "extensions": {"code": "ACCESS_DENIED"}}]})
     with pytest.raises(CredentialsError):
         shopify.check(client(shopify, settings(**CONFIG)))
+
+
+DRAFT = "gid://shopify/SubscriptionDraft/512"
+LINE = "gid://shopify/SubscriptionLine/ab3c-9f"
+OLD_VARIANT, NEW_VARIANT = "gid://shopify/ProductVariant/111", "gid://shopify/ProductVariant/222"
+
+
+def _opened(quantity: int = 1, variant: str = OLD_VARIANT) -> dict:
+    return answer("subscriptionContractUpdate", {"draft": {"id": DRAFT, "lines": {"nodes": [
+        {"id": LINE, "quantity": quantity, "variantId": variant}]}}, "userErrors": []})
+
+
+@responses.activate
+def test_resume_activates_the_contract_and_an_active_one_is_already_done():
+    responses.post(GRAPHQL, json=answer("subscriptionContractActivate", {
+        "contract": {"id": CONTRACT, "status": "ACTIVE"}, "userErrors": []}))
+    run("shopify.resume_subscription", {"subscription_id": "24398905522"}, settings(**CONFIG))
+    body = sent(responses.calls[0])
+    assert body["variables"] == {"subscriptionContractId": CONTRACT}
+    assert "subscriptionContractActivate(subscriptionContractId: $subscriptionContractId)" in body["query"]
+    responses.reset()
+    responses.post(GRAPHQL, json=answer("subscriptionContractActivate", {"contract": None, "userErrors": [
+        {"field": None, "message": "Contract is already active", "code": "INVALID"}]}))
+    responses.post(GRAPHQL, json={"data": {"subscriptionContract": {"id": CONTRACT, "status": "ACTIVE"}}})
+    assert run("shopify.resume_subscription", {"subscription_id": "1"}, settings(**CONFIG)).extra == {
+        "already": "ACTIVE"}
+
+
+@responses.activate
+def test_a_plan_change_edits_a_draft_of_the_contract_and_commits_it():
+    responses.post(GRAPHQL, json=_opened())
+    responses.post(GRAPHQL, json=answer("subscriptionDraftLineUpdate", {
+        "lineUpdated": {"id": LINE, "quantity": 2, "variantId": NEW_VARIANT}, "userErrors": []}))
+    responses.post(GRAPHQL, json=answer("subscriptionDraftCommit", {
+        "contract": {"id": CONTRACT, "status": "ACTIVE"}, "userErrors": []}))
+    run("shopify.change_subscription", {"subscription_id": "24398905522", "variant_id": "222", "quantity": 2,
+                                        "price": "59.90"}, settings(**CONFIG))
+    opened, edited, committed = (sent(c) for c in responses.calls)
+    assert opened["variables"] == {"contractId": CONTRACT}
+    assert "subscriptionContractUpdate(contractId: $contractId)" in opened["query"]
+    assert edited["variables"] == {"draftId": DRAFT, "lineId": LINE, "input": {
+        "productVariantId": NEW_VARIANT, "quantity": 2, "currentPrice": "59.90"}}
+    assert "subscriptionDraftLineUpdate(draftId: $draftId, lineId: $lineId, input: $input)" in edited["query"]
+    assert committed["variables"] == {"draftId": DRAFT}
+    assert "subscriptionDraftCommit(draftId: $draftId)" in committed["query"]
+
+
+@responses.activate
+def test_a_quantity_change_the_line_already_has_commits_nothing():
+    responses.post(GRAPHQL, json=_opened(quantity=3))
+    outcome = run("shopify.change_subscription", {"subscription_id": "1", "quantity": 3}, settings(**CONFIG))
+    assert outcome.extra == {"already": "changed"} and len(responses.calls) == 1
+
+
+@pytest.mark.parametrize("step", ["subscriptionContractUpdate", "subscriptionDraftLineUpdate",
+                                  "subscriptionDraftCommit"])
+@responses.activate
+def test_user_errors_of_any_draft_step_fail_the_change_naming_the_step(step):
+    refusal = {"userErrors": [{"field": ["input", "quantity"], "message": "Quantity is invalid",
+                               "code": "INVALID"}]}
+    steps = [("subscriptionContractUpdate", _opened()["data"]["subscriptionContractUpdate"]),
+             ("subscriptionDraftLineUpdate", {"lineUpdated": {"id": LINE}, "userErrors": []}),
+             ("subscriptionDraftCommit", {"contract": {"id": CONTRACT}, "userErrors": []})]
+    for name, payload in steps:
+        responses.post(GRAPHQL, json=answer(name, {**payload, **refusal} if name == step else payload))
+        if name == step:
+            break
+    with pytest.raises(PermanentError, match=f"Shopify {step} refused: INVALID: Quantity is invalid") as caught:
+        run("shopify.change_subscription", {"subscription_id": "1", "quantity": 5}, settings(**CONFIG))
+    assert type(caught.value) is PermanentError
+    assert len(responses.calls) == [s for s, _ in steps].index(step) + 1  # nothing after the refusal
+
+
+@responses.activate
+def test_a_contract_without_the_named_line_is_refused():
+    responses.post(GRAPHQL, json=_opened())
+    with pytest.raises(PermanentError, match="no line gid://shopify/SubscriptionLine/zz"):
+        run("shopify.change_subscription", {"subscription_id": "1", "quantity": 5,
+                                            "line_id": "gid://shopify/SubscriptionLine/zz"}, settings(**CONFIG))
+
+
+def test_a_change_needs_a_variant_or_a_quantity_and_a_variant_id():
+    for bad in ({"subscription_id": "1"}, {"subscription_id": "1", "variant_id": "price_pro"}):
+        with pytest.raises(ValidationError):
+            run("shopify.change_subscription", bad, settings(**CONFIG))
