@@ -24,6 +24,8 @@ class Record:
     key: str  # the delivery dedup key: the webhook's for the same event, or bf:<fact>:<object id>
     body: dict[str, Any]  # what the connector's normalizer reads
     time: datetime  # when the fact happened
+    #: the webhook's headers where the normalizer reads them too (Shopify's topic is a header)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -32,6 +34,9 @@ class Page:
     next: Any = None  # the token for the next page; None after the last one
     #: how far back (or forward) this page reached, for the progress estimate
     reached: datetime | None = None
+    #: seconds the provider asks to wait before the next request (Shopify's query-cost bucket):
+    #: the reader pauses the connector's shared bucket that long
+    wait: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,10 @@ class Reader:
                                 wait=self._backoff, sleep=self.sleep, reraise=True):
             with attempt:
                 try:
-                    return phase.fetch(self.client, start, end, cursor)
+                    page = phase.fetch(self.client, start, end, cursor)
+                    if page.wait > 0:  # the provider's own budget (query cost) needs time to refill
+                        self.limiter.pause(self.key, page.wait)
+                    return page
                 except RetriableError as exc:
                     if exc.status == 429:
                         self.throttled += 1
@@ -179,7 +182,7 @@ def record_page(hub: "Hub", session: Session, connector: Connector, records: Ite
             continue
         body = json.dumps(record.body, separators=(",", ":"), sort_keys=True).encode()
         try:
-            events = connector.normalize(RawDelivery(None, connector.name, {}, body, now))
+            events = connector.normalize(RawDelivery(None, connector.name, dict(record.headers), body, now))
         except PayloadError as exc:
             events, error = [], str(exc)
             counts.failed += 1
@@ -226,11 +229,12 @@ def _insert_deliveries(session: Session, connector: str,
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    rows = [{"connector": connector, "dedup_key": key, "headers": {"x-hub-origin": origin}, "body": body,
+    rows = [{"connector": connector, "dedup_key": key, "headers": {**record.headers, "x-hub-origin": origin},
+             "body": body,
              "received_at": now, "status": DeliveryStatus.FAILED if error else DeliveryStatus.PROCESSED,
              "error": error, "attempts": 1, "enqueued": 0, "event_count": len(events),
              "processed_at": None if error else now}
-            for key, (_, body, events, error) in todo.items()]
+            for key, (record, body, events, error) in todo.items()]
     table = Delivery.__table__
     stmt = insert(table).values(rows).on_conflict_do_nothing(index_elements=["connector", "dedup_key"]) \
         .returning(table.c.id, table.c.dedup_key)

@@ -163,3 +163,78 @@ class FakeChargebee:
         if offset + limit < len(chosen):
             body["next_offset"] = str(offset + limit)  # Chargebee's token is opaque; a position will do here
         return 200, JSON, json.dumps(body).encode(), 0.0
+
+
+class FakeShopify:
+    """Shopify's Admin GraphQL endpoint (``POST /admin/api/<version>/graphql.json``) for the backfill's
+    four connections, oldest first with opaque cursors and the ``created_at`` search filter, and a
+    query-cost bucket like Shopify's: each query asks for ``first`` points plus one (nested
+    ``lineItems(first:)`` counted per order), answered with ``extensions.cost``, or with a
+    ``THROTTLED`` error when the bucket holds less than the query asks for."""
+
+    CONNECTIONS = {"customers": "customers", "subscriptionContracts": "contracts",
+                   "subscriptionBillingAttempts": "attempts", "orders": "orders"}
+
+    def __init__(self, bucket: float = 1000.0, restore: float = 50.0):
+        self.nodes: dict[str, list[dict[str, Any]]] = {name: [] for name in self.CONNECTIONS.values()}
+        self.maximum, self.restore = bucket, restore
+        self.available, self._at = bucket, time.monotonic()
+        self.throttled = 0
+        self.queries: list[dict[str, Any]] = []  # every request body, parsed
+        self.api = MockApi(self.script)
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def close(self) -> None:
+        self.api.close()
+
+    def _cost(self, requested: float) -> tuple[bool, dict[str, Any]]:
+        now = time.monotonic()
+        self.available = min(self.maximum, self.available + (now - self._at) * self.restore)
+        self._at = now
+        granted = self.available >= requested
+        if granted:
+            self.available -= requested
+        status = {"maximumAvailable": self.maximum, "currentlyAvailable": round(self.available),
+                  "restoreRate": self.restore}
+        return granted, {"cost": {"requestedQueryCost": requested, "actualQueryCost": requested if granted else None,
+                                  "throttleStatus": status}}
+
+    def script(self, seen: Seen, n: int) -> Reply:
+        if seen.method != "POST" or not seen.path.endswith("/graphql.json"):
+            return 404, JSON, b'{"errors":"Not Found"}', 0.0
+        body = seen.json()
+        self.queries.append(body)
+        query, variables = body.get("query") or "", body.get("variables") or {}
+        name = next((c for c in self.CONNECTIONS if f" {c}(" in query), None)
+        if name is None:
+            return 200, JSON, json.dumps({"errors": [{"message": "unknown query"}]}).encode(), 0.0
+        first = int(variables["first"])
+        requested = first + 1 + (first * int(variables.get("lines") or 0))
+        granted, extensions = self._cost(requested)
+        if not granted:
+            self.throttled += 1
+            errors = [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}]
+            return 200, JSON, json.dumps({"errors": errors, "extensions": extensions}).encode(), 0.0
+        lo, hi = self._window(variables.get("query") or "")
+        chosen = sorted((x for x in self.nodes[self.CONNECTIONS[name]] if lo <= x["createdAt"] < hi),
+                        key=lambda x: (x["createdAt"], x["id"]))
+        start = int(variables["after"]) if variables.get("after") else 0
+        page = chosen[start:start + first]
+        more = start + first < len(chosen)
+        data = {name: {"nodes": page, "pageInfo": {"hasNextPage": more,
+                                                    "endCursor": str(start + first) if page else None}}}
+        return 200, JSON, json.dumps({"data": data, "extensions": extensions}).encode(), 0.0
+
+    @staticmethod
+    def _window(query: str) -> tuple[str, str]:
+        """``created_at:>='A' created_at:<'B'`` -> (A, B); times compared as RFC 3339 UTC strings."""
+        lo, hi = "", "9999"
+        for term in query.split():
+            if term.startswith("created_at:>="):
+                lo = term.split(">=", 1)[1].strip("'\"")
+            elif term.startswith("created_at:<"):
+                hi = term.split("<", 1)[1].strip("'\"")
+        return lo, hi

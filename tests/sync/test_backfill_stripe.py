@@ -171,7 +171,7 @@ def test_the_command_prints_plain_progress_lines_and_the_totals(stripe_hub: Hub,
 
 
 @pytest.mark.parametrize("args, message", [
-    (["backfill", "shopify"], "no backfill for 'shopify'"),
+    (["backfill", "webhook"], "no backfill for 'webhook'"),
     (["backfill", "stripe", "--since", "soon"], "cannot parse duration"),
     (["backfill", "stripe", "--from", "yesterday"], "--from"),
     (["backfill", "stripe", "--since", "9d", "--from", "2025-01-01"], "not both"),
