@@ -76,3 +76,16 @@ def from_epoch(value: Any) -> datetime | None:
     if value in (None, ""):
         return None
     return datetime.fromtimestamp(int(value), tz=timezone.utc)
+
+
+@dataclass
+class Endpoint:
+    """The hub's webhook subscription at a provider (``hub connectors register`` / health, hub/sync.py)."""
+
+    id: str  # what the registration is found by again (stored in webhook_registrations.remote_id)
+    url: str  # where it sends ("" when missing)
+    status: str  # enabled | disabled | missing | incomplete
+    topics: list[str]
+    secret: str | None = None  # a signing secret to store (only when the provider returns or takes one)
+    detail: str | None = None  # what was done, where one registration is several subscriptions
+

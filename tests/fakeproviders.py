@@ -181,6 +181,7 @@ class FakeShopify:
         self.available, self._at = bucket, time.monotonic()
         self.throttled = 0
         self.queries: list[dict[str, Any]] = []  # every request body, parsed
+        self.subscriptions: dict[str, dict[str, Any]] = {}  # webhook subscriptions by gid
         self.api = MockApi(self.script)
 
     @property
@@ -208,6 +209,8 @@ class FakeShopify:
         body = seen.json()
         self.queries.append(body)
         query, variables = body.get("query") or "", body.get("variables") or {}
+        if "webhookSubscription" in query:
+            return 200, JSON, json.dumps({"data": self._webhooks(query, variables)}).encode(), 0.0
         name = next((c for c in self.CONNECTIONS if f" {c}(" in query), None)
         if name is None:
             return 200, JSON, json.dumps({"errors": [{"message": "unknown query"}]}).encode(), 0.0
@@ -228,6 +231,28 @@ class FakeShopify:
                                                     "endCursor": str(start + first) if page else None}}}
         return 200, JSON, json.dumps({"data": data, "extensions": extensions}).encode(), 0.0
 
+    def _webhooks(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """webhookSubscriptions (paged 100 at a time), webhookSubscriptionCreate / Update."""
+        if "webhookSubscriptionCreate(" in query:
+            self._made = getattr(self, "_made", 0) + 1
+            sid = f"gid://shopify/WebhookSubscription/{self._made}"
+            given = variables["webhookSubscription"]
+            if not str(given.get("uri", "")).startswith("https://"):
+                errors = [{"field": ["webhookSubscription", "uri"], "message": "Address protocol is not supported"}]
+                return {"webhookSubscriptionCreate": {"webhookSubscription": None, "userErrors": errors}}
+            self.subscriptions[sid] = {"id": sid, "topic": variables["topic"], "uri": given["uri"],
+                                       "format": given.get("format", "JSON")}
+            return {"webhookSubscriptionCreate": {"webhookSubscription": self.subscriptions[sid], "userErrors": []}}
+        if "webhookSubscriptionUpdate(" in query:
+            sub = self.subscriptions[variables["id"]]
+            sub.update(variables["webhookSubscription"])
+            return {"webhookSubscriptionUpdate": {"webhookSubscription": sub, "userErrors": []}}
+        nodes = list(self.subscriptions.values())
+        start = int(variables["after"]) if variables.get("after") else 0
+        first = int(variables["first"])
+        return {"webhookSubscriptions": {"nodes": nodes[start:start + first], "pageInfo": {
+            "hasNextPage": start + first < len(nodes), "endCursor": str(start + first)}}}
+
     @staticmethod
     def _window(query: str) -> tuple[str, str]:
         """``created_at:>='A' created_at:<'B'`` -> (A, B); times compared as RFC 3339 UTC strings."""
@@ -238,3 +263,64 @@ class FakeShopify:
             elif term.startswith("created_at:<"):
                 hi = term.split("<", 1)[1].strip("'\"")
         return lo, hi
+
+
+class FakeKlaviyoWebhooks:
+    """Klaviyo's Webhooks API: ``/api/webhooks/`` (GET list, POST create) and ``/api/webhooks/{id}/``
+    (GET, PATCH), JSON:API, ``endpoint_url`` shown truncated as Klaviyo does, ``secret_key`` kept
+    and never shown."""
+
+    def __init__(self) -> None:
+        self.webhooks: dict[str, dict[str, Any]] = {}
+        self.secrets: dict[str, str] = {}
+        self.api = MockApi(self.script)
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def close(self) -> None:
+        self.api.close()
+
+    def _resource(self, wid: str) -> dict[str, Any]:
+        hook = self.webhooks[wid]
+        parts = urlsplit(hook["endpoint_url"])
+        shown = f"{parts.scheme}://{parts.netloc}/..."  # "truncated for security"
+        return {"type": "webhook", "id": wid, "links": {"self": f"/api/webhooks/{wid}/"},
+                "attributes": {"name": hook["name"], "endpoint_url": shown, "enabled": hook["enabled"]},
+                "relationships": {"webhook-topics": {"data": [{"type": "webhook-topic", "id": t}
+                                                              for t in hook["topics"]]}}}
+
+    def _take(self, wid: str, data: dict[str, Any]) -> None:
+        attrs = data.get("attributes") or {}
+        hook = self.webhooks.setdefault(wid, {"name": "", "endpoint_url": "", "enabled": True, "topics": []})
+        for key in ("name", "endpoint_url", "enabled"):
+            if attrs.get(key) is not None:
+                hook[key] = attrs[key]
+        if attrs.get("secret_key"):
+            self.secrets[wid] = attrs["secret_key"]
+        topics = ((data.get("relationships") or {}).get("webhook-topics") or {}).get("data")
+        if topics is not None:
+            hook["topics"] = [t["id"] for t in topics]
+
+    def script(self, seen: Seen, n: int) -> Reply:
+        if not seen.headers.get("revision"):
+            return 400, JSON, b'{"errors":[{"detail":"revision header missing"}]}', 0.0
+        path = urlsplit(seen.path).path
+        if path == "/api/webhooks/" and seen.method == "GET":
+            body = {"data": [self._resource(w) for w in self.webhooks]}
+            return 200, JSON, json.dumps(body).encode(), 0.0
+        if path == "/api/webhooks/" and seen.method == "POST":
+            data = seen.json()["data"]
+            if not data["attributes"].get("secret_key"):
+                return 400, JSON, b'{"errors":[{"detail":"secret_key is required"}]}', 0.0
+            wid = f"01HWEBHOOK{len(self.webhooks) + 1:04d}"
+            self._take(wid, data)
+            return 201, JSON, json.dumps({"data": self._resource(wid)}).encode(), 0.0
+        wid = path.rstrip("/").rsplit("/", 1)[1]
+        if wid not in self.webhooks:
+            return 404, JSON, b'{"errors":[{"detail":"not found"}]}', 0.0
+        if seen.method == "PATCH":
+            self._take(wid, seen.json()["data"])
+        return 200, JSON, json.dumps({"data": self._resource(wid)}).encode(), 0.0
+
