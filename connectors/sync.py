@@ -22,7 +22,7 @@ from connectors.http import ApiClient
 @dataclass
 class Record:
     key: str  # the delivery dedup key: the webhook's for the same event, or bf:<fact>:<object id>
-    body: Any  # what the connector's normalizer reads (a JSON object; HubSpot: an array of events)
+    body: Any  # what the connector's normalizer reads: JSON (HubSpot: an array), or the raw bytes of a form
     time: datetime  # when the fact happened
     #: the webhook's headers where the normalizer reads them too (Shopify's topic is a header)
     headers: dict[str, str] = field(default_factory=dict)

@@ -180,7 +180,8 @@ def record_page(hub: "Hub", session: Session, connector: Connector, records: Ite
         if key in known_keys or key in todo:  # a key twice in a page is one delivery, as for webhooks
             counts.present += 1
             continue
-        body = json.dumps(record.body, separators=(",", ":"), sort_keys=True).encode()
+        body = record.body if isinstance(record.body, bytes) else \
+            json.dumps(record.body, separators=(",", ":"), sort_keys=True).encode()  # (form bodies come as bytes)
         try:
             events = connector.normalize(RawDelivery(None, connector.name, dict(record.headers), body, now))
         except PayloadError as exc:
