@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from queue import Full, Queue
@@ -40,7 +41,7 @@ from connectors.base import Connector, RawDelivery
 from connectors.sync import Page, Phase, Record, Source
 from hub.kernel.errors import HubError, PayloadError, RetriableError
 from hub.outbound import outbox
-from hub.outbound.ratelimit import RateLimiter, limit_key
+from hub.outbound.ratelimit import MARGIN, RateLimiter, limit_key
 from hub.store import Action, Delivery, Event, utcnow
 from hub.store.models import ActionStatus, DeliveryStatus
 from hub.store.sync_models import BackfillRun
@@ -121,6 +122,10 @@ class Reader:
         self.sleep = sleep
         self.requests = 0
         self.throttled = 0  # 429 answers seen
+        #: when this reader's own last requests left, per window (monotonic seconds), and the extra
+        #: spacing it keeps after a 429 (see _space)
+        self._sent = {window: deque(maxlen=int(window[0])) for window in self.windows}
+        self.slack = 0.0
         self.client.throttle = self._take_room
 
     def _take_room(self) -> None:
@@ -129,8 +134,25 @@ class Reader:
             decision = self.limiter.acquire(self.key, self.windows, token)
             if decision.granted:
                 self.requests += 1
+                self._space()
                 return
             self.sleep(max(decision.wait, 0.001))
+
+    def _space(self) -> None:
+        """The shared limiter counts a request when it grants it; the vendor when it arrives. Under
+        load the time between the two varies by tens of milliseconds, and a request granted a full
+        window after an earlier one can still arrive less than a window after it (a 429 that costs
+        a whole Retry-After). So the reader also keeps its own sends a window apart, measured just
+        before each leaves, plus ``slack`` (widened by each 429 it meets, up to 10%)."""
+        now = time.monotonic()
+        ready = now
+        for (n, w), sent in self._sent.items():
+            if len(sent) >= int(n):
+                ready = max(ready, sent[0] + float(w) * (1 + MARGIN + self.slack))
+        if ready > now:
+            self.sleep(ready - now)
+        for sent in self._sent.values():
+            sent.append(time.monotonic())
 
     def _backoff(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -150,6 +172,7 @@ class Reader:
                 except RetriableError as exc:
                     if exc.status == 429:
                         self.throttled += 1
+                        self.slack = min(self.slack + 0.02, 0.1)
                         self.limiter.pause(self.key, exc.retry_after if exc.retry_after is not None else 1.0)
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
