@@ -22,8 +22,10 @@ from connectors.http import ApiClient
 @dataclass
 class Record:
     key: str  # the delivery dedup key: the webhook's for the same event, or bf:<fact>:<object id>
-    body: dict[str, Any]  # what the connector's normalizer reads
+    body: Any  # what the connector's normalizer reads: JSON (HubSpot: an array), or the raw bytes of a form
     time: datetime  # when the fact happened
+    #: the webhook's headers where the normalizer reads them too (Shopify's topic is a header)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -32,6 +34,9 @@ class Page:
     next: Any = None  # the token for the next page; None after the last one
     #: how far back (or forward) this page reached, for the progress estimate
     reached: datetime | None = None
+    #: seconds the provider asks to wait before the next request (Shopify's query-cost bucket):
+    #: the reader pauses the connector's shared bucket that long
+    wait: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -71,3 +76,16 @@ def from_epoch(value: Any) -> datetime | None:
     if value in (None, ""):
         return None
     return datetime.fromtimestamp(int(value), tz=timezone.utc)
+
+
+@dataclass
+class Endpoint:
+    """The hub's webhook subscription at a provider (``hub connectors register`` / health, hub/sync.py)."""
+
+    id: str  # what the registration is found by again (stored in webhook_registrations.remote_id)
+    url: str  # where it sends ("" when missing)
+    status: str  # enabled | disabled | missing | incomplete
+    topics: list[str]
+    secret: str | None = None  # a signing secret to store (only when the provider returns or takes one)
+    detail: str | None = None  # what was done, where one registration is several subscriptions
+

@@ -23,11 +23,13 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from queue import Full, Queue
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from sqlalchemy import func, select, update
@@ -39,8 +41,8 @@ from connectors.base import Connector, RawDelivery
 from connectors.sync import Page, Phase, Record, Source
 from hub.kernel.errors import HubError, PayloadError, RetriableError
 from hub.outbound import outbox
-from hub.outbound.ratelimit import RateLimiter, limit_key
-from hub.store import Action, Delivery, Event, insert_ignore, utcnow
+from hub.outbound.ratelimit import MARGIN, RateLimiter, limit_key
+from hub.store import Action, Delivery, Event, utcnow
 from hub.store.models import ActionStatus, DeliveryStatus
 from hub.store.sync_models import BackfillRun
 
@@ -51,6 +53,8 @@ log = logging.getLogger(__name__)
 
 #: the reason stored on an action planned for history older than the horizon
 HISTORIC = "historic"
+#: pages read ahead of the recording
+READ_AHEAD = 4
 
 
 class BackfillError(HubError):
@@ -118,6 +122,10 @@ class Reader:
         self.sleep = sleep
         self.requests = 0
         self.throttled = 0  # 429 answers seen
+        #: when this reader's own last requests left, per window (monotonic seconds), and the extra
+        #: spacing it keeps after a 429 (see _space)
+        self._sent = {window: deque(maxlen=int(window[0])) for window in self.windows}
+        self.slack = 0.0
         self.client.throttle = self._take_room
 
     def _take_room(self) -> None:
@@ -126,8 +134,25 @@ class Reader:
             decision = self.limiter.acquire(self.key, self.windows, token)
             if decision.granted:
                 self.requests += 1
+                self._space()
                 return
             self.sleep(max(decision.wait, 0.001))
+
+    def _space(self) -> None:
+        """The shared limiter counts a request when it grants it; the vendor when it arrives. Under
+        load the time between the two varies by tens of milliseconds, and a request granted a full
+        window after an earlier one can still arrive less than a window after it (a 429 that costs
+        a whole Retry-After). So the reader also keeps its own sends a window apart, measured just
+        before each leaves, plus ``slack`` (widened by each 429 it meets, up to 10%)."""
+        now = time.monotonic()
+        ready = now
+        for (n, w), sent in self._sent.items():
+            if len(sent) >= int(n):
+                ready = max(ready, sent[0] + float(w) * (1 + MARGIN + self.slack))
+        if ready > now:
+            self.sleep(ready - now)
+        for sent in self._sent.values():
+            sent.append(time.monotonic())
 
     def _backoff(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -140,10 +165,14 @@ class Reader:
                                 wait=self._backoff, sleep=self.sleep, reraise=True):
             with attempt:
                 try:
-                    return phase.fetch(self.client, start, end, cursor)
+                    page = phase.fetch(self.client, start, end, cursor)
+                    if page.wait > 0:  # the provider's own budget (query cost) needs time to refill
+                        self.limiter.pause(self.key, page.wait)
+                    return page
                 except RetriableError as exc:
                     if exc.status == 429:
                         self.throttled += 1
+                        self.slack = min(self.slack + 0.02, 0.1)
                         self.limiter.pause(self.key, exc.retry_after if exc.retry_after is not None else 1.0)
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
@@ -154,9 +183,11 @@ def record_page(hub: "Hub", session: Session, connector: Connector, records: Ite
     """Record one page's records (oldest first) in ``session``; return the counts and the ids of the
     actions to dispatch after commit. With ``dry_run`` nothing is written: only counted.
 
-    What the hub already holds is found with one query per page (delivery keys), and one for the
-    canonical ids of the rest, so a second run or a dry run costs a few queries a page."""
-    from hub.ingest.pipeline import record_events
+    A page costs a fixed few statements besides the ingest of its new events: one query for the
+    delivery keys the hub already holds, one for the canonical ids of the rest, one insert of every
+    new delivery (already marked processed: the page commits whole or not at all), and one planning
+    value (rules, segment config, rates) for every event of the page."""
+    from hub.ingest.pipeline import planning_for, record_events
 
     counts = Counts()
     due: list[int] = []
@@ -166,32 +197,33 @@ def record_page(hub: "Hub", session: Session, connector: Connector, records: Ite
     known_keys = set(session.execute(select(Delivery.dedup_key).where(
         Delivery.connector == connector.name, Delivery.dedup_key.in_(keys))).scalars()) if keys else set()
     counts.fetched = len(batch)
-    counts.present = sum(1 for r in batch if r.key[:255] in known_keys)
-    todo = []
-    for record in (r for r in batch if r.key[:255] not in known_keys):
-        body = json.dumps(record.body, separators=(",", ":"), sort_keys=True).encode()
+    todo: dict[str, tuple[Record, bytes, list[Any], str | None]] = {}
+    for record in batch:
+        key = record.key[:255]
+        if key in known_keys or key in todo:  # a key twice in a page is one delivery, as for webhooks
+            counts.present += 1
+            continue
+        body = record.body if isinstance(record.body, bytes) else \
+            json.dumps(record.body, separators=(",", ":"), sort_keys=True).encode()  # (form bodies come as bytes)
         try:
-            events = connector.normalize(RawDelivery(None, connector.name, {}, body, now))
+            events = connector.normalize(RawDelivery(None, connector.name, dict(record.headers), body, now))
         except PayloadError as exc:
             events, error = [], str(exc)
             counts.failed += 1
             log.warning("%s %s: record %s cannot be read: %s", connector.name, origin, record.key, exc)
         else:
             error = None
-        todo.append((record, body, events, error))
-    ids = {e.id for _, _, events, _ in todo for e in events}
+        todo[key] = (record, body, events, error)
+    ids = {e.id for _, _, events, _ in todo.values() for e in events}
     known_ids = set(session.execute(select(Event.id).where(Event.id.in_(ids))).scalars()) if ids else set()
-    for record, body, events, error in todo:
-        delivery_id = None
-        if not dry_run:
-            inserted = insert_ignore(session, Delivery.__table__, {
-                "connector": connector.name, "dedup_key": record.key[:255], "headers": {"x-hub-origin": origin},
-                "body": body, "received_at": now, "status": DeliveryStatus.FAILED if error else DeliveryStatus.RECEIVED,
-                "error": error, "attempts": 1, "enqueued": 0, "event_count": 0}, ["connector", "dedup_key"])
-            if not inserted:  # a webhook of the same event arrived meanwhile
-                counts.present += 1
-                continue
-            delivery_id = inserted[0]
+    delivery_ids: dict[str, int] = {}
+    if todo and not dry_run:
+        delivery_ids = _insert_deliveries(session, connector.name, todo, origin, now)
+    planning = planning_for(hub) if todo and not dry_run else None
+    for key, (record, _, events, error) in todo.items():
+        if not dry_run and key not in delivery_ids:  # a webhook of the same event arrived meanwhile
+            counts.present += 1
+            continue
         if error:
             continue
         new = [e for e in events if e.id not in known_ids]
@@ -201,22 +233,36 @@ def record_page(hub: "Hub", session: Session, connector: Connector, records: Ite
             counts.recorded += 1
         else:
             counts.present += 1
-        if delivery_id is None:
+        if dry_run or not new:
             continue
-        if new:
-            action_ids = record_events(hub, session, new, delivery_id=delivery_id, origin=origin, now=now)
-            if record.time < horizon_start:
-                counts.skipped += skip_historic(session, action_ids, now)
-            else:
-                counts.actions += len(action_ids)
-                due.extend(action_ids)
-        _processed(session, delivery_id, len(events))
+        action_ids = record_events(hub, session, new, delivery_id=delivery_ids[key], origin=origin, now=now,
+                                   planning=planning)
+        if record.time < horizon_start:
+            counts.skipped += skip_historic(session, action_ids, now)
+        else:
+            counts.actions += len(action_ids)
+            due.extend(action_ids)
     return counts, due
 
 
-def _processed(session: Session, delivery_id: int, event_count: int) -> None:
-    session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
-        status=DeliveryStatus.PROCESSED, processed_at=utcnow(), event_count=event_count))
+def _insert_deliveries(session: Session, connector: str,
+                       todo: dict[str, tuple[Record, bytes, list[Any], str | None]], origin: str,
+                       now: datetime) -> dict[str, int]:
+    """One INSERT ... ON CONFLICT DO NOTHING for a page's deliveries: {dedup key: id} of those inserted."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    rows = [{"connector": connector, "dedup_key": key, "headers": {**record.headers, "x-hub-origin": origin},
+             "body": body,
+             "received_at": now, "status": DeliveryStatus.FAILED if error else DeliveryStatus.PROCESSED,
+             "error": error, "attempts": 1, "enqueued": 0, "event_count": len(events),
+             "processed_at": None if error else now}
+            for key, (record, body, events, error) in todo.items()]
+    table = Delivery.__table__
+    stmt = insert(table).values(rows).on_conflict_do_nothing(index_elements=["connector", "dedup_key"]) \
+        .returning(table.c.id, table.c.dedup_key)
+    return {key: id_ for id_, key in session.execute(stmt)}
 
 
 def skip_historic(session: Session, action_ids: list[int], now: datetime) -> int:
@@ -324,30 +370,61 @@ class Run:
         def fetch(where: tuple[int, Any]) -> Page:
             return reader.page(phases[where[0]], *plan.span(phases[where[0]]), where[1])
 
-        # The next page is read while this one is recorded (one reader thread): reading waits on
-        # the vendor's limit, recording on the database, and neither waits for the other. After a
-        # crash at most that one page, read but not recorded, is read again.
-        here = at(phase_index, cursor)
-        read_now = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="backfill-read") as pool:
-            pending = pool.submit(fetch, here) if here else None
-            while here is not None and pending is not None:
-                page = pending.result()
-                read_now += 1
+        # Pages are read ahead of the recording (one reader thread, up to READ_AHEAD pages queued):
+        # reading waits on the vendor's limit, recording on the database, and neither waits for the
+        # other while the queue absorbs the bursts of each. After a crash the pages read but not
+        # recorded (at most READ_AHEAD + 1) are read again; nothing is recorded twice.
+        first = at(phase_index, cursor)
+        queue: Queue[Any] = Queue(maxsize=READ_AHEAD)
+        stop = threading.Event()
+
+        def put(item: Any) -> None:
+            while not stop.is_set():
+                try:
+                    return queue.put(item, timeout=0.1)
+                except Full:
+                    continue
+
+        def read() -> None:
+            where, read_now = first, 0
+            budget = self.max_pages if self.max_pages is not None else float("inf")
+            try:
+                while where is not None and not stop.is_set() and read_now < budget:
+                    page = fetch(where)
+                    read_now += 1
+                    following = at(where[0], page.next) if page.next is not None else at(where[0] + 1, None)
+                    put((where, page, following))
+                    where = following
+                put(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the recording thread, which raises it
+                put(exc)
+
+        reader_thread = threading.Thread(target=read, name="backfill-read", daemon=True)
+        following: tuple[int, Any] | None = None
+        if first is not None:
+            reader_thread.start()
+        try:
+            while first is not None:
+                item = queue.get()
+                if item is None:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                (index, _), page, following = item
                 pages += 1
-                index, lo_hi = here[0], plan.span(phases[here[0]])
-                following = at(index, page.next) if page.next is not None else at(index + 1, None)
-                last_allowed = self.max_pages is not None and read_now >= self.max_pages
-                pending = pool.submit(fetch, following) if following and not last_allowed else None
+                lo_hi = plan.span(phases[index])
                 nxt_index, nxt_cursor = following if following else (len(phases), None)
                 due = self._record(page, nxt_index, nxt_cursor, pages)
                 if due:
                     outbox.dispatch(self.hub, due)
                 self.on_progress(Progress(self.connector.name, phases[index].name, index, len(phases), pages,
                                           self.counts, _done(phases, index, *lo_hi, page, page.next is None)))
-                here = following
-                if last_allowed and following is not None:
-                    return self.counts  # stopped early (tests: a crash after max_pages)
+        finally:
+            stop.set()
+            if reader_thread.is_alive():
+                reader_thread.join()
+        if following is not None:
+            return self.counts  # stopped early (tests: a crash after max_pages)
         if not self.dry_run:
             with self.hub.store.session() as session:
                 session.execute(update(BackfillRun).where(BackfillRun.connector == self.connector.name)

@@ -2,7 +2,8 @@
 closes the gaps they leave (``hub connectors register`` / ``hub connectors health``, docs/backfill.md).
 
 - Registration creates or updates the provider's subscription where its API allows (Stripe webhook
-  endpoints today) and stores the signing secret it returns in ``HUB_SECRETS_FILE`` (dotenv format,
+  endpoints, Shopify webhook subscriptions, Klaviyo system webhooks) and stores the signing secret
+  it returns (Stripe) or gives (Klaviyo) in ``HUB_SECRETS_FILE`` (dotenv format,
   mode 0600), which settings read for any variable the environment leaves unset; the secret is
   never printed or logged. Other providers get the exact manual steps.
 - The health check, run by the scheduler every ``HUB_SYNC_HEALTH_SECONDS`` (as an ingest job), checks
@@ -51,17 +52,6 @@ MANUAL_STEPS = {
         "  Protect webhook URL with basic authentication: on, with the user name and password of\n"
         "  HUB_CHARGEBEE_WEBHOOK_USERNAME / HUB_CHARGEBEE_WEBHOOK_PASSWORD. API version: v2. Events: all\n"
         "  (the hub stores unmapped ones as provider.unmapped)."),
-    "shopify": (
-        "Shopify: in the app's shopify.app.toml add [[webhooks.subscriptions]] with uri = \"{url}\" and\n"
-        "  topics = customers/create, customers/update, orders/create, orders/paid,\n"
-        "  subscription_contracts/create, subscription_contracts/update, subscription_billing_attempts/success,\n"
-        "  subscription_billing_attempts/failure, then `shopify app deploy`; the compliance topics\n"
-        "  (customers/data_request, customers/redact, shop/redact) go under [webhooks.privacy_compliance].\n"
-        "  Set HUB_SHOPIFY_WEBHOOK_SECRET to the app's client secret."),
-    "klaviyo": (
-        "Klaviyo: webhooks are created by an OAuth app (POST /api/webhooks); for a private key use\n"
-        "  Settings > Integrations > Webhooks (where offered) with endpoint {url}, and set\n"
-        "  HUB_KLAVIYO_WEBHOOK_SECRET to the secret Klaviyo shows."),
     "hubspot": (
         "HubSpot: developer account > the app > Webhooks: Target URL {url}; subscribe to contact.creation,\n"
         "  contact.propertyChange (email, hs_timezone, hs_email_optout) and contact.merge;\n"
@@ -71,11 +61,15 @@ MANUAL_STEPS = {
         "  update; sources public, admin, api, system."),
 }
 
-#: connectors whose subscriptions the hub creates itself: name -> module with register/get
-REGISTRARS = {"stripe": "connectors.stripe.webhooks"}
+#: connectors whose subscriptions the hub creates itself: name -> module with ``register``, ``get``
+#: (optional: ``points_at`` where the provider shows the URL altered, ``SECRET_NOTE`` where no
+#: secret comes back)
+REGISTRARS = {"stripe": "connectors.stripe.webhooks", "shopify": "connectors.shopify.webhooks",
+              "klaviyo": "connectors.klaviyo.webhooks"}
 
-#: the setting each registrar's returned secret is stored as
-SECRET_SETTING = {"stripe": "HUB_STRIPE_WEBHOOK_SECRET"}
+#: the setting each registrar's secret is stored as (and read from, when the hub has one)
+SECRET_SETTING = {"stripe": "HUB_STRIPE_WEBHOOK_SECRET", "shopify": "HUB_SHOPIFY_WEBHOOK_SECRET",
+                  "klaviyo": "HUB_KLAVIYO_WEBHOOK_SECRET"}
 
 
 class SyncError(Exception):
@@ -114,18 +108,23 @@ def register(hub: "Hub", name: str, public_url: str) -> dict[str, Any]:
     with hub.store.session() as session:
         known = session.get(WebhookRegistration, name)
         known_id = known.remote_id if known else None
-    endpoint, outcome = registrar.register(client, url, known_id)
+    current_secret = hub.settings[SECRET_SETTING[name]]
+    current_secret = current_secret[0] if isinstance(current_secret, list) and current_secret else None
+    endpoint, outcome = registrar.register(client, url, known_id, secret=current_secret)
     result: dict[str, Any] = {"connector": name, "url": url, "outcome": outcome, "id": endpoint.id,
                               "topics": len(endpoint.topics)}
-    if endpoint.secret:
+    if endpoint.detail:
+        result["detail"] = endpoint.detail
+    if endpoint.secret and endpoint.secret != current_secret:
         store_secret(hub.settings["HUB_SECRETS_FILE"], SECRET_SETTING[name], endpoint.secret)
         result["secret"] = f"stored as {SECRET_SETTING[name]} in {hub.settings['HUB_SECRETS_FILE']}"
         if os.environ.get(SECRET_SETTING[name]):
             result["warning"] = (f"{SECRET_SETTING[name]} is set in the environment and wins over the stored "
                                  "secret: unset it (or add the new one to it) and restart")
-    elif outcome != "unchanged" and not hub.settings[SECRET_SETTING[name]]:
-        result["warning"] = (f"{name} returns the signing secret only when an endpoint is created: copy it "
-                             f"from the dashboard into {SECRET_SETTING[name]}")
+    elif outcome != "unchanged" and not current_secret and not endpoint.secret:
+        result["warning"] = getattr(registrar, "SECRET_NOTE", None) or (
+            f"{name} returns the signing secret only when an endpoint is created: copy it from the dashboard "
+            f"into {SECRET_SETTING[name]}")
     _save(hub, name, endpoint.id, url, endpoint.topics, endpoint.status)
     return result
 
@@ -157,13 +156,14 @@ def check_subscription(hub: "Hub", row: WebhookRegistration) -> dict[str, Any]:
         return {"status": "unknown"}
     client = _client(hub, connector)
     endpoint = registrar.get(client, row.remote_id)
-    healthy = endpoint.status == "enabled" and endpoint.url == row.url
-    report: dict[str, Any] = {"id": row.remote_id, "status": endpoint.status, "url_ok": endpoint.url == row.url}
+    url_ok = getattr(registrar, "points_at", lambda e, url: e.url == url)(endpoint, row.url)
+    healthy = endpoint.status == "enabled" and url_ok
+    report: dict[str, Any] = {"id": row.remote_id, "status": endpoint.status, "url_ok": url_ok}
     if healthy:
         _save(hub, row.connector, row.remote_id, row.url, endpoint.topics, endpoint.status)
         return report
     log.error("operational alert: %s webhook subscription %s is %s%s; re-registering", row.connector, row.remote_id,
-              endpoint.status, "" if endpoint.url in ("", row.url) else " and points elsewhere")
+              endpoint.status, "" if url_ok or not endpoint.url else " and points elsewhere")
     public = row.url.rsplit("/webhooks/", 1)[0]
     report["repair"] = register(hub, row.connector, public)
     report["repair"].pop("steps", None)

@@ -163,3 +163,164 @@ class FakeChargebee:
         if offset + limit < len(chosen):
             body["next_offset"] = str(offset + limit)  # Chargebee's token is opaque; a position will do here
         return 200, JSON, json.dumps(body).encode(), 0.0
+
+
+class FakeShopify:
+    """Shopify's Admin GraphQL endpoint (``POST /admin/api/<version>/graphql.json``) for the backfill's
+    four connections, oldest first with opaque cursors and the ``created_at`` search filter, and a
+    query-cost bucket like Shopify's: each query asks for ``first`` points plus one (nested
+    ``lineItems(first:)`` counted per order), answered with ``extensions.cost``, or with a
+    ``THROTTLED`` error when the bucket holds less than the query asks for."""
+
+    CONNECTIONS = {"customers": "customers", "subscriptionContracts": "contracts",
+                   "subscriptionBillingAttempts": "attempts", "orders": "orders"}
+
+    def __init__(self, bucket: float = 1000.0, restore: float = 50.0):
+        self.nodes: dict[str, list[dict[str, Any]]] = {name: [] for name in self.CONNECTIONS.values()}
+        self.maximum, self.restore = bucket, restore
+        self.available, self._at = bucket, time.monotonic()
+        self.throttled = 0
+        self.queries: list[dict[str, Any]] = []  # every request body, parsed
+        self.subscriptions: dict[str, dict[str, Any]] = {}  # webhook subscriptions by gid
+        self.api = MockApi(self.script)
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def close(self) -> None:
+        self.api.close()
+
+    def _cost(self, requested: float) -> tuple[bool, dict[str, Any]]:
+        now = time.monotonic()
+        self.available = min(self.maximum, self.available + (now - self._at) * self.restore)
+        self._at = now
+        granted = self.available >= requested
+        if granted:
+            self.available -= requested
+        status = {"maximumAvailable": self.maximum, "currentlyAvailable": round(self.available),
+                  "restoreRate": self.restore}
+        return granted, {"cost": {"requestedQueryCost": requested, "actualQueryCost": requested if granted else None,
+                                  "throttleStatus": status}}
+
+    def script(self, seen: Seen, n: int) -> Reply:
+        if seen.method != "POST" or not seen.path.endswith("/graphql.json"):
+            return 404, JSON, b'{"errors":"Not Found"}', 0.0
+        body = seen.json()
+        self.queries.append(body)
+        query, variables = body.get("query") or "", body.get("variables") or {}
+        if "webhookSubscription" in query:
+            return 200, JSON, json.dumps({"data": self._webhooks(query, variables)}).encode(), 0.0
+        name = next((c for c in self.CONNECTIONS if f" {c}(" in query), None)
+        if name is None:
+            return 200, JSON, json.dumps({"errors": [{"message": "unknown query"}]}).encode(), 0.0
+        first = int(variables["first"])
+        requested = first + 1 + (first * int(variables.get("lines") or 0))
+        granted, extensions = self._cost(requested)
+        if not granted:
+            self.throttled += 1
+            errors = [{"message": "Throttled", "extensions": {"code": "THROTTLED"}}]
+            return 200, JSON, json.dumps({"errors": errors, "extensions": extensions}).encode(), 0.0
+        lo, hi = self._window(variables.get("query") or "")
+        chosen = sorted((x for x in self.nodes[self.CONNECTIONS[name]] if lo <= x["createdAt"] < hi),
+                        key=lambda x: (x["createdAt"], x["id"]))
+        start = int(variables["after"]) if variables.get("after") else 0
+        page = chosen[start:start + first]
+        more = start + first < len(chosen)
+        data = {name: {"nodes": page, "pageInfo": {"hasNextPage": more,
+                                                    "endCursor": str(start + first) if page else None}}}
+        return 200, JSON, json.dumps({"data": data, "extensions": extensions}).encode(), 0.0
+
+    def _webhooks(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """webhookSubscriptions (paged 100 at a time), webhookSubscriptionCreate / Update."""
+        if "webhookSubscriptionCreate(" in query:
+            self._made = getattr(self, "_made", 0) + 1
+            sid = f"gid://shopify/WebhookSubscription/{self._made}"
+            given = variables["webhookSubscription"]
+            if not str(given.get("uri", "")).startswith("https://"):
+                errors = [{"field": ["webhookSubscription", "uri"], "message": "Address protocol is not supported"}]
+                return {"webhookSubscriptionCreate": {"webhookSubscription": None, "userErrors": errors}}
+            self.subscriptions[sid] = {"id": sid, "topic": variables["topic"], "uri": given["uri"],
+                                       "format": given.get("format", "JSON")}
+            return {"webhookSubscriptionCreate": {"webhookSubscription": self.subscriptions[sid], "userErrors": []}}
+        if "webhookSubscriptionUpdate(" in query:
+            sub = self.subscriptions[variables["id"]]
+            sub.update(variables["webhookSubscription"])
+            return {"webhookSubscriptionUpdate": {"webhookSubscription": sub, "userErrors": []}}
+        nodes = list(self.subscriptions.values())
+        start = int(variables["after"]) if variables.get("after") else 0
+        first = int(variables["first"])
+        return {"webhookSubscriptions": {"nodes": nodes[start:start + first], "pageInfo": {
+            "hasNextPage": start + first < len(nodes), "endCursor": str(start + first)}}}
+
+    @staticmethod
+    def _window(query: str) -> tuple[str, str]:
+        """``created_at:>='A' created_at:<'B'`` -> (A, B); times compared as RFC 3339 UTC strings."""
+        lo, hi = "", "9999"
+        for term in query.split():
+            if term.startswith("created_at:>="):
+                lo = term.split(">=", 1)[1].strip("'\"")
+            elif term.startswith("created_at:<"):
+                hi = term.split("<", 1)[1].strip("'\"")
+        return lo, hi
+
+
+class FakeKlaviyoWebhooks:
+    """Klaviyo's Webhooks API: ``/api/webhooks/`` (GET list, POST create) and ``/api/webhooks/{id}/``
+    (GET, PATCH), JSON:API, ``endpoint_url`` shown truncated as Klaviyo does, ``secret_key`` kept
+    and never shown."""
+
+    def __init__(self) -> None:
+        self.webhooks: dict[str, dict[str, Any]] = {}
+        self.secrets: dict[str, str] = {}
+        self.api = MockApi(self.script)
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def close(self) -> None:
+        self.api.close()
+
+    def _resource(self, wid: str) -> dict[str, Any]:
+        hook = self.webhooks[wid]
+        parts = urlsplit(hook["endpoint_url"])
+        shown = f"{parts.scheme}://{parts.netloc}/..."  # "truncated for security"
+        return {"type": "webhook", "id": wid, "links": {"self": f"/api/webhooks/{wid}/"},
+                "attributes": {"name": hook["name"], "endpoint_url": shown, "enabled": hook["enabled"]},
+                "relationships": {"webhook-topics": {"data": [{"type": "webhook-topic", "id": t}
+                                                              for t in hook["topics"]]}}}
+
+    def _take(self, wid: str, data: dict[str, Any]) -> None:
+        attrs = data.get("attributes") or {}
+        hook = self.webhooks.setdefault(wid, {"name": "", "endpoint_url": "", "enabled": True, "topics": []})
+        for key in ("name", "endpoint_url", "enabled"):
+            if attrs.get(key) is not None:
+                hook[key] = attrs[key]
+        if attrs.get("secret_key"):
+            self.secrets[wid] = attrs["secret_key"]
+        topics = ((data.get("relationships") or {}).get("webhook-topics") or {}).get("data")
+        if topics is not None:
+            hook["topics"] = [t["id"] for t in topics]
+
+    def script(self, seen: Seen, n: int) -> Reply:
+        if not seen.headers.get("revision"):
+            return 400, JSON, b'{"errors":[{"detail":"revision header missing"}]}', 0.0
+        path = urlsplit(seen.path).path
+        if path == "/api/webhooks/" and seen.method == "GET":
+            body = {"data": [self._resource(w) for w in self.webhooks]}
+            return 200, JSON, json.dumps(body).encode(), 0.0
+        if path == "/api/webhooks/" and seen.method == "POST":
+            data = seen.json()["data"]
+            if not data["attributes"].get("secret_key"):
+                return 400, JSON, b'{"errors":[{"detail":"secret_key is required"}]}', 0.0
+            wid = f"01HWEBHOOK{len(self.webhooks) + 1:04d}"
+            self._take(wid, data)
+            return 201, JSON, json.dumps({"data": self._resource(wid)}).encode(), 0.0
+        wid = path.rstrip("/").rsplit("/", 1)[1]
+        if wid not in self.webhooks:
+            return 404, JSON, b'{"errors":[{"detail":"not found"}]}', 0.0
+        if seen.method == "PATCH":
+            self._take(wid, seen.json()["data"])
+        return 200, JSON, json.dumps({"data": self._resource(wid)}).encode(), 0.0
+

@@ -115,9 +115,11 @@ class ShopifyClient(ApiClient):
                    {"X-Shopify-Access-Token": settings["HUB_SHOPIFY_ACCESS_TOKEN"] or ""},
                    dry_run=dry_run, timeout=settings["HUB_HTTP_TIMEOUT_SECONDS"])
 
-    def graphql(self, query: str, variables: dict[str, Any]) -> Outcome:
-        """One GraphQL operation; a failed one raises the ActionError that says what to do next."""
-        outcome = self.request("POST", "/graphql.json", json_body={"query": query, "variables": variables})
+    def graphql(self, query: str, variables: dict[str, Any], *, whole: bool = False) -> Outcome:
+        """One GraphQL operation; a failed one raises the ActionError that says what to do next.
+        ``whole``: the answer is parsed whole, not trimmed like a recorded response (backfill pages)."""
+        outcome = self.request("POST", "/graphql.json", json_body={"query": query, "variables": variables},
+                               whole=whole)
         if outcome.dry_run:
             return outcome
         body = outcome.data if isinstance(outcome.data, dict) else {}

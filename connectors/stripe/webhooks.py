@@ -10,22 +10,13 @@ endpoint already pointing at the same URL, is updated rather than a second one c
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Any
 
 from connectors.http import ApiClient
 from connectors.stripe.backfill import mapped_types
 from connectors.stripe.client import API_VERSION
+from connectors.sync import Endpoint
 from hub.kernel.errors import PermanentError
-
-
-@dataclass
-class Endpoint:
-    id: str
-    url: str
-    status: str  # enabled | disabled | missing
-    topics: list[str]
-    secret: str | None = None  # only when just created
 
 
 def _endpoint(data: dict[str, Any]) -> Endpoint:
@@ -58,7 +49,8 @@ def _form(url: str) -> dict[str, Any]:
     return {"url": url, "enabled_events[]": topics()}
 
 
-def register(client: ApiClient, url: str, known_id: str | None) -> tuple[Endpoint, str]:
+def register(client: ApiClient, url: str, known_id: str | None, secret: str | None = None
+             ) -> tuple[Endpoint, str]:
     """Create or update the hub's endpoint; returns it and what was done (created|updated|unchanged)."""
     current = get(client, known_id) if known_id else None
     if current is None or current.status == "missing":

@@ -151,7 +151,7 @@ def register_cmd(name: str, public_url: str | None) -> None:
         return
     click.echo(f"{name}: webhook endpoint {result['id']} {result['outcome']} -> {result['url']} "
                f"({result['topics']} event types)")
-    for key in ("secret", "warning"):
+    for key in ("detail", "secret", "warning"):
         if key in result:
             click.echo(f"  {key}: {result[key]}")
 

@@ -22,7 +22,7 @@ AT = rfc3339(utcnow() - timedelta(days=40))  # when each consent was given, as K
 def profile(pid: str, email: str, email_consent: str, sms_consent: str = "NEVER_SUBSCRIBED") -> dict[str, Any]:
     at = AT
     return {"type": "profile", "id": pid, "attributes": {
-        "email": email, "updated": at, "created": at,
+        "email": email, "updated": at, "created": at, "location": {"timezone": "Europe/Paris"},
         "subscriptions": {"email": {"marketing": {"consent": email_consent, "consent_timestamp": at,
                                                   "method": "FORM"}},
                           "sms": {"marketing": {"consent": sms_consent, "consent_timestamp": at}}}}}
@@ -51,6 +51,8 @@ def test_consent_is_read_page_by_page_and_recorded_on_the_profiles_once(hub: Hub
     assert consent["a@example.com"]["email"] == "subscribed"
     assert consent["a@example.com"]["sms"] == "unsubscribed"
     assert consent["b@example.com"]["email"] == "unsubscribed"
+    # the profile's time zone travels with its consent (location.timezone)
+    assert {s.timezone for s in rows(hub, Subscriber)} == {"Europe/Paris"}
     first = parse_qs(urlsplit(responses.calls[0].request.url).query)
     assert first["additional-fields[profile]"] == ["subscriptions"] and first["page[size]"] == ["100"]
     assert first["filter"][0].startswith("and(greater-than(updated,") and first["sort"] == ["updated"]

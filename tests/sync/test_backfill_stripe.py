@@ -15,6 +15,7 @@ import connectors
 from connectors.stripe import backfill as stripe_backfill
 from hub import backfill
 from hub.cli import cli
+from hub.kernel.errors import PermanentError
 from hub.kernel.events import event_id
 from hub.runtime import Hub
 from hub.store import Action, Attempt, Delivery, Event, Subscriber, Subscription, utcnow
@@ -136,6 +137,21 @@ def test_an_interrupted_backfill_resumes_after_the_last_recorded_page(stripe_hub
         backfill.Run(stripe_hub, connectors.get("stripe")).resume()
 
 
+def test_a_page_the_provider_refuses_stops_the_run_after_the_pages_read_before_it_are_recorded(
+        stripe_hub: Hub, stripe: FakeStripe) -> None:
+    expected = seed(stripe)
+    serve = stripe.api.script
+    stripe.api.script = lambda seen, n: (400, {}, b'{"error":{}}', 0.0) if n == 4 else serve(seen, n)
+    with pytest.raises(PermanentError, match="400"):  # read ahead of the recording, raised by the run
+        run(stripe_hub)
+    stored = rows(stripe_hub, BackfillRun)[0]
+    assert stored.status == "running" and stored.pages == 4  # the four pages before it are recorded
+    stripe.api.script = serve
+    resumed = backfill.Run(stripe_hub, connectors.get("stripe")).resume()
+    assert resumed.fetched == expected["records"] and resumed.recorded == expected["records"]
+    assert count(stripe_hub, Subscriber) == expected["subscribers"]
+
+
 def test_a_dry_run_counts_and_records_nothing(stripe_hub: Hub, stripe: FakeStripe) -> None:
     expected = seed(stripe)
     counts = run(stripe_hub, dry_run=True)
@@ -157,7 +173,7 @@ def test_the_command_prints_plain_progress_lines_and_the_totals(stripe_hub: Hub,
 
 
 @pytest.mark.parametrize("args, message", [
-    (["backfill", "shopify"], "no backfill for 'shopify'"),
+    (["backfill", "webhook"], "no backfill for 'webhook'"),
     (["backfill", "stripe", "--since", "soon"], "cannot parse duration"),
     (["backfill", "stripe", "--from", "yesterday"], "--from"),
     (["backfill", "stripe", "--since", "9d", "--from", "2025-01-01"], "not both"),

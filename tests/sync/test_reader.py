@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from datetime import datetime, timezone
 from typing import Callable
 
@@ -13,7 +14,7 @@ import connectors
 from connectors.stripe import backfill as st
 from hub import backfill
 from hub.kernel.errors import RetriableError
-from hub.outbound.ratelimit import RateLimiter
+from hub.outbound.ratelimit import MARGIN, RateLimiter
 from hub.runtime import Hub
 
 START = datetime(2026, 8, 1, tzinfo=timezone.utc)
@@ -74,3 +75,33 @@ def test_server_errors_are_retried_with_backoff_then_reported(reader: tuple[back
         r.page(events_phase(), START, END, None)
     assert len(responses.calls) == r.attempts
     assert slept[:3] == [0.5, 1.0, 2.0] and max(slept) == 30.0
+
+
+def test_the_reader_keeps_its_own_sends_a_window_apart_and_wider_after_a_429(
+        reader: tuple[backfill.Reader, list[float]]) -> None:
+    r, slept = reader
+    r._sent = {(2, 1.0): deque(maxlen=2)}
+    r._space()
+    r._space()
+    assert slept == []  # two sends fit a window of two
+    r._space()  # the third leaves a window (plus the margin) after the first, whatever the grants said
+    assert 0.9 < slept[-1] <= 1.0 * (1 + MARGIN)
+    r.slack = 0.05  # as after a 429
+    r._sent[(2, 1.0)].clear()
+    r._space()
+    r._space()
+    r._space()
+    assert slept[-1] > 1.0 * (1 + MARGIN) and slept[-1] <= 1.0 * (1 + MARGIN + 0.05)
+
+
+@responses.activate
+def test_a_429_widens_the_readers_spacing_up_to_a_tenth(reader: tuple[backfill.Reader, list[float]]) -> None:
+    r, _ = reader
+    r.sleep = lambda seconds: None  # the pause itself is shown above
+    r.windows = ((1000, 1.0),)
+    r._sent = {(1000, 1.0): deque(maxlen=1000)}
+    for _ in range(8):
+        responses.get(EVENTS, status=429, headers={"Retry-After": "0"}, json={"error": {}})
+    responses.get(EVENTS, json={"object": "list", "has_more": False, "data": []})
+    r.page(events_phase(), START, END, None)
+    assert r.throttled == 8 and r.slack == pytest.approx(0.1)

@@ -46,7 +46,7 @@ def test_orders_create_becomes_order_placed_with_money_in_minor_units() -> None:
     [event] = normalize("orders.create.json", "orders/create")
     assert event.type == "order.placed"
     assert event.provider == "shopify" and event.providertype == "orders/create"
-    assert event.providereventid == "evt-1"
+    assert event.providereventid == "5813467463858"  # an order is placed once: keyed on the order
     assert event.time == "2026-01-02T15:15:00Z"  # X-Shopify-Triggered-At
     assert event.subject == "7062102134962"
     subscriber = event.data["subscriber"]
@@ -216,12 +216,28 @@ def test_mandatory_compliance_topics() -> None:
 
 # -- identity of events, unknown and malformed payloads ---------------------------------------------
 def test_canonical_ids_follow_the_event_id_not_the_delivery() -> None:
-    first = normalize("orders.create.json", "orders/create", event_id="E", webhook_id="W1")
-    second = normalize("orders.create.json", "orders/create", event_id="E", webhook_id="W2")
-    other = normalize("orders.create.json", "orders/create", event_id="F", webhook_id="W3")
+    topic = "subscription_contracts/update"
+    first = normalize("subscription_contracts.update.json", topic, event_id="E", webhook_id="W1")
+    second = normalize("subscription_contracts.update.json", topic, event_id="E", webhook_id="W2")
+    other = normalize("subscription_contracts.update.json", topic, event_id="F", webhook_id="W3")
     assert [e.id for e in first] == [e.id for e in second] != [e.id for e in other]
-    no_event_id = normalize("orders.create.json", "orders/create", event_id=None, webhook_id="W9")
+    no_event_id = normalize("subscription_contracts.update.json", topic, event_id=None, webhook_id="W9")
     assert no_event_id[0].providereventid == "W9"
+
+
+@pytest.mark.parametrize("fixture_name, topic, object_id", [
+    ("orders.create.json", "orders/create", "5813467463858"),
+    ("orders.paid.json", "orders/paid", "5813467499001"),
+    ("customers.create.json", "customers/create", "7062102134962"),
+    ("subscription_contracts.create.json", "subscription_contracts/create", "24398905522"),
+    ("subscription_contracts.cancel.json", "subscription_contracts/cancel", "24398905522"),
+    ("subscription_billing_attempts.failure.json", "subscription_billing_attempts/failure", "91230002"),
+])
+def test_facts_that_happen_once_are_keyed_on_the_object_so_a_backfill_gives_the_same_event(
+        fixture_name: str, topic: str, object_id: str) -> None:
+    first = normalize(fixture_name, topic, event_id="E1", webhook_id="W1")
+    again = normalize(fixture_name, topic, event_id=None, webhook_id="W2")  # as hub backfill records it
+    assert first[0].providereventid == object_id and first[0].id == again[0].id
 
 
 def test_unprefixed_header_flavour_normalizes_the_same() -> None:
@@ -322,7 +338,8 @@ def test_hub_normalize_cli_for_shopify() -> None:
     assert result.exit_code == 0, result.output
     [line] = result.output.strip().splitlines()
     event = json.loads(line)
-    assert event["type"] == "order.paid" and event["providereventid"] == "cli-1"
+    assert event["type"] == "order.paid" and event["providereventid"] == "5813467499001"  # keyed on the order
+    assert event["data"]["meta"]["event_id"] == "cli-1"
     assert event["data"]["order"]["total"] == {"minor": 4980, "currency": "JPY"}
 
 
