@@ -81,8 +81,18 @@ class Console:
         from selenium.webdriver.support import expected_conditions
         from selenium.webdriver.support.wait import WebDriverWait
 
+        from selenium.common.exceptions import WebDriverException
+
         element.click()
-        WebDriverWait(self.driver, 30).until(expected_conditions.staleness_of(element))
+        gone = expected_conditions.staleness_of(element)
+
+        def replaced(driver: Any) -> bool:
+            try:
+                return gone(driver)
+            except WebDriverException:  # Chromium may answer "node does not belong to the document" mid-swap
+                return True
+
+        WebDriverWait(self.driver, 30).until(replaced)
 
     def sign_in(self, token: str = TOKEN) -> None:
         self.get("/login")
