@@ -33,6 +33,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/ratelimit.py
 	$(BIN)/python benchmarks/changes.py
 	$(BIN)/python benchmarks/console.py
+	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/backfill.py
+	$(BIN)/python benchmarks/restart.py
+	$(BIN)/python benchmarks/slow_clients.py
+	$(BIN)/python benchmarks/sandbox_budget.py
 	$(BIN)/python benchmarks/cli.py
 
 ## Photograph every console page into docs/screenshots/ (headless Chromium, installed when missing).
