@@ -40,6 +40,30 @@ def sequence(*replies: Reply) -> Script:
     return lambda seen, n: replies[min(n, len(replies) - 1)]
 
 
+class PerSecond:
+    """A script answering ``ok(request)`` to at most ``limit`` requests per wall-clock second and
+    ``refused`` (a 429) beyond it, as a vendor's rate limiter does (``limit = None``: no limit).
+    ``log`` keeps (arrival, status, ``label(request)``) for every request."""
+
+    def __init__(self, limit: int | None, ok: Callable[[Seen], Reply], refused: Reply,
+                 label: Callable[[Seen], str]):
+        self.limit, self.ok, self.refused, self.label = limit, ok, refused, label
+        self.log: list[tuple[float, int, str]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, seen: Seen, n: int) -> Reply:
+        second = int(seen.at)
+        with self._lock:
+            accepted = 0
+            for at, status, _ in reversed(self.log):  # arrivals may be logged a little out of order
+                if at < second - 1:
+                    break
+                accepted += int(at) == second and status != self.refused[0]
+            reply = self.refused if self.limit is not None and accepted >= self.limit else self.ok(seen)
+            self.log.append((seen.at, reply[0], self.label(seen)))
+        return reply
+
+
 @dataclass
 class MockApi:
     script: Script

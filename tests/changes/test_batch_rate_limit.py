@@ -13,9 +13,7 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from hub.store import Action, Attempt, Subscriber, Subscription, utcnow
 from tests.changes.support import PERIOD
 from tests.conftest import BASE_ENV
 from tests.helpers import count
-from tests.mockapi import wait_for
+from tests.mockapi import MockApi, PerSecond, Seen, wait_for
 
 ROWS = int(os.environ.get("HUB_BENCH_CHANGE_ROWS", "150"))
 WORKERS = int(os.environ.get("HUB_BENCH_CHANGE_WORKERS", "2"))
@@ -35,45 +33,18 @@ BASELINE = bool(os.environ.get("HUB_BENCH_CHANGE_BASELINE"))  # then the same ro
 LIMIT = RATE_LIMITS["default"][0]  # Stripe: 25 requests per second per endpoint
 
 
-class StripeAllowance:
-    """A Stripe stand-in for ``POST /v1/subscriptions/{id}``: at most ``LIMIT`` answers per wall-clock
-    second, 429 beyond it (as Stripe's rate limiter answers)."""
+def _subscription(seen: Seen) -> str:
+    return seen.path.rsplit("/", 1)[-1]
 
-    def __init__(self) -> None:
-        self.log: list[tuple[float, int, str]] = []  # (arrival, status, subscription id)
-        self.limit: int | None = LIMIT
-        lock, server = threading.Lock(), self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                now, sub = time.time(), self.path.rsplit("/", 1)[-1]
-                with lock:
-                    this_second = sum(1 for at, status, _ in server.log[-4 * LIMIT:]
-                                      if int(at) == int(now) and status == 200)
-                    status = 429 if server.limit is not None and this_second >= server.limit else 200
-                    server.log.append((now, status, sub))
-                reply = (b'{"id": "%s", "object": "subscription"}' % sub.encode() if status == 200 else
-                         b'{"error": {"type": "invalid_request_error", "code": "rate_limit"}}')
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def stripe_allowance() -> PerSecond:
+    """A Stripe stand-in's script for ``POST /v1/subscriptions/{id}``: at most ``LIMIT`` answers per
+    wall-clock second, 429 beyond it (as Stripe's rate limiter answers)."""
+    json_type = {"Content-Type": "application/json"}
+    return PerSecond(LIMIT, lambda seen: (200, json_type, b'{"id": "%s", "object": "subscription"}'
+                                          % _subscription(seen).encode(), 0.0),
+                     (429, json_type, b'{"error": {"type": "invalid_request_error", "code": "rate_limit"}}', 0.0),
+                     _subscription)
 
 
 def _seed(hub: Any, n: int) -> list[str]:
@@ -90,7 +61,7 @@ def _seed(hub: Any, n: int) -> list[str]:
     return ids
 
 
-def _env(hub: Any, api: "StripeAllowance", **extra: str) -> dict[str, str]:
+def _env(hub: Any, api: MockApi, **extra: str) -> dict[str, str]:
     """The environment of a hub process on the test's database and Redis."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update(BASE_ENV, HUB_DATABASE_URL=str(hub.settings["HUB_DATABASE_URL"]),
@@ -102,7 +73,7 @@ def _env(hub: Any, api: "StripeAllowance", **extra: str) -> dict[str, str]:
 class Workers:
     """``hub scheduler`` and ``n`` ``hub worker`` processes on the Stripe deliver queue, as deployed."""
 
-    def __init__(self, hub: Any, api: "StripeAllowance", n: int, **extra: str):
+    def __init__(self, hub: Any, api: MockApi, n: int, **extra: str):
         hub_bin, env = str(Path(sys.executable).parent / "hub"), _env(hub, api, **extra)
         self.procs = [subprocess.Popen([hub_bin, "scheduler"], env=env, stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)]
@@ -120,7 +91,7 @@ class Workers:
                 proc.wait(10)
 
 
-def _apply(hub: Any, api: StripeAllowance, path: Path, *options: str, **extra: str) -> subprocess.Popen:
+def _apply(hub: Any, api: MockApi, path: Path, *options: str, **extra: str) -> subprocess.Popen:
     """``hub changes apply`` in a process of its own."""
     return subprocess.Popen([str(Path(sys.executable).parent / "hub"), "changes", "apply", str(path), *options],
                             env=_env(hub, api, **extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -133,7 +104,8 @@ def _rate(log: list[tuple[float, int, str]]) -> float:
 
 @pytest.mark.slow
 def test_a_batch_at_the_providers_limit_reaches_it_once_per_row_and_resumes_with_only_the_rest(make_hub, tmp_path):
-    api = StripeAllowance()
+    limiter = stripe_allowance()
+    api = MockApi(limiter)
     hub = make_hub(HUB_STRIPE_API_KEY="sk_test_batch", HUB_STRIPE_API_URL=api.url)
     ids = _seed(hub, ROWS)
     path = tmp_path / "pauses.csv"
@@ -162,12 +134,12 @@ def test_a_batch_at_the_providers_limit_reaches_it_once_per_row_and_resumes_with
         assert re.search(rf"applied {ROWS - before} new change\(s\), {before} already present \(resumed\)", err), err
         results = (tmp_path / "pauses.results.csv").read_text().splitlines()
         assert len(results) == ROWS + 1 and sum(line.endswith(",True,") for line in results) == ROWS - before
-        accepted = collections.Counter(sub for _, status, sub in api.log if status == 200)
+        accepted = collections.Counter(sub for _, status, sub in limiter.log if status == 200)
         assert accepted == {sid: 1 for sid in ids}  # every row applied at the provider, once
-        refused = sum(1 for _, status, _ in api.log if status == 429)
+        refused = sum(1 for _, status, _ in limiter.log if status == 429)
         assert refused == 0 and count(hub, Attempt) == ROWS  # within the allowance: no 429, one attempt per row
-        rate = _rate(api.log)
-        per_second = collections.Counter(int(at) for at, status, _ in api.log if status == 200)
+        rate = _rate(limiter.log)
+        per_second = collections.Counter(int(at) for at, status, _ in limiter.log if status == 200)
         if SHOW_SECONDS:
             print("\nper second:", [per_second.get(s, 0) for s in range(min(per_second), max(per_second) + 1)])
         print(f"\n{ROWS} rows (interrupted after {before}, resumed: {ROWS - before} new), all planned in "
@@ -176,7 +148,7 @@ def test_a_batch_at_the_providers_limit_reaches_it_once_per_row_and_resumes_with
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
         if BASELINE:
             # the same path without a limit, in this run: how fast this machine can send at all just now
-            api.limit, mark = None, len(api.log)
+            limiter.limit, mark = None, len(limiter.log)
             path = tmp_path / "resumes.csv"
             path.write_text("subscription,change\n" + "".join(f"{sid},resume\n" for sid in ids))
             unlimited = {"HUB_STRIPE_RATE_LIMIT": "100000/1s"}
@@ -186,7 +158,7 @@ def test_a_batch_at_the_providers_limit_reaches_it_once_per_row_and_resumes_with
                 wait_for(lambda: count(hub, Action, Action.status == "done") == 2 * ROWS, timeout=600, interval=0.5)
             finally:
                 workers.close()
-            capacity = _rate(api.log[mark:])
+            capacity = _rate(limiter.log[mark:])
             print(f"baseline, no limit, same workers: {capacity:.1f}/s; the batch reached "
                   f"{rate / min(capacity, LIMIT):.1%} of min(allowance, baseline)")
     finally:

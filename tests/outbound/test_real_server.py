@@ -8,11 +8,7 @@
 from __future__ import annotations
 
 import collections
-import json
 import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
@@ -20,47 +16,15 @@ from hub import scheduler
 from hub.jobs import ThreadWorker, make_worker
 from hub.store import Action, Attempt
 from tests.helpers import count, rows
-from tests.mockapi import MockApi, always, wait_for
+from tests.mockapi import MockApi, PerSecond, always, wait_for
 from tests.outbound.support import FakeConnector, add_actions, register
 
 
-class FivePerSecond:
-    """An ActiveCampaign stand-in: at most 5 requests per wall-clock second, 429 beyond it."""
-
-    def __init__(self, limit: int = 5):
-        self.log: list[tuple[float, int, str]] = []  # (arrival, status, contact e-mail)
-        lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                now = time.time()
-                with lock:
-                    this_second = sum(1 for at, status, _ in server.log if int(at) == int(now) and status != 429)
-                    status = 429 if this_second >= limit else 201
-                    server.log.append((now, status, json.loads(body)["contact"]["email"]))
-                reply = b'{"contact":{"id":"1"}}' if status == 201 else b'{"message":"slow down"}'
-                self.send_response(status)
-                if status == 429:
-                    self.send_header("Retry-After", "1")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+def five_per_second() -> PerSecond:
+    """An ActiveCampaign stand-in's script: at most 5 requests per wall-clock second, 429 beyond it."""
+    return PerSecond(5, lambda seen: (201, {}, b'{"contact":{"id":"1"}}', 0.0),
+                     (429, {"Retry-After": "1"}, b'{"message":"slow down"}', 0.0),
+                     lambda seen: seen.json()["contact"]["email"])
 
 
 def _run_workers(hub, stop: threading.Event, queues: list[str], workers: int) -> list[threading.Thread]:
@@ -82,7 +46,8 @@ def _run_workers(hub, stop: threading.Event, queues: list[str], workers: int) ->
 
 @pytest.mark.slow
 def test_four_workers_stay_within_5_per_second_and_send_everything_once(make_hub):
-    api = FivePerSecond()
+    limiter = five_per_second()
+    api = MockApi(limiter)
     # the default scheduler interval (1 s): returns are timed by the scheduler's wake-ups, not polling
     hub = make_hub(HUB_ACTIVECAMPAIGN_API_TOKEN="ac-token", HUB_ACTIVECAMPAIGN_API_URL=api.url)
     ids = add_actions(hub, "activecampaign", "sync_contact", [{"email": f"p{i}@example.com"} for i in range(200)])
@@ -96,12 +61,12 @@ def test_four_workers_stay_within_5_per_second_and_send_everything_once(make_hub
         for t in threads:
             t.join(10)
         api.close()
-    statuses = collections.Counter(status for _, status, _ in api.log)
+    statuses = collections.Counter(status for _, status, _ in limiter.log)
     assert statuses == {201: 200}  # never a 429, and every action sent exactly once
-    assert len({email for _, _, email in api.log}) == 200
-    per_second = collections.Counter(int(at) for at, _, _ in api.log)
+    assert len({email for _, _, email in limiter.log}) == 200
+    per_second = collections.Counter(int(at) for at, _, _ in limiter.log)
     assert max(per_second.values()) <= 5
-    times = sorted(at for at, _, _ in api.log)
+    times = sorted(at for at, _, _ in limiter.log)
     rate = (len(times) - 1) / (times[-1] - times[0])
     gaps = sorted(round(b - a, 3) for a, b in zip(times, times[5:]))  # each request vs the 5th before it
     print(f"\nrate {rate:.2f}/s ({rate / 5:.0%} of the 5/s allowance) over {times[-1] - times[0]:.1f}s; 5-apart gaps median {gaps[len(gaps) // 2]}, "
