@@ -47,24 +47,15 @@ BILLING_ATTEMPT = """mutation subscriptionBillingAttemptCreate($subscriptionCont
     userErrors { field message code }
   }
 }"""
-PAUSE = """mutation subscriptionContractPause($subscriptionContractId: ID!) {
-  subscriptionContractPause(subscriptionContractId: $subscriptionContractId) {
-    contract { id status }
-    userErrors { field message code }
-  }
-}"""
-CANCEL = """mutation subscriptionContractCancel($subscriptionContractId: ID!) {
-  subscriptionContractCancel(subscriptionContractId: $subscriptionContractId) {
-    contract { id status }
-    userErrors { field message code }
-  }
-}"""
-ACTIVATE = """mutation subscriptionContractActivate($subscriptionContractId: ID!) {
-  subscriptionContractActivate(subscriptionContractId: $subscriptionContractId) {
-    contract { id status }
-    userErrors { field message code }
-  }
-}"""
+
+
+def _contract_mutation(name: str) -> str:
+    """``subscriptionContractPause`` / ``Cancel`` / ``Activate``: a contract id in, its status back."""
+    return (f"mutation {name}($subscriptionContractId: ID!) {{\n  {name}(subscriptionContractId: "
+            "$subscriptionContractId) {\n    contract { id status }\n    userErrors { field message code }\n  }\n}")
+
+
+PAUSE, CANCEL, ACTIVATE = (_contract_mutation(f"subscriptionContract{verb}") for verb in ("Pause", "Cancel", "Activate"))
 CONTRACT_STATUS = """query subscriptionContract($id: ID!) {
   subscriptionContract(id: $id) { id status }
 }"""
