@@ -52,7 +52,24 @@ def _one(q: dict[str, list[str]], name: str, default: Any = None) -> Any:
     return q[name][0] if name in q else default
 
 
-class FakeStripe:
+class Fake:
+    """A provider's API on 127.0.0.1: a real HTTP server answering through the subclass's ``script``."""
+
+    def __init__(self) -> None:
+        self.api = MockApi(self.script)
+
+    def script(self, seen: Seen, n: int) -> Reply:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def close(self) -> None:
+        self.api.close()
+
+
+class FakeStripe(Fake):
     """``/v1/events`` and the four list endpoints, newest first, ``starting_after`` paging."""
 
     def __init__(self, rate: RateLimit | None = None, latency: float = 0.0):
@@ -62,14 +79,7 @@ class FakeStripe:
         self.endpoints: dict[str, dict[str, Any]] = {}
         self.rate = rate
         self.latency = latency
-        self.api = MockApi(self.script)
-
-    @property
-    def url(self) -> str:
-        return self.api.url
-
-    def close(self) -> None:
-        self.api.close()
+        super().__init__()
 
     def script(self, seen: Seen, n: int) -> Reply:
         if self.rate is not None:
@@ -130,7 +140,7 @@ class FakeStripe:
         return 200, JSON, json.dumps(self.endpoints[eid]).encode(), 0.0
 
 
-class FakeChargebee:
+class FakeChargebee(Fake):
     """``/api/v2/events``, ``/customers``, ``/subscriptions``, ``/invoices``: offset paging."""
 
     FIELDS = {"events": ("event", "occurred_at"), "customers": ("customer", "created_at"),
@@ -138,14 +148,7 @@ class FakeChargebee:
 
     def __init__(self) -> None:
         self.lists: dict[str, list[dict[str, Any]]] = {name: [] for name in self.FIELDS}
-        self.api = MockApi(self.script)
-
-    @property
-    def url(self) -> str:
-        return self.api.url
-
-    def close(self) -> None:
-        self.api.close()
+        super().__init__()
 
     def script(self, seen: Seen, n: int) -> Reply:
         path, q = _query(seen)
@@ -165,7 +168,7 @@ class FakeChargebee:
         return 200, JSON, json.dumps(body).encode(), 0.0
 
 
-class FakeShopify:
+class FakeShopify(Fake):
     """Shopify's Admin GraphQL endpoint (``POST /admin/api/<version>/graphql.json``) for the backfill's
     four connections, oldest first with opaque cursors and the ``created_at`` search filter, and a
     query-cost bucket like Shopify's: each query asks for ``first`` points plus one (nested
@@ -182,14 +185,7 @@ class FakeShopify:
         self.throttled = 0
         self.queries: list[dict[str, Any]] = []  # every request body, parsed
         self.subscriptions: dict[str, dict[str, Any]] = {}  # webhook subscriptions by gid
-        self.api = MockApi(self.script)
-
-    @property
-    def url(self) -> str:
-        return self.api.url
-
-    def close(self) -> None:
-        self.api.close()
+        super().__init__()
 
     def _cost(self, requested: float) -> tuple[bool, dict[str, Any]]:
         now = time.monotonic()
@@ -265,7 +261,7 @@ class FakeShopify:
         return lo, hi
 
 
-class FakeKlaviyoWebhooks:
+class FakeKlaviyoWebhooks(Fake):
     """Klaviyo's Webhooks API: ``/api/webhooks/`` (GET list, POST create) and ``/api/webhooks/{id}/``
     (GET, PATCH), JSON:API, ``endpoint_url`` shown truncated as Klaviyo does, ``secret_key`` kept
     and never shown."""
@@ -273,14 +269,7 @@ class FakeKlaviyoWebhooks:
     def __init__(self) -> None:
         self.webhooks: dict[str, dict[str, Any]] = {}
         self.secrets: dict[str, str] = {}
-        self.api = MockApi(self.script)
-
-    @property
-    def url(self) -> str:
-        return self.api.url
-
-    def close(self) -> None:
-        self.api.close()
+        super().__init__()
 
     def _resource(self, wid: str) -> dict[str, Any]:
         hook = self.webhooks[wid]
