@@ -15,11 +15,11 @@ from sqlalchemy.orm import Session
 import connectors
 from connectors.base import RawDelivery
 from hub import jobs, logs, telemetry
+from hub.ingest import reconcile
 from hub.kernel.errors import PayloadError
 from hub.kernel.events import CanonicalEvent
 from hub.kernel.values import parse_time
 from hub.kpis import Rates
-from hub.ingest import reconcile
 from hub.outbound import outbox
 from hub.rules import StoreFacts, goals
 from hub.segments import config as segment_config
