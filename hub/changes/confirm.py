@@ -10,11 +10,13 @@ provider's own update for the change (or any later one) still applies over it.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Sequence
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from hub.changes.apply import RULE_ID
@@ -25,6 +27,9 @@ from hub.store import Action, Subscription, utcnow
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
+
+log = logging.getLogger(__name__)
+
 
 def record(hub: "Hub", session: Session, action_ids: Sequence[int], now: datetime | None = None) -> list[int]:
     """In the deliver worker's transaction: the events of the changes among ``action_ids`` that the
@@ -47,7 +52,13 @@ def record(hub: "Hub", session: Session, action_ids: Sequence[int], now: datetim
             providertype=f"{action.connector}.{action.name}", subject=part.get("customer_id"),
             data={"subscription": part, "subscriber": {"hub_id": sub.subscriber_id} if sub.subscriber_id else {},
                   "change": {"id": action.id, "change": action.step}})
-        due.extend(pipeline.record_events(hub, session, [event], origin="change", now=now))
+        try:
+            with session.begin_nested():  # a bug here must not lose the outcome the provider gave
+                due.extend(pipeline.record_events(hub, session, [event], origin="change", now=now))
+        except OperationalError:
+            raise
+        except Exception:  # the webhook will still bring the fact
+            log.exception("recording the event of change %s failed", action.id)
     return due
 
 

@@ -13,6 +13,7 @@ import responses
 
 from hub.store import Action, Event, Subscription
 from hub.web import create_app
+from tests.changes.support import subscription
 from tests.connectors.shopify.test_verify import shopify_headers
 from tests.connectors.stripe.test_pipeline import basic_header
 from tests.helpers import drain, rows, stripe_headers
@@ -174,3 +175,37 @@ def test_a_shopify_pause_is_an_event_at_once_reconciled_with_the_contract_webhoo
     post("subscription_contracts/pause", 2)
     check_pair(hub, "subscription.paused")
     assert fired(hub) == ["on-pause"] and rows(hub, Subscription)[0].status == "paused"
+
+
+@responses.activate
+def test_a_stripe_quantity_change_moves_the_mrr_at_once(make_hub, rules):
+    hub = make_hub(HUB_RULES_PATH=rules, HUB_KLAVIYO_API_KEY=None, HUB_STRIPE_API_KEY="sk_test_x",
+                   HUB_STRIPE_API_URL="https://stripe.test")
+    client = create_app(hub).test_client()
+    payload = json.loads((FIXTURES / "stripe" / "customer.subscription.created.json").read_text())
+    payload["created"], payload["data"]["object"]["status"] = int(time.time()), "active"
+    body = json.dumps(payload).encode()
+    assert client.post("/webhooks/stripe", data=body, headers=stripe_headers(body)).status_code == 200
+    drain(hub)
+    [before] = rows(hub, Subscription)
+    assert before.mrr_minor > 0 and before.quantity == 1
+    responses.get("https://stripe.test/v1/subscriptions/sub_Ann", json=payload["data"]["object"])  # its item's id
+    responses.post("https://stripe.test/v1/subscriptions/sub_Ann", json={"id": "sub_Ann", "object": "subscription"})
+    client.post("/api/subscriptions/sub_Ann/changes", json={"change": "change_quantity", "quantity": 3}, headers=AUTH)
+    drain(hub)
+    [changed] = events(hub, "subscription.changed")
+    assert changed.origin == "change" and changed.data["subscription"]["quantity"] == 3
+    [after] = rows(hub, Subscription)
+    assert (after.quantity, after.mrr_minor) == (3, before.mrr_minor * 3)
+    [mrr] = rows(hub, Event, Event.type == "mrr.changed", Event.time >= changed.time)
+    assert mrr.data["mrr"]["movement"] == "expansion" and mrr.data["mrr"]["delta"]["minor"] == before.mrr_minor * 2
+
+
+def test_a_dry_run_change_records_no_event(make_hub, rules):
+    hub = make_hub(HUB_RULES_PATH=rules, HUB_KLAVIYO_API_KEY=None)  # no Stripe key: the change runs dry
+    client = create_app(hub).test_client()
+    subscription(hub, "stripe", "sub_1", plan="basic", amount=3000)
+    client.post("/api/subscriptions/sub_1/changes", json={"change": "pause"}, headers=AUTH)
+    drain(hub)
+    assert rows(hub, Action)[0].status == "dry_run"
+    assert rows(hub, Event) == [] and fired(hub) == []
