@@ -49,8 +49,10 @@ class Hub:
         """Record the canonical events of the subscription changes among ``action_ids`` the provider
         just accepted (the deliver worker's transaction); the ids of the actions they planned."""
         from hub.changes import confirm
+        from hub.ingest import pipeline
 
-        return confirm.record(self, session, action_ids)
+        return confirm.record(session, action_ids, lambda events: pipeline.record_events(
+            self, session, events, origin="change"))
 
     def _connect_redis(self) -> Redis:
         if self.settings["HUB_REDIS_URL"]:

@@ -13,27 +13,25 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Callable, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from hub.changes.apply import RULE_ID
-from hub.ingest import pipeline
 from hub.kernel.events import CanonicalEvent, EventType
 from hub.kernel.values import exponent, rfc3339
 from hub.store import Action, Subscription, utcnow
 
-if TYPE_CHECKING:
-    from hub.runtime import Hub
-
 log = logging.getLogger(__name__)
 
 
-def record(hub: "Hub", session: Session, action_ids: Sequence[int], now: datetime | None = None) -> list[int]:
+def record(session: Session, action_ids: Sequence[int], record_events: Callable[[list[CanonicalEvent]], list[int]],
+           now: datetime | None = None) -> list[int]:
     """In the deliver worker's transaction: the events of the changes among ``action_ids`` that the
-    provider just accepted; returns the ids of the actions their rules planned."""
+    provider just accepted, recorded by ``record_events`` (the ingest path, origin ``change``: wired
+    in hub/runtime.py, the layer above both); returns the ids of the actions their rules planned."""
     now = now or utcnow()
     changes = session.execute(select(Action).where(Action.id.in_(list(action_ids)), Action.rule_id == RULE_ID)
                               .order_by(Action.id)).scalars().all()
@@ -54,7 +52,7 @@ def record(hub: "Hub", session: Session, action_ids: Sequence[int], now: datetim
                   "change": {"id": action.id, "change": action.step}})
         try:
             with session.begin_nested():  # a bug here must not lose the outcome the provider gave
-                due.extend(pipeline.record_events(hub, session, [event], origin="change", now=now))
+                due.extend(record_events([event]))
         except OperationalError:
             raise
         except Exception:  # the webhook will still bring the fact
