@@ -37,8 +37,10 @@ from tests.mockapi import MockApi, always  # noqa: E402
 RULES = ROOT / "tests" / "fixtures" / "rules" / "payment_failed_only.yaml"
 
 
-def signed_requests(n: int) -> list[tuple[bytes, dict[str, str]]]:
-    """Signed Stripe ``invoice.payment_failed`` webhooks, each for a new customer with an e-mail."""
+def signed_requests(n: int, kind: str = "payment") -> list[tuple[bytes, dict[str, str]]]:
+    """Signed Stripe ``invoice.payment_failed`` webhooks, each for a new customer with an e-mail; with
+    ``kind="pause"``, ``customer.subscription.updated`` pausing collection (a subscription event, which
+    also looks for the hub's own event of a change it made: hub/ingest/reconcile.py)."""
     import json
 
     from connectors.stripe.verify import header
@@ -46,10 +48,18 @@ def signed_requests(n: int) -> list[tuple[bytes, dict[str, str]]]:
     out, now = [], int(time.time())
     for _ in range(n):
         u = uuid.uuid4().hex[:12]
-        body = json.dumps({"id": f"evt_{u}", "object": "event", "type": "invoice.payment_failed", "created": now,
-                           "data": {"object": {"id": f"in_{u}", "object": "invoice", "customer": f"cus_{u}",
-                                               "customer_email": f"{u}@example.com", "currency": "usd",
-                                               "amount_due": 2900, "attempt_count": 1, "status": "open"}}}).encode()
+        obj = {"id": f"in_{u}", "object": "invoice", "customer": f"cus_{u}", "customer_email": f"{u}@example.com",
+               "currency": "usd", "amount_due": 2900, "attempt_count": 1, "status": "open"}
+        data: dict = {"object": obj}
+        if kind == "pause":
+            obj = {"id": f"sub_{u}", "object": "subscription", "customer": f"cus_{u}", "status": "active",
+                   "currency": "usd", "pause_collection": {"behavior": "void"},
+                   "items": {"data": [{"quantity": 1, "price": {"id": "price_1", "unit_amount": 2900,
+                                                                 "recurring": {"interval": "month"}}}]}}
+            data = {"object": obj, "previous_attributes": {"pause_collection": None}}
+        type_ = "customer.subscription.updated" if kind == "pause" else "invoice.payment_failed"
+        body = json.dumps({"id": f"evt_{u}", "object": "event", "type": type_, "created": now,
+                           "data": data}).encode()
         out.append((body, {"Stripe-Signature": header(body, SECRET, now), "Content-Type": "application/json"}))
     return out
 
@@ -100,7 +110,7 @@ def batch(port: int, api: MockApi, n: int) -> tuple[float, float, float]:
     return n / (last - start), first - start, last - start
 
 
-def queries_per_event(env: dict[str, str], n: int = 40) -> float:
+def queries_per_event(env: dict[str, str], n: int = 40, kind: str = "payment") -> float:
     """Statements ingest runs per delivery (new subscriber each, in the batches ``env`` sets),
     counted in this process."""
     from sqlalchemy import event, func, select
@@ -115,7 +125,7 @@ def queries_per_event(env: dict[str, str], n: int = 40) -> float:
     hub = Hub(load_settings(environ=env))
     use(hub)
     client = create_app(hub).test_client()
-    for body, headers in signed_requests(n):
+    for body, headers in signed_requests(n, kind):
         assert client.post("/webhooks/stripe", data=body, headers=headers).status_code == 200
     hub.relay.flush()
     counted = [0]
@@ -215,6 +225,9 @@ def run(args: argparse.Namespace, redis_url: str, db_url: str) -> None:
         batched = queries_per_event(env)
         print(f"  ingest SQL statements per event (new subscriber): {batched:.1f} in batches of "
               f"{env.get('HUB_INGEST_BATCH', 20)}, {one_by_one:.1f} one by one", flush=True)
+        paused = queries_per_event(env, kind="pause")
+        print(f"  ingest SQL statements per subscription event (collection paused, new subscriber): {paused:.1f} "
+              f"in batches of {env.get('HUB_INGEST_BATCH', 20)}", flush=True)
     finally:
         for p in procs:
             p.terminate()

@@ -45,6 +45,15 @@ class Hub:
             self._relay = Relay(self)
         return self._relay
 
+    def change_events(self, session: Any, action_ids: list[int]) -> list[int]:
+        """Record the canonical events of the subscription changes among ``action_ids`` the provider
+        just accepted (the deliver worker's transaction); the ids of the actions they planned."""
+        from hub.changes import confirm
+        from hub.ingest import pipeline
+
+        return confirm.record(session, action_ids, lambda events: pipeline.record_events(
+            self, session, events, origin="change"))
+
     def _connect_redis(self) -> Redis:
         if self.settings["HUB_REDIS_URL"]:
             return Redis.from_url(self.settings["HUB_REDIS_URL"], health_check_interval=30)

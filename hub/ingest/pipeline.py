@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 import connectors
 from connectors.base import RawDelivery
 from hub import jobs, logs, telemetry
+from hub.ingest import reconcile
 from hub.kernel.errors import PayloadError
 from hub.kernel.events import CanonicalEvent
 from hub.kernel.values import parse_time
@@ -138,7 +139,9 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
     """Store new events, apply them and plan their actions; return the new actions' ids.
 
     An event already stored (a replay or a duplicate delivery) is skipped entirely. ``now`` is the
-    planning clock (``hub rules simulate`` replays events at their own time).
+    planning clock (``hub rules simulate`` replays events at their own time). A change's event and
+    the provider's webhook for the same fact are reconciled (``reconcile.py``): the second is applied
+    to state but plans nothing.
     """
     planning = planning or planning_for(hub)
     weights = (planning.segments or segment_config.current(hub.settings["HUB_RULES_PATH"])).engagement
@@ -156,6 +159,7 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
         subscriber = identity.resolve_subscriber(session, event, weights)
         logs.bind(event_id=event.id, subscriber_id=subscriber.id if subscriber else None)
         applied = state.apply(session, event, subscriber)
+        confirmed = applied.subscription is not None and reconcile.pair(session, event, origin)
         privacy.after_apply(session, event, subscriber)  # a data request stores an export
         if subscriber is not None:
             session.execute(update(Event).where(Event.id == event.id).values(subscriber_id=subscriber.id))
@@ -163,6 +167,11 @@ def record_events(hub: "Hub", session: Session, events: Iterable[CanonicalEvent]
         derived, sync_ids = derive.update(hub, session, event, subscriber, applied, depth=_depth, now=now,
                                           planning=planning)
         due.extend(sync_ids)
+        if confirmed:  # its rules fired on the first of the pair
+            if derived:
+                due.extend(record_events(hub, session, derived, origin="derived", now=now, planning=planning,
+                                         _depth=_depth + 1))
+            continue
         subject = str(event.part("subscription").get("id") or (f"subscriber:{subscriber.id}" if subscriber
                                                                 else event.subject or event.id))
         facts = StoreFacts(session, subscriber.id if subscriber else None, subject)

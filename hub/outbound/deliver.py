@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 CLAIM_SIZE = 100  # actions claimed at once (also the largest batch a job can form)
 TIME_BUDGET = 10.0  # seconds a job keeps claiming more due work for its destination
+#: billing actions that may be a subscription change (hub/changes/confirm.py records its events)
+CHANGE_ACTIONS = frozenset({"pause_subscription", "resume_subscription", "cancel_subscription", "change_subscription"})
 
 
 # -- what a job works on --------------------------------------------------------------------------
@@ -193,6 +195,7 @@ def record(hub: "Hub", results: list[tuple[Item, Result]]) -> dict[int, str]:
     released: dict[str, list[int]] = {}
     finished: dict[tuple[str, int | None, str | None], list[int]] = {}  # one UPDATE per kind of end
     attempts: list[dict[str, Any]] = []
+    accepted: list[int] = []  # billing actions the provider took: a subscription change's events follow
     by_id = {item.id: item for item, _ in results}
     with hub.store.session() as session:
         for item, r in results:
@@ -210,6 +213,8 @@ def record(hub: "Hub", results: list[tuple[Item, Result]]) -> dict[int, str]:
                                       "last_error": r.error, "updated_at": now}
             if outcome in ("ok", "dry_run"):
                 values["status"] = ActionStatus.DRY_RUN if outcome == "dry_run" else ActionStatus.DONE
+                if outcome == "ok" and item.name in CHANGE_ACTIONS:
+                    accepted.append(item.id)
             elif outcome == "failed":
                 values["status"] = ActionStatus.FAILED
             elif item.attempt >= settings["HUB_RETRY_MAX_ATTEMPTS"]:
@@ -241,6 +246,9 @@ def record(hub: "Hub", results: list[tuple[Item, Result]]) -> dict[int, str]:
             outbox.hold(session, {i: w for i, w in holds.items() if reasons[i] == reason}, reason, now)
         for reason, ids in released.items():
             outbox.release(session, ids, reason, now)
+        # in the same transaction as their outcome: a change's events are recorded once, with it
+        claimed = outbox.claim_due(session, hub.change_events(session, accepted)) if accepted else []
+    outbox.enqueue_claimed(hub, claimed)
     for attempt in attempts:  # committed: count them
         item = by_id[attempt["action_id"]]
         telemetry.action_attempted(item.connector, item.name, attempt["outcome"], item.due_at)

@@ -69,6 +69,9 @@ class Event(Base):
         Index("ix_events_recorded", "recorded_at"),
         Index("ix_events_time", "time", "id"),  # the console's newest-first listing (keyset pages)
         Index("ix_events_delivery", "delivery_id"),  # a delivery's events
+        # the changes' own events, looked up by the provider's webhook for the same fact (hub/ingest/reconcile.py)
+        Index("ix_events_change", "provider", "type", "time", postgresql_where=text("origin = 'change'"),
+              sqlite_where=text("origin = 'change'")),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -79,7 +82,7 @@ class Event(Base):
     provider: Mapped[str] = mapped_column(String(40))
     provider_event_id: Mapped[str] = mapped_column(String(255))
     provider_type: Mapped[str] = mapped_column(String(120))
-    origin: Mapped[str] = mapped_column(String(16), default="provider")  # provider | derived | import
+    origin: Mapped[str] = mapped_column(String(16), default="provider")  # provider | derived | import | change
     data: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
     subscriber_id: Mapped[int | None] = mapped_column(ForeignKey("subscribers.id", ondelete="SET NULL"))
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -194,8 +194,11 @@ def _apply_subscription(session: Session, event: CanonicalEvent, subscriber: Sub
     for name in ("current_period_start", "current_period_end", "trial_end", "cancel_at", "cancelled_at"):
         if name in part:
             setattr(row, name, parse_time(part[name]) if part[name] else None)
-    row.data = part
-    row.version_time, row.version = when, version
+    if part.get("provisional"):  # a change the hub made (hub/changes/confirm.py): the provider's
+        row.data = {**(row.data or {}), **part}  # update for it, or any later one, still applies over it
+    else:
+        row.data = part
+        row.version_time, row.version = when, version
     row.updated_at = now
     applied.new_status = row.status
     if event.type == EventType.SUBSCRIPTION_CHANGED and not _provider_proration(event):
