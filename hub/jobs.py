@@ -302,6 +302,12 @@ def workers(redis: Redis) -> list[dict[str, Any]]:
             for w in Worker.all(connection=redis)]
 
 
+def forget(redis: Redis, job_id: str) -> None:
+    """Drop what Redis keeps of a job that will not run again (failed, or its worker killed), so a
+    new job may take its id."""
+    redis.delete(Job.key_for(job_id))
+
+
 def enqueue_once(redis: Redis, queue_name: str, func: str, arg: Any, job_id: str) -> bool:
     """A job that carries only an id; a second enqueue of the same job id is a no-op (False)."""
     try:

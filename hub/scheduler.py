@@ -17,6 +17,7 @@ from sqlalchemy import or_, select, update
 
 import connectors
 from hub import jobs
+from hub.changes import batch as change_batch
 from hub.outbound import outbox
 from hub.store import Action, Attempt, Delivery, utcnow
 from hub.store.models import ActionStatus, DeliveryStatus
@@ -72,6 +73,8 @@ def sweep(hub: "Hub", stranded_after: float | None = None) -> dict[str, int]:
 
     if lost or expired:
         outbox.dispatch(hub, lost + [a for a, _ in expired])
+    # 4. change batches being planned whose job vanished: run again, they plan only the rows left
+    counts["change_batches"] = change_batch.requeue_stranded(hub, stale)
     if any(counts.values()):
         log.warning("sweeper recovered stranded work: %s", counts)
     return counts

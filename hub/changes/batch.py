@@ -17,13 +17,14 @@ import csv
 import hashlib
 import io
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from marshmallow import ValidationError
 from sqlalchemy import func, select, update
 
+from hub import jobs
 from hub.changes import apply
 from hub.changes.preview import PreviewError, preview
 from hub.changes.request import ChangeRequest, problems
@@ -178,6 +179,26 @@ def create(hub: "Hub", name: str, rows: list[Row]) -> int:
         session.add_all([ChangeBatchRow(batch_id=batch.id, line=r.line, subscription=r.subscription,
                                         request=_stored(r.request), status=RowStatus.PENDING) for r in rows])
         return batch.id
+
+
+def enqueue(hub: "Hub", batch_id: int, *, again: bool = False) -> bool:
+    """The job that plans a stored batch (``hub.tasks.apply_change_batch``); ``again``: its earlier
+    job is gone (its worker killed, Redis flushed), so a new one takes its place."""
+    job_id = f"changes-batch-{batch_id}"
+    if again:
+        if jobs.job_alive(hub.redis, job_id):
+            return False
+        jobs.forget(hub.redis, job_id)
+    return jobs.enqueue_once(hub.redis, jobs.INGEST_QUEUE, "hub.tasks.apply_change_batch", batch_id, job_id)
+
+
+def requeue_stranded(hub: "Hub", older_than: datetime) -> int:
+    """Enqueue again the batches still being planned, untouched since ``older_than``, whose job is
+    gone (the sweeper calls this; a batch run again plans only its rows left). Returns how many."""
+    with hub.store.session() as session:
+        stuck = session.execute(select(ChangeBatch.id).where(ChangeBatch.status == BatchStatus.RUNNING,
+                                                             ChangeBatch.updated_at < older_than)).scalars().all()
+    return sum(enqueue(hub, batch_id, again=True) for batch_id in stuck)
 
 
 def run_stored(hub: "Hub", batch_id: int) -> str | None:

@@ -10,7 +10,6 @@ from flask import Blueprint, abort, current_app, jsonify, render_template_string
 from marshmallow import Schema, ValidationError, fields, validate
 from werkzeug.exceptions import HTTPException
 
-from hub import jobs
 from hub.changes import apply, batch, links
 from hub.changes.preview import PreviewError, describe, preview, provider_preview
 from hub.changes.request import CHANGES, ChangeRequest, problems
@@ -323,8 +322,7 @@ def create_batch(query: dict[str, Any], body: dict[str, Any]) -> Any:
                                             "change": row.request["change"], "preview": shown}
                                            for row, shown, _ in checked])
     batch_id = batch.create(hub, query["name"], rows)
-    jobs.enqueue_once(hub.redis, jobs.INGEST_QUEUE, "hub.tasks.apply_change_batch", batch_id,
-                      f"changes-batch-{batch_id}")
+    batch.enqueue(hub, batch_id)
     return jsonify(batch.view(hub, batch_id, with_rows=False)), 202
 
 

@@ -121,3 +121,18 @@ def test_unknown_batches_are_404(client):
     assert client.get("/api/changes/batches/99", headers=AUTH).status_code == 404
     assert client.post("/api/changes/batches/99/cancel", headers=AUTH).status_code == 404
     assert client.post("/api/changes/batches", headers=AUTH, json={"rows": []}).status_code == 400
+
+
+def test_a_batch_whose_job_vanished_is_planned_after_the_sweeper_enqueues_it_again(subs, client):
+    from hub import scheduler
+
+    text = "subscription,change\ncb_0,pause\ncb_1,pause\n"
+    made = client.post("/api/changes/batches?name=lost", headers={**AUTH, "Content-Type": "text/csv"}, data=text)
+    assert made.status_code == 202
+    subs.redis.flushdb()  # Redis lost the batch's job before a worker took it
+    assert scheduler.sweep(subs, stranded_after=0)["change_batches"] == 1
+    assert scheduler.sweep(subs, stranded_after=0)["change_batches"] == 0  # its new job is waiting
+    drain(subs)
+    shown = client.get(f"/api/changes/batches/{made.json['id']}", headers=AUTH).json
+    assert shown["status"] == "planned" and shown["rows"]["planned"] == 2
+    assert sorted(a.subject for a in rows(subs, Action)) == ["cb_0", "cb_1"]
