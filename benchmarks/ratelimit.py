@@ -20,4 +20,4 @@ if __name__ == "__main__":
     # The measurement is the real-server test's run with its figures printed (-s): one code path for
     # the assertion on outcomes (in `make test`) and the figure (here).
     sys.exit(pytest.main([str(ROOT / "tests/outbound/test_real_server.py"), "-q", "-s", "-p", "no:cacheprovider",
-                          "-k", "within_5_per_second", "--rootdir", str(ROOT)]))
+                          "-k", "5_per_second_limit", "--rootdir", str(ROOT)]))

@@ -190,7 +190,7 @@ def take_dead_started(redis: Redis, queue_names: Iterable[str]) -> list[str]:
             if job_alive(redis, job_id):
                 continue
             redis.zrem(registry.key, entry)
-            redis.delete(Job.key_for(job_id))
+            forget(redis, job_id)
             dead.append(job_id)
     return dead
 
